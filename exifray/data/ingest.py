@@ -1,0 +1,389 @@
+"""Ingest: CRAWL DIRs (and thesis, MIRFLICKR, folder layouts) → a DATASET DIR, with Ray Data.
+
+    exifray ingest data/crawl --out data/dataset --sizes 50,150 --labels super
+
+The driver lists and merges records (cheap, no decoding), fixes classes and splits, and cuts the
+records into shards sorted by photo id. Ray Data then runs one task per shard: each decodes its JPEGs
+once (Pillow draft mode, so a 4000 px photo is decoded at 1/8 scale when 150 px is all we need), parses
+EXIF, and writes `shards/part-NNNNN.parquet` itself. Tasks return only small summaries (counts,
+rejections, the train split's raw EXIF for the encoder), never pixels, so the driver stays light.
+Everything is written into a staging folder that replaces `--out` whole at the end: a crash leaves the
+old dataset (or none), never half of one. The same input gives the same dataset.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import time
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from exifray import __version__, schema
+from exifray.config import IngestConfig
+from exifray.data.sources import (EXIF_EMBEDDED, EXIF_FLICKR_JSON, EXIF_MIRFLICKR_TXT, Rejection, SourceRecord,
+                                  list_sources)
+from exifray.errors import DataError, ExifParseError
+from exifray.exif.encode import ExifEncoder
+from exifray.exif.parse import ExifReading, read_flickr_exif, read_jpeg_exif, read_mirflickr_exif
+from exifray.exif.tags import CATALOGUE, TAG_NAMES
+from exifray.fsutil import atomic_write_json, atomic_write_jsonl, staged_directory
+
+logger = logging.getLogger(__name__)
+
+CARD_VERSION = 1
+
+
+# --- labels and splits (driver side, pure) -----------------------------------------------------
+
+def split_for(photo_id: str, seed: int, fractions: tuple[float, float, float]) -> str:
+    """Deterministic split from photo id and seed alone: adding photos never moves existing ones."""
+    digest = hashlib.sha256(f"{seed}:{photo_id}".encode()).digest()
+    position = int.from_bytes(digest[:8], "big") / 2**64
+    if position < fractions[0]:
+        return "train"
+    return "val" if position < fractions[0] + fractions[1] else "test"
+
+
+def merge_records(records: list[SourceRecord]) -> tuple[list[SourceRecord], int]:
+    """One record per photo id; the same id from several label sets or inputs gets the union of labels
+    (the first record's files are used). Returns the records and how many duplicates were merged."""
+    merged: dict[str, SourceRecord] = {}
+    duplicates = 0
+    for record in records:
+        first = merged.get(record.photo_id)
+        if first is None:
+            merged[record.photo_id] = record
+            continue
+        duplicates += 1
+        merged[record.photo_id] = SourceRecord(first.photo_id, first.concepts | record.concepts, first.image_path,
+                                               first.exif_kind, first.exif_path, first.origin)
+    return sorted(merged.values(), key=lambda r: (len(r.photo_id), r.photo_id)), duplicates
+
+
+def classes_at_level(concepts: frozenset[tuple[str, str | None]], level: str) -> list[str]:
+    """Class names of one photo at `super` (indoor) or `sub` (indoor/kitchen) level."""
+    if level == "super":
+        return sorted({parent for parent, _ in concepts})
+    return sorted({f"{parent}/{child}" for parent, child in concepts if child})
+
+
+@dataclass
+class LabelPlan:
+    classes: list[str]
+    label_mode: str
+    labels: dict[str, list[str]]  # photo id → classes
+    hierarchy: dict[str, list[str]]
+    filtered: Counter[str] = field(default_factory=Counter)
+    rejections: list[Rejection] = field(default_factory=list)
+
+
+def plan_labels(records: list[SourceRecord], config: IngestConfig) -> LabelPlan:
+    hierarchy: dict[str, set[str]] = {}
+    for record in records:
+        for parent, child in record.concepts:
+            hierarchy.setdefault(parent, set())
+            if child:
+                hierarchy[parent].add(f"{parent}/{child}")
+    wanted = set(config.concepts)
+    unknown = wanted - set(hierarchy) - {sub for subs in hierarchy.values() for sub in subs}
+    if unknown:
+        raise DataError(f"--concepts names classes not in the input: {sorted(unknown)}; "
+                        f"known: {sorted(hierarchy) if config.label_level == 'super' else sorted(set().union(*hierarchy.values()))}")
+    filtered: Counter[str] = Counter()
+    labels: dict[str, list[str]] = {}
+    for record in records:
+        classes = classes_at_level(record.concepts, config.label_level)
+        if wanted:
+            classes = [c for c in classes if c in wanted]
+        if not classes:
+            filtered["no_sub_concept" if config.label_level == "sub" and not wanted else "concept_filter"] += 1
+            continue
+        labels[record.photo_id] = classes
+    multi = any(len(classes) > 1 for classes in labels.values())
+    mode = ("multi" if multi else "single") if config.label_mode == "auto" else config.label_mode
+    rejections = []
+    if mode == "single":
+        for photo_id in [p for p, classes in labels.items() if len(classes) > 1]:
+            rejections.append(Rejection("ambiguous_labels", f"{labels.pop(photo_id)} in single-label mode",
+                                        "labels", photo_id))
+    classes = sorted({c for cs in labels.values() for c in cs})
+    if not classes:
+        raise DataError("no labelled photos left after choosing the label level and concept filter")
+    return LabelPlan(classes, mode, labels, {k: sorted(v) for k, v in sorted(hierarchy.items())}, filtered, rejections)
+
+
+# --- decoding one record (worker side, pure) ---------------------------------------------------
+
+@dataclass
+class Decoded:
+    images: dict[int, bytes]
+    exif: ExifReading
+
+
+class Rejected(Exception):
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason, self.detail = reason, detail
+
+
+def decode_image(data: bytes, sizes: tuple[int, ...], max_pixels: int) -> dict[int, bytes]:
+    """JPEG bytes → {size: HWC uint8 RGB bytes}, decoded once at reduced scale, EXIF orientation applied."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    if not data:
+        raise Rejected("empty_file", "zero-byte image file")
+    if not data.startswith(b"\xff\xd8"):
+        raise Rejected("not_jpeg", f"not a JPEG (starts with {data[:8]!r})")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            width, height = image.size
+            if width * height > max_pixels:
+                raise Rejected("decompression_bomb", f"{width}x{height} = {width * height} pixels > {max_pixels}")
+            largest = max(sizes)
+            image.draft("RGB", (largest, largest))  # JPEG DCT scaling: decode at 1/2, 1/4 or 1/8 when enough
+            image.load()
+            image = ImageOps.exif_transpose(image).convert("RGB")
+    except Rejected:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise Rejected("decompression_bomb", str(exc)) from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise Rejected("corrupt_jpeg", f"{type(exc).__name__}: {exc}") from exc
+    return {size: np.asarray(image.resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8).tobytes()
+            for size in sizes}
+
+
+def read_record_exif(record: dict[str, Any], image_bytes: bytes) -> ExifReading:
+    kind, path = record["exif_kind"], record["exif_path"]
+    try:
+        if kind == EXIF_EMBEDDED:
+            return read_jpeg_exif(image_bytes)
+        data = Path(path).read_bytes()
+        if kind == EXIF_FLICKR_JSON:
+            return read_flickr_exif(data)
+        if kind == EXIF_MIRFLICKR_TXT:
+            return read_mirflickr_exif(data)
+    except ExifParseError as exc:
+        raise Rejected("bad_exif", str(exc)) from exc
+    except OSError as exc:
+        raise Rejected("unreadable_exif", f"{type(exc).__name__}: {exc}") from exc
+    raise Rejected("bad_exif", f"unknown EXIF source kind {kind!r}")
+
+
+def decode_record(record: dict[str, Any], sizes: tuple[int, ...], max_pixels: int, max_bytes: int) -> Decoded:
+    path = Path(record["image_path"])
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise Rejected("file_too_large", f"{size} bytes > {max_bytes}")
+        data = path.read_bytes()
+    except OSError as exc:
+        raise Rejected("unreadable_image", f"{type(exc).__name__}: {exc}") from exc
+    images = decode_image(data, sizes, max_pixels)
+    return Decoded(images, read_record_exif(record, data))
+
+
+# --- one shard (a Ray Data task) ---------------------------------------------------------------
+
+def _shard_schema(sizes: tuple[int, ...]) -> Any:
+    import pyarrow as pa
+
+    fields = [pa.field(schema.COL_PHOTO_ID, pa.string()), pa.field(schema.COL_LABELS, pa.list_(pa.string())),
+              pa.field(schema.COL_SPLIT, pa.string())]
+    fields += [pa.field(schema.image_column(size), pa.binary()) for size in sizes]
+    fields += [pa.field(schema.exif_column(tag), pa.float64()) for tag in TAG_NAMES]
+    return pa.schema(fields, metadata={b"exifray.image_layout": b"HWC uint8 RGB, row-major bytes"})
+
+
+def process_shard(shard: dict[str, Any]) -> dict[str, Any]:
+    """Decode, parse and write one shard; returns a JSON summary (no pixels)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sizes = tuple(shard["sizes"])
+    columns: dict[str, list[Any]] = {name: [] for name in _shard_schema(sizes).names}
+    rejections, unparsed, train_exif = [], Counter(), {tag: [] for tag in TAG_NAMES}
+    for record in json.loads(shard["records"]):
+        try:
+            decoded = decode_record(record, sizes, shard["max_pixels"], shard["max_bytes"])
+        except Rejected as exc:
+            rejections.append(Rejection(exc.reason, exc.detail, record["origin"], record["photo_id"],
+                                        record["image_path"]).to_json())
+            continue
+        values = decoded.exif.as_floats()
+        unparsed.update(decoded.exif.unparsed)
+        columns[schema.COL_PHOTO_ID].append(record["photo_id"])
+        columns[schema.COL_LABELS].append(record["labels"])
+        columns[schema.COL_SPLIT].append(record["split"])
+        for size in sizes:
+            columns[schema.image_column(size)].append(decoded.images[size])
+        for tag in TAG_NAMES:
+            columns[schema.exif_column(tag)].append(values[tag])
+            if record["split"] == "train":
+                train_exif[tag].append(values[tag])
+    table = pa.table(columns, schema=_shard_schema(sizes))
+    if table.num_rows:
+        pq.write_table(table, shard["path"], compression="zstd")
+    return {"summary": json.dumps({"shard": shard["index"], "rows": table.num_rows, "rejections": rejections,
+                                   "unparsed": dict(unparsed), "train_exif": train_exif,
+                                   "nulls": {tag: int(table[schema.exif_column(tag)].null_count)
+                                               for tag in TAG_NAMES} if table.num_rows else {},
+                                   "splits": Counter(columns[schema.COL_SPLIT]),
+                                   "class_counts": _class_counts(columns)})}
+
+
+def _class_counts(columns: dict[str, list[Any]]) -> dict[str, dict[str, int]]:
+    counts: dict[str, Counter[str]] = {}
+    for labels, split in zip(columns[schema.COL_LABELS], columns[schema.COL_SPLIT], strict=True):
+        counts.setdefault(split, Counter()).update(labels)
+    return {split: dict(counter) for split, counter in counts.items()}
+
+
+# --- the whole ingest --------------------------------------------------------------------------
+
+@dataclass
+class IngestSummary:
+    out: str
+    photos: int
+    quarantined: int
+    merged_duplicates: int
+    filtered: dict[str, int]
+    by_reason: dict[str, int]
+    seconds: float
+    listed: int
+
+    @property
+    def photos_per_second(self) -> float:
+        return self.listed / self.seconds if self.seconds > 0 else float("nan")
+
+    def line(self) -> str:
+        reasons = ", ".join(f"{k}={v}" for k, v in sorted(self.by_reason.items())) or "none"
+        filtered = ", ".join(f"{k}={v}" for k, v in sorted(self.filtered.items())) or "none"
+        return (f"ingest: {self.photos} photos written, {self.quarantined} quarantined ({reasons}), "
+                f"{self.merged_duplicates} duplicate ids merged, filtered: {filtered}; {self.listed} listed in "
+                f"{self.seconds:.1f} s ({self.photos_per_second:.1f} photos/s) → {self.out}")
+
+
+def _init_ray(config: IngestConfig) -> bool:
+    """Start (or join) Ray; returns True when this call started it and so should shut it down."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    ray.init(address=config.address, num_cpus=config.num_cpus if config.address is None else None,
+             include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    return True
+
+
+def run_ingest(config: IngestConfig) -> IngestSummary:
+    import ray
+
+    started = time.perf_counter()
+    records, rejections = [], []
+    formats = {}
+    for root in config.inputs:
+        listing = list_sources(root, config.input_format)
+        records += listing.records
+        rejections += listing.rejections
+        formats[root] = listing.records[0].origin.split(":", 1)[0] if listing.records else config.input_format
+    listed = len(records)
+    records, duplicates = merge_records(records)
+    plan = plan_labels(records, config)
+    rejections += plan.rejections
+    kept = [r for r in records if r.photo_id in plan.labels]
+    shards = [kept[i:i + config.shard_size] for i in range(0, len(kept), config.shard_size)]
+    owns_ray = _init_ray(config)
+    try:
+        with staged_directory(config.out) as staging:
+            (staging / schema.SHARDS_DIR).mkdir()
+            items = [{"index": i, "sizes": list(config.sizes), "max_pixels": config.max_pixels,
+                      "max_bytes": config.max_file_bytes,
+                      "path": str(staging / schema.SHARDS_DIR / f"part-{i:05d}.parquet"),
+                      "records": json.dumps([_record_payload(r, plan, config) for r in shard])}
+                     for i, shard in enumerate(shards)]
+            dataset = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
+            summaries = [json.loads(row["summary"]) for row in dataset.map(process_shard).take_all()]
+            summaries.sort(key=lambda s: s["shard"])
+            for summary in summaries:
+                rejections += [Rejection(**r) for r in summary["rejections"]]
+            if not any(s["rows"] for s in summaries):
+                raise DataError(f"no photo could be ingested from {list(config.inputs)}; "
+                                f"quarantine reasons: {dict(Counter(r.reason for r in rejections))}")
+            card = build_card(config, plan, summaries, rejections, formats, duplicates, listed)
+            atomic_write_json(staging / schema.DATASET_CARD, card)
+            atomic_write_jsonl(staging / schema.QUARANTINE_FILE, (r.to_json() for r in rejections))
+    finally:
+        if owns_ray:
+            ray.shutdown()
+    summary = IngestSummary(config.out, sum(s["rows"] for s in summaries), len(rejections), duplicates,
+                            dict(plan.filtered), dict(Counter(r.reason for r in rejections)),
+                            time.perf_counter() - started, listed)
+    logger.info(summary.line())
+    return summary
+
+
+def _record_payload(record: SourceRecord, plan: LabelPlan, config: IngestConfig) -> dict[str, Any]:
+    return {"photo_id": record.photo_id, "labels": plan.labels[record.photo_id],
+            "split": split_for(record.photo_id, config.seed, config.split_fractions),
+            "image_path": record.image_path, "exif_kind": record.exif_kind, "exif_path": record.exif_path,
+            "origin": record.origin}
+
+
+def build_card(config: IngestConfig, plan: LabelPlan, summaries: list[dict[str, Any]],
+               rejections: list[Rejection], formats: dict[str, str], duplicates: int, listed: int) -> dict[str, Any]:
+    """The dataset card: classes, splits and counts, EXIF coverage, and the train-only encoder fit."""
+    counts: dict[str, Counter[str]] = {split: Counter() for split in schema.SPLITS}
+    split_sizes: Counter[str] = Counter()
+    nulls: Counter[str] = Counter()
+    train_exif: dict[str, list[float | None]] = {tag: [] for tag in TAG_NAMES}
+    unparsed: Counter[str] = Counter()
+    for summary in summaries:
+        split_sizes.update(summary["splits"])
+        nulls.update(summary["nulls"])
+        unparsed.update(summary["unparsed"])
+        for split, class_counts in summary["class_counts"].items():
+            counts[split].update(class_counts)
+        for tag in TAG_NAMES:
+            train_exif[tag] += summary["train_exif"][tag]
+    total = sum(split_sizes.values())
+    encoder = ExifEncoder.fit(train_exif)  # train split only: val/test statistics never leak in
+    return {
+        "version": CARD_VERSION,
+        "created_by": f"exifray {__version__}",
+        "inputs": [{"path": str(Path(p).resolve()), "format": formats[p]} for p in config.inputs],
+        "label_level": config.label_level,
+        "label_mode": plan.label_mode,
+        "classes": plan.classes,
+        "hierarchy": plan.hierarchy,
+        "concept_filter": list(config.concepts),
+        "splits": {"fractions": dict(zip(schema.SPLITS, config.split_fractions, strict=True)), "seed": config.seed,
+                   "sizes": {split: split_sizes.get(split, 0) for split in schema.SPLITS}},
+        "counts": {split: {c: counts[split].get(c, 0) for c in plan.classes} for split in schema.SPLITS},
+        "photos": total,
+        "image_sizes": list(config.sizes),
+        "image_columns": {schema.image_column(s): {"shape": [s, s, 3], "dtype": "uint8", "layout": "HWC"}
+                          for s in config.sizes},
+        "exif": {
+            "tags": [{"name": spec.name, "kind": spec.kind.value, "aliases": list(spec.aliases),
+                      "column": schema.exif_column(spec.name),
+                      "coverage": round(1 - nulls.get(spec.name, 0) / total, 4) if total else 0.0,
+                      "unparsed_values": unparsed.get(spec.name, 0)} for spec in CATALOGUE],
+            "encoder": encoder.to_dict(),
+            "encoder_fitted_on": "train",
+        },
+        "quarantine": {"total": len(rejections), "by_reason": dict(Counter(r.reason for r in rejections))},
+        "filtered": dict(plan.filtered),
+        "merged_duplicate_ids": duplicates,
+        "listed": listed,
+        "source": {"shards": sum(1 for s in summaries if s["rows"]), "shard_size": config.shard_size},
+    }
