@@ -1,0 +1,120 @@
+"""Reading a DATASET DIR into arrays for training (pyarrow only: no Ray, no TensorFlow).
+
+    arrays = load_arrays("data/dataset", image_size=50)
+
+The sweep loads these once and puts them in the Ray object store; `exifray train` loads them directly.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from exifray import schema
+from exifray.errors import ConfigError, DataError, InputNotFoundError
+from exifray.exif.encode import ExifEncoder
+from exifray.exif.tags import TAG_NAMES
+
+
+def read_card(dataset_dir: str | Path) -> dict[str, Any]:
+    root = Path(dataset_dir)
+    card_path = root / schema.DATASET_CARD
+    if not root.exists():
+        raise InputNotFoundError(f"dataset directory does not exist: {root}")
+    if not card_path.is_file():
+        raise DataError(f"not a dataset dir (no {schema.DATASET_CARD}): {root}; create one with `exifray ingest`")
+    try:
+        return json.loads(card_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{card_path} is not valid JSON: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class SplitArrays:
+    photo_ids: np.ndarray  # (n,) str
+    images: np.ndarray | None  # (n, s, s, 3) uint8, None when no image size was asked for
+    exif_raw: np.ndarray  # (n, len(TAG_NAMES)) float64, NaN = missing
+    targets: np.ndarray  # (n, classes) float32: one-hot (single-label) or multi-hot
+
+    def __len__(self) -> int:
+        return len(self.photo_ids)
+
+    def exif_columns(self) -> dict[str, np.ndarray]:
+        return {tag: self.exif_raw[:, i] for i, tag in enumerate(TAG_NAMES)}
+
+
+@dataclass(frozen=True)
+class DatasetArrays:
+    card: dict[str, Any]
+    image_size: int | None
+    train: SplitArrays
+    val: SplitArrays
+    test: SplitArrays
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.card["classes"])
+
+    @property
+    def multi_label(self) -> bool:
+        return self.card["label_mode"] == "multi"
+
+    @property
+    def encoder(self) -> ExifEncoder:
+        return ExifEncoder.from_dict(self.card["exif"]["encoder"])
+
+    @property
+    def nbytes(self) -> int:
+        return sum(getattr(s, name).nbytes for s in (self.train, self.val, self.test)
+                   for name in ("images", "exif_raw", "targets") if getattr(s, name) is not None)
+
+
+def load_arrays(dataset_dir: str | Path, image_size: int | None, splits: Sequence[str] = schema.SPLITS
+                ) -> DatasetArrays:
+    """All requested splits as numpy arrays; `image_size=None` skips pixels (EXIF-only training)."""
+    import pyarrow.parquet as pq
+
+    card = read_card(dataset_dir)
+    if image_size is not None and image_size not in card["image_sizes"]:
+        raise ConfigError(f"image_size {image_size} is not in the dataset; it has sizes {card['image_sizes']} "
+                          f"(re-run `exifray ingest --sizes`)")
+    shard_paths = sorted((Path(dataset_dir) / schema.SHARDS_DIR).glob("part-*.parquet"))
+    if not shard_paths:
+        raise DataError(f"dataset {dataset_dir} has no shards/part-*.parquet files")
+    columns = [schema.COL_PHOTO_ID, schema.COL_LABELS, schema.COL_SPLIT, *(schema.exif_column(t) for t in TAG_NAMES)]
+    if image_size is not None:
+        columns.append(schema.image_column(image_size))
+    table = pq.ParquetDataset(shard_paths).read(columns=columns)
+    class_index = {name: i for i, name in enumerate(card["classes"])}
+    split_column = np.asarray(table[schema.COL_SPLIT].to_pylist())
+    result = {}
+    for split in schema.SPLITS:
+        rows = np.flatnonzero(split_column == split)
+        result[split] = _split_arrays(table.take(rows), class_index, image_size) if split in splits \
+            else _empty(len(class_index), image_size)
+    return DatasetArrays(card, image_size, result["train"], result["val"], result["test"])
+
+
+def _split_arrays(table: Any, class_index: dict[str, int], image_size: int | None) -> SplitArrays:
+    n = table.num_rows
+    targets = np.zeros((n, len(class_index)), dtype=np.float32)
+    for row, labels in enumerate(table[schema.COL_LABELS].to_pylist()):
+        for label in labels:
+            targets[row, class_index[label]] = 1.0
+    exif = np.column_stack([table[schema.exif_column(t)].to_numpy(zero_copy_only=False).astype(np.float64)
+                            for t in TAG_NAMES]) if n else np.zeros((0, len(TAG_NAMES)))
+    images = None
+    if image_size is not None:
+        blob = b"".join(table[schema.image_column(image_size)].to_pylist())
+        images = np.frombuffer(blob, dtype=np.uint8).reshape(n, image_size, image_size, 3).copy()
+    return SplitArrays(np.asarray(table[schema.COL_PHOTO_ID].to_pylist(), dtype=object), images, exif, targets)
+
+
+def _empty(classes: int, image_size: int | None) -> SplitArrays:
+    images = np.zeros((0, image_size, image_size, 3), np.uint8) if image_size else None
+    return SplitArrays(np.zeros(0, dtype=object), images, np.zeros((0, len(TAG_NAMES))), np.zeros((0, classes), np.float32))
