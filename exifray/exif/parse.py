@@ -89,19 +89,22 @@ def _load_json(body: Mapping[str, Any] | str | bytes) -> Mapping[str, Any]:
 # --- MIRFLICKR exif{N}.txt --------------------------------------------------------------------
 
 def read_mirflickr_exif(text: str | bytes) -> ExifReading:
-    """Parse MIRFLICKR's alternating `-Tag Name` / value lines; unknown tags are skipped."""
+    """Parse MIRFLICKR's strictly alternating `-Tag Name` / value lines; unknown tags are skipped."""
     if isinstance(text, bytes):
         text = text.decode("utf-8", errors="replace")
     reading = ExifReading()
     lines = text.splitlines()
-    for index, line in enumerate(lines):
-        if not line.startswith("-"):
+    index = 0
+    while index < len(lines):
+        line = lines[index]
+        if not line.startswith("-"):  # out of step (a stray line): resynchronise on the next tag line
+            index += 1
             continue
+        value = lines[index + 1] if index + 1 < len(lines) else ""  # values may start with "-" (-2/3 EV)
         spec = lookup(line[1:])
-        if spec is None:
-            continue
-        value = lines[index + 1] if index + 1 < len(lines) and not lines[index + 1].startswith("-") else ""
-        reading.add(spec, value)
+        if spec is not None:
+            reading.add(spec, value)
+        index += 2
     return reading
 
 
@@ -156,15 +159,21 @@ def read_exif_file(path: str | os.PathLike[str]) -> ExifReading:
     raise ExifParseError("neither a JPEG, a Flickr getExif JSON body nor a MIRFLICKR exif txt")
 
 
-EXIF_SUFFIXES = (".jpg", ".jpeg", ".json", ".txt")
+EXIF_SUFFIXES = (".jpg", ".jpeg", ".json")
+
+
+def _is_exif_file(path: Path) -> bool:
+    """In folders: JPEGs, getExif JSON bodies and MIRFLICKR `exif{N}.txt` (not every text file)."""
+    name = path.name.lower()
+    return path.suffix.lower() in EXIF_SUFFIXES or (name.startswith("exif") and name.endswith(".txt"))
 
 
 def iter_exif_paths(paths: Iterable[str | os.PathLike[str]]) -> Iterable[Path]:
-    """Files as given, and the JPEG/JSON/txt files inside folders (sorted, recursive)."""
+    """Files as given, and the EXIF-bearing files inside folders (sorted, recursive)."""
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            yield from sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in EXIF_SUFFIXES)
+            yield from sorted(p for p in path.rglob("*") if p.is_file() and _is_exif_file(p))
         else:
             yield path
 

@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def ray_local() -> Iterator[None]:
+    """One in-process Ray with 2 CPUs for the whole session (ingest joins it instead of starting one)."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def small_dataset(tmp_path_factory: pytest.TempPathFactory, ray_local: None) -> Path:
+    """A 240-photo synthetic indoor/outdoor dataset at 32 px, shared by the training tests."""
+    from exifray.config import IngestConfig
+    from exifray.data.ingest import run_ingest
+    from exifray.data.synth import SynthConfig, generate
+
+    root = tmp_path_factory.mktemp("small")
+    generate(root / "crawl", SynthConfig(photos=240, seed=3, image_size=48))
+    run_ingest(IngestConfig(inputs=(str(root / "crawl"),), out=str(root / "dataset"), sizes=(32,), shard_size=100))
+    return root / "dataset"
