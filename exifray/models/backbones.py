@@ -32,7 +32,7 @@ def _conv_stack(widths: tuple[int, ...], name: str) -> Any:
         for index, width in enumerate(widths):
             x = layers.Conv2D(width, 3, strides=2 if index < 3 else 1, padding="same", use_bias=False,
                               name=f"conv{index}")(x)
-            x = layers.BatchNormalization(name=f"bn{index}")(x)
+            x = layers.BatchNormalization(momentum=0.9, name=f"bn{index}")(x)  # few steps per epoch
             x = layers.ReLU(name=f"relu{index}")(x)
         model = keras.Model(inputs, x, name=name)
         if weights is not None:

@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+import pytest
+
+from exifray.errors import ConfigError, UnknownNameError
+from exifray.models.registry import BackboneSpec, get_backbone_spec, is_backbone, list_backbones, register_backbone
+
+
+def test_registry_has_the_designed_backbones() -> None:
+    names = set(list_backbones())
+    assert {f"EfficientNetB{i}" for i in range(8)} | {"MobileNetV2", "ResNet50V2", "ResNet101V2", "ResNet152V2",
+                                                      "SmallCNN", "TestTinyCNN", "TestTinyMobileNet"} == names
+    assert "TestTinyCNN" not in list_backbones(include_test=False)
+
+
+def test_names_are_matched_loosely_and_specs_carry_preprocessing() -> None:
+    assert is_backbone("efficientnet_b4") and is_backbone("resnet50v2")
+    spec = get_backbone_spec("mobilenet-v2")
+    assert spec.name == "MobileNetV2" and spec.preprocessing == "tf" and spec.default_image_size == 224
+    assert get_backbone_spec("EfficientNetB4").default_image_size == 380
+
+
+def test_unknown_backbone_lists_close_matches() -> None:
+    with pytest.raises(UnknownNameError, match="did you mean EfficientNetB7"):
+        get_backbone_spec("EfficientNetB9x")
+
+
+def test_register_rejects_duplicates_and_unknown_preprocessing() -> None:
+    with pytest.raises(ConfigError, match="already registered"):
+        register_backbone(BackboneSpec("MobileNetV2", "x", 32, 8, "tf", builder=lambda **_: None))
+    with pytest.raises(ConfigError, match="preprocessing"):
+        register_backbone(BackboneSpec("Other", "x", 32, 8, "caffe", builder=lambda **_: None))
