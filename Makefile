@@ -1,0 +1,43 @@
+# make demo: set everything up and run the main job on synthetic data (local Ray, in-process).
+# make test: set everything up and run the whole test suite (unit, integration, slow tiers).
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO := demo-out
+
+.PHONY: demo test test-unit test-integration test-slow install clean
+
+$(BIN)/python:
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (Python 3.11) on PATH, or make PYTHON=..."; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+
+# Reinstall only when pyproject.toml changed (the stamp is older than it).
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest tests -q -p no:cacheprovider --timeout=900
+
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest tests -q -m unit
+
+test-integration: $(STAMP)
+	$(BIN)/python -m pytest tests -q -m integration
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest tests -q -m slow
+
+demo: $(STAMP)
+	$(BIN)/exifray synth $(DEMO)/crawl --scenario indoor_outdoor --photos 2000 --seed 0
+	$(BIN)/exifray ingest $(DEMO)/crawl --out $(DEMO)/dataset --sizes 32
+	$(BIN)/exifray train --data $(DEMO)/dataset --out $(DEMO)/fusion --modality fusion --backbone TestTinyCNN \
+		--image-size 32 --epochs 40 --patience 8
+	@echo "demo: trained model, metrics.json and history.jsonl are in $(DEMO)/fusion"
+
+clean:
+	rm -rf $(DEMO) .pytest_cache
