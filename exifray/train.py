@@ -24,7 +24,7 @@ import numpy as np
 
 from exifray import schema
 from exifray.config import TrialConfig
-from exifray.data.dataset import DatasetArrays, SplitArrays, load_arrays
+from exifray.data.dataset import DatasetArrays, SplitArrays, load_arrays, read_card
 from exifray.errors import ConfigError, ExifrayError
 from exifray.exif.encode import ExifEncoder
 from exifray.fsutil import atomic_write_json, atomic_write_jsonl
@@ -174,18 +174,22 @@ def run_trial(config: TrialConfig, data: DatasetArrays | str | Path, *, report: 
     """Train and evaluate one configuration; `data` is a loaded dataset or a DATASET DIR path."""
     from exifray.emissions import TrialEmissions
     from exifray.models.finetune import freeze, unfreeze_top
-    from exifray.models.fusion import build_model
 
-    configure_tensorflow(config.threads)
+    from exifray.models.fusion import build_model, resolve_weights
+    from exifray.models.registry import get_backbone_spec
+
+    # Everything a user can get wrong is checked before TensorFlow loads (it is slow and noisy to start).
     if not isinstance(data, DatasetArrays):
-        card_sizes = load_arrays(data, None, splits=()).card
-        data = load_arrays(data, resolve_image_size(config, card_sizes))
+        data = load_arrays(data, resolve_image_size(config, read_card(data)))
     image_size = resolve_image_size(config, data.card)
     if config.uses_image and data.image_size != image_size:
         raise ConfigError(f"the loaded arrays hold {data.image_size} px images, the trial wants {image_size}")
     if len(data.train) == 0 or len(data.val) == 0:
         raise ConfigError(f"the dataset needs train and val photos, has {len(data.train)} / {len(data.val)}")
+    if config.uses_image:
+        resolve_weights(config.weights, get_backbone_spec(config.backbone))
     encoder = data.encoder.subset(config.exif_tags)
+    configure_tensorflow(config.threads)
     x_train, x_val, x_test = (model_inputs(s, config, encoder) for s in (data.train, data.val, data.test))
     built = build_model(config, len(data.classes), encoder.width, data.multi_label, image_size)
     model = built.model

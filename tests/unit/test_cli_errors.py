@@ -1,0 +1,36 @@
+"""Errors a user can cause: one line on stderr, a non-zero exit, no traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+CASES = [
+    (["ingest", "/no/such/dir", "--out", "{tmp}/d"], "input directory does not exist: /no/such/dir"),
+    (["ingest", "{tmp}", "--out", "{tmp}/d", "--sizes", "3a"], "argument --sizes"),
+    (["ingest", "{tmp}", "--out", "{tmp}/d", "--split", "0.5,0.5"], "argument --split"),
+    (["ingest", "{tmp}", "--out", "{tmp}/d", "--labels", "leaf"], "argument --labels: invalid choice"),
+    (["train", "--data", "{tmp}", "--out", "{tmp}/o", "--backbone", "EffNetB0"], "unknown backbone 'EffNetB0'"),
+    (["train", "--data", "{tmp}", "--out", "{tmp}/o", "--exif-tags", "ISO,Fnumbr"], "did you mean FNumber"),
+    (["train", "--data", "{tmp}", "--out", "{tmp}/o", "--fusion-width", "0"], "fusion_width must be > 0, got 0"),
+    (["train", "--data", "{tmp}/none", "--out", "{tmp}/o"], "dataset directory does not exist"),
+    (["train", "--data", "{tmp}", "--out", "{tmp}/o"], "not a dataset dir"),
+    (["synth", "{tmp}/s", "--scenario", "underwater"], "unknown scenario 'underwater'"),
+    (["synth", "{tmp}/s", "--photos", "0"], "photos must be >= 1, got 0"),
+    (["train", "--data", "{tmp}", "--out", "{tmp}/o", "--learning-rate", "fast"], "argument --learning-rate"),
+    (["frobnicate"], "invalid choice: 'frobnicate'"),
+    (["ingest", "{tmp}", "--out", "{tmp}/d", "--format", "zip"], "argument --format: invalid choice"),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), CASES, ids=[" ".join(c[0][:2]) + f"-{i}" for i, c in enumerate(CASES)])
+def test_user_errors_end_in_one_line(tmp_path: Path, args: list[str], message: str) -> None:
+    argv = [arg.replace("{tmp}", str(tmp_path)) for arg in args]
+    result = subprocess.run([sys.executable, "-m", "exifray", *argv], capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert message in lines[0] and "Traceback" not in result.stderr
