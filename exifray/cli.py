@@ -149,9 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--photos", type=int, default=1000, help="number of photos (default: %(default)s)")
     synth.add_argument("--seed", type=int, default=0, help="random seed; same seed, same files")
     synth.add_argument("--image-size", type=int, default=160, help="rendered photo size in px (default: %(default)s)")
-    synth.add_argument("--image-signal", type=float, default=0.5,
+    synth.add_argument("--image-signal", type=float, default=0.18,
                        help="0..1, how far visual twins across super-concepts stay apart (default: %(default)s)")
-    synth.add_argument("--exif-signal", type=float, default=0.6,
+    synth.add_argument("--exif-signal", type=float, default=0.45,
                        help="0..1, how far per-class EXIF distributions sit from the pooled one (default: %(default)s)")
     synth.add_argument("--label-noise", type=float, default=0.05, help="share of wrong labels (default: %(default)s)")
     synth.set_defaults(func=cmd_synth)

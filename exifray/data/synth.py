@@ -89,8 +89,8 @@ class SynthConfig:
     photos: int = 1000
     seed: int = 0
     image_size: int = 160
-    image_signal: float = 0.5
-    exif_signal: float = 0.6
+    image_signal: float = 0.18
+    exif_signal: float = 0.45
     label_noise: float = 0.05
     jpeg_quality: int = 85
 
