@@ -134,8 +134,9 @@ class Rejected(Exception):
         self.reason, self.detail = reason, detail
 
 
-def decode_image(data: bytes, sizes: tuple[int, ...], max_pixels: int) -> dict[int, bytes]:
-    """JPEG bytes → {size: HWC uint8 RGB bytes}, decoded once at reduced scale, EXIF orientation applied."""
+def decode_image(data: bytes, sizes: tuple[int, ...], max_pixels: int, draft: bool = True) -> dict[int, bytes]:
+    """JPEG bytes → {size: HWC uint8 RGB bytes}, decoded once at reduced scale, EXIF orientation applied.
+    `draft=False` decodes at full resolution (the baseline `jobs/bench_ingest.py` compares against)."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     if not data:
@@ -150,7 +151,8 @@ def decode_image(data: bytes, sizes: tuple[int, ...], max_pixels: int) -> dict[i
             if width * height > max_pixels:
                 raise Rejected("decompression_bomb", f"{width}x{height} = {width * height} pixels > {max_pixels}")
             largest = max(sizes)
-            image.draft("RGB", (largest, largest))  # JPEG DCT scaling: decode at 1/2, 1/4 or 1/8 when enough
+            if draft:
+                image.draft("RGB", (largest, largest))  # JPEG DCT scaling: decode at 1/2, 1/4 or 1/8 when enough
             image.load()
             image = ImageOps.exif_transpose(image).convert("RGB")
     except Rejected:
