@@ -31,3 +31,15 @@ def f1_scores(targets: np.ndarray, probabilities: np.ndarray, multi_label: bool)
     micro = float(2 * tp.sum() / micro_denominator) if micro_denominator else 0.0
     accuracy = float((truth == predicted).all(axis=1).mean()) if len(truth) else 0.0
     return {"f1_macro": macro, "f1_micro": micro, "accuracy": accuracy}
+
+
+def crossentropy(targets: np.ndarray, probabilities: np.ndarray, multi_label: bool, epsilon: float = 1e-7) -> float:
+    """Mean loss as Keras computes it from probabilities (clipped to [epsilon, 1 - epsilon]):
+    categorical crossentropy for single-label, binary crossentropy averaged over classes for multi-label."""
+    truth = targets.astype(np.float64)
+    if multi_label:
+        p = np.clip(probabilities.astype(np.float64), epsilon, 1 - epsilon)
+        return float(-(truth * np.log(p) + (1 - truth) * np.log(1 - p)).mean())
+    p = probabilities.astype(np.float64)
+    p = np.clip(p / p.sum(axis=1, keepdims=True), epsilon, 1 - epsilon)
+    return float(-(truth * np.log(p)).sum(axis=1).mean())

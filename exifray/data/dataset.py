@@ -8,7 +8,6 @@ The sweep loads these once and puts them in the Ray object store; `exifray train
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,9 +73,8 @@ class DatasetArrays:
                    for name in ("images", "exif_raw", "targets") if getattr(s, name) is not None)
 
 
-def load_arrays(dataset_dir: str | Path, image_size: int | None, splits: Sequence[str] = schema.SPLITS
-                ) -> DatasetArrays:
-    """All requested splits as numpy arrays; `image_size=None` skips pixels (EXIF-only training)."""
+def load_arrays(dataset_dir: str | Path, image_size: int | None) -> DatasetArrays:
+    """Every split as numpy arrays; `image_size=None` skips pixels (EXIF-only training)."""
     import pyarrow.parquet as pq
 
     card = read_card(dataset_dir)
@@ -95,8 +93,7 @@ def load_arrays(dataset_dir: str | Path, image_size: int | None, splits: Sequenc
     result = {}
     for split in schema.SPLITS:
         rows = np.flatnonzero(split_column == split)
-        result[split] = _split_arrays(table.take(rows), class_index, image_size) if split in splits \
-            else _empty(len(class_index), image_size)
+        result[split] = _split_arrays(table.take(rows), class_index, image_size)
     return DatasetArrays(card, image_size, result["train"], result["val"], result["test"])
 
 
@@ -114,7 +111,3 @@ def _split_arrays(table: Any, class_index: dict[str, int], image_size: int | Non
         images = np.frombuffer(blob, dtype=np.uint8).reshape(n, image_size, image_size, 3).copy()
     return SplitArrays(np.asarray(table[schema.COL_PHOTO_ID].to_pylist(), dtype=object), images, exif, targets)
 
-
-def _empty(classes: int, image_size: int | None) -> SplitArrays:
-    images = np.zeros((0, image_size, image_size, 3), np.uint8) if image_size else None
-    return SplitArrays(np.zeros(0, dtype=object), images, np.zeros((0, len(TAG_NAMES))), np.zeros((0, classes), np.float32))

@@ -18,3 +18,17 @@ def test_f1_scores_table(truth: list, probabilities: list, multi: bool, macro: f
     scores = f1_scores(np.array(truth, float), np.array(probabilities), multi)
     assert scores == {"f1_macro": pytest.approx(macro), "f1_micro": pytest.approx(micro),
                       "accuracy": pytest.approx(accuracy)}
+
+
+@pytest.mark.parametrize("multi", [False, True])
+def test_crossentropy_matches_keras_definition(multi: bool) -> None:
+    truth = np.array([[1, 0], [0, 1], [1, 1 if multi else 0]], float)
+    probabilities = np.array([[0.8, 0.2], [0.4, 0.6], [0.999999999, 1e-12]])
+    clipped = np.clip(probabilities, 1e-7, 1 - 1e-7)
+    if multi:
+        expected = -(truth * np.log(clipped) + (1 - truth) * np.log(1 - clipped)).mean()
+    else:
+        expected = -(truth * np.log(clipped)).sum(axis=1).mean()
+    from exifray.metrics import crossentropy
+
+    assert crossentropy(truth, probabilities, multi) == pytest.approx(expected)
