@@ -116,6 +116,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from exifray.space import load_space
+    from exifray.sweep import describe, run_sweep
+
+    space = load_space(args.space).with_overrides(num_samples=args.num_samples, max_concurrent=args.max_concurrent,
+                                                  smoke_test=args.smoke_test)
+    result = run_sweep(space, args.data, name=args.name, storage_path=args.storage_path, resume=args.resume,
+                       address=args.address)
+    print(describe(result, space, top=args.top))
+    return 0
+
+
 def cmd_backbones(args: argparse.Namespace) -> int:
     from exifray.models.registry import get_backbone_spec, list_backbones
 
@@ -202,6 +214,22 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--country", default=None, help="ISO alpha-3 country for CodeCarbon (default: DEU)")
     train.add_argument("--threads", type=int, default=None, help="TensorFlow threads (default: TF's choice)")
     train.set_defaults(func=cmd_train)
+
+    sweep = commands.add_parser("sweep", help="search hyperparameters with Ray Tune + Optuna over a search space file")
+    sweep.add_argument("--space", required=True, help="search space YAML (see search_spaces/README.md)")
+    sweep.add_argument("--data", required=True, help="dataset directory from `exifray ingest`")
+    sweep.add_argument("--name", default=None, help="experiment name (default: the file's `name`)")
+    sweep.add_argument("--storage-path", default=None,
+                       help="where experiments live: a path, s3://... or gs://... (default: ./experiments)")
+    sweep.add_argument("--num-samples", type=int, default=None, help="trials to run (overrides the file)")
+    sweep.add_argument("--max-concurrent", type=int, default=None, help="trials at a time (overrides the file)")
+    sweep.add_argument("--resume", action="store_true",
+                       help="continue the experiment of the same name after the driver stopped or was killed")
+    sweep.add_argument("--smoke-test", action="store_true",
+                       help="one tiny trial of the file's code path (1 epoch per phase, TestTinyCNN, no weights)")
+    sweep.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or in-process)")
+    sweep.add_argument("--top", type=int, default=10, help="leaderboard rows to print at the end (default: 10)")
+    sweep.set_defaults(func=cmd_sweep)
 
     backbones = commands.add_parser("backbones", help="list the registered backbones and their specs")
     backbones.add_argument("--json", action="store_true", help="JSON lines instead of a table")

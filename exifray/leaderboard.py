@@ -1,0 +1,97 @@
+"""Trials → a ranked table with one row per trial (errored and stopped trials included, never dropped).
+
+    rows = [trial_row(trial_id, status, settings, result, error=..., checkpoint=...) for ...]
+    frame = rank(rows, metric="val_f1_macro", mode="max")
+
+The sweep refreshes `leaderboard.csv` with these rows every time a trial finishes. Ranking orders by a
+validation metric: the test columns are shown, never used to choose.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+from exifray import schema
+
+STATUS_COMPLETE: Final = "complete"  # ran to the end and reported test metrics
+STATUS_STOPPED: Final = "stopped"  # stopped early by the scheduler (no test metrics)
+STATUS_ERROR: Final = "error"
+STATUS_RUNNING: Final = "running"
+STATUS_PENDING: Final = "pending"
+
+SETTING_COLUMNS: Final = ("modality", "backbone", "image_size", "fine_tune_layers", "exif_tags", "fusion_width",
+                          "learning_rate", "batch_size", "dropout")
+METRIC_COLUMNS: Final = (schema.VAL_F1_MACRO, schema.VAL_LOSS, schema.TEST_F1_MACRO, schema.TEST_F1_MICRO,
+                         schema.TEST_ACCURACY, schema.EMISSIONS_KG, schema.ENERGY_KWH, schema.TRAIN_TIME_S,
+                         "epochs", schema.PARAMS, schema.INFERENCE_MS)
+COLUMNS: Final = ("rank", "trial_id", "status", *SETTING_COLUMNS, *METRIC_COLUMNS, "checkpoint", "error")
+INTEGER_COLUMNS: Final = ("image_size", "fine_tune_layers", "fusion_width", "batch_size", "epochs", schema.PARAMS)
+_STATUS_ORDER: Final = {STATUS_COMPLETE: 0, STATUS_STOPPED: 1, STATUS_RUNNING: 2, STATUS_PENDING: 3, STATUS_ERROR: 4}
+
+
+def readable_tags(tags: Sequence[str] | str | None) -> str | None:
+    if tags is None:
+        return None
+    return tags if isinstance(tags, str) else "+".join(tags)
+
+
+def trial_row(trial_id: str, status: str, settings: Mapping[str, Any], result: Mapping[str, Any] | None, *,
+              best_val: float | None = None, checkpoint: str | None = None, error: str | None = None) -> dict[str, Any]:
+    """One leaderboard row. Settings a trial's modality does not use are left empty."""
+    from exifray.space import APPLIES_TO
+
+    result = result or {}
+    modality = settings.get("modality", "fusion")
+    row: dict[str, Any] = {"trial_id": trial_id, "status": status}
+    for name in SETTING_COLUMNS:
+        used = modality in APPLIES_TO.get(name, (modality,))
+        value = settings.get(name) if used else None
+        row[name] = readable_tags(value) if name == "exif_tags" else value
+    for name in METRIC_COLUMNS:
+        row[name] = _number(result.get(name))
+    if best_val is not None:  # a stopped trial: its best epoch, not the last one
+        row[schema.VAL_F1_MACRO] = best_val if row[schema.VAL_F1_MACRO] is None else max(best_val,
+                                                                                           row[schema.VAL_F1_MACRO])
+    if row["epochs"] is None and result.get(schema.EPOCH) is not None:
+        row["epochs"] = _number(result.get(schema.EPOCH))
+    row["checkpoint"] = checkpoint
+    row["error"] = error
+    return row
+
+
+def _number(value: Any) -> float | int | None:
+    if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def rank(rows: Sequence[Mapping[str, Any]], metric: str = schema.VAL_F1_MACRO, mode: str = "max") -> Any:
+    """A pandas DataFrame in COLUMNS order: finished trials by `metric` (best first), then the rest by status."""
+    import pandas as pd
+
+    frame = pd.DataFrame(list(rows), columns=[c for c in COLUMNS if c != "rank"])
+    key = pd.to_numeric(frame[metric], errors="coerce") if metric in frame else pd.Series(math.nan, index=frame.index)
+    frame["_status"] = frame["status"].map(_STATUS_ORDER).fillna(5)
+    frame["_key"] = -key if mode == "max" else key
+    frame = frame.sort_values(["_status", "_key", "trial_id"], na_position="last", kind="stable")
+    frame = frame.drop(columns=["_status", "_key"]).reset_index(drop=True)
+    for column in INTEGER_COLUMNS:
+        frame[column] = pd.to_numeric(frame[column], errors="coerce").round().astype("Int64")
+    frame.insert(0, "rank", range(1, len(frame) + 1))
+    return frame
+
+
+def format_top(frame: Any, k: int = 10) -> str:
+    """A compact plain-text table of the top `k` rows for terminals and job logs."""
+    shown = ["rank", "status", "modality", "backbone", "image_size", "exif_tags", schema.VAL_F1_MACRO,
+             schema.TEST_F1_MACRO, schema.EMISSIONS_KG, schema.TRAIN_TIME_S]
+    top = frame[shown].head(k).copy()
+    for column in (schema.VAL_F1_MACRO, schema.TEST_F1_MACRO):
+        top[column] = top[column].map(lambda v: "" if v is None or v != v else f"{v:.3f}")
+    top[schema.EMISSIONS_KG] = top[schema.EMISSIONS_KG].map(lambda v: "" if v is None or v != v else f"{v:.2e}")
+    top[schema.TRAIN_TIME_S] = top[schema.TRAIN_TIME_S].map(lambda v: "" if v is None or v != v else f"{v:.0f}")
+    top["exif_tags"] = top["exif_tags"].map(lambda v: "" if not isinstance(v, str) else
+                                            (v if len(v) <= 40 else v[:37] + "..."))
+    return top.astype(object).where(top.notna(), "").to_string(index=False)
