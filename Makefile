@@ -35,12 +35,8 @@ test-slow: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/exifray synth $(DEMO)/crawl --scenario indoor_outdoor --photos 2000 --seed 0
 	$(BIN)/exifray ingest $(DEMO)/crawl --out $(DEMO)/dataset --sizes 32
-	@for modality in exif image fusion; do \
-		$(BIN)/exifray -q train --data $(DEMO)/dataset --out $(DEMO)/$$modality --modality $$modality \
-			--backbone SmallCNN --image-size 32 --epochs 40 --patience 8 || exit 1; \
-	done
-	@$(BIN)/python -c "import json; [print(f'{m:7s}', *(f'{k}={json.load(open(\"$(DEMO)/\" + m + \"/metrics.json\"))[k]:.4g}' for k in ('val_f1_macro', 'test_f1_macro', 'emissions_kg', 'train_time_s'))) for m in ('exif', 'image', 'fusion')]"
-	@echo "demo: models, metrics.json and history.jsonl of each modality are in $(DEMO)/{exif,image,fusion}"
+	rm -rf $(DEMO)/experiments/demo
+	$(BIN)/exifray sweep --space search_spaces/demo.yaml --data $(DEMO)/dataset --storage-path $(DEMO)/experiments
 
 clean:
 	rm -rf $(DEMO) .pytest_cache

@@ -262,8 +262,8 @@ def _smoke(space: SearchSpace) -> SearchSpace:
     if "backbone" in fixed:
         fixed["backbone"] = SMOKE_BACKBONE
     params = tuple(replace(p, values=(SMOKE_BACKBONE,)) if p.name == "backbone" else p for p in space.params)
-    if space.is_grid:  # keep the first point of each modality
-        params = tuple(p if p.name == "modality" else replace(p, values=p.values[:1]) for p in params)
+    if space.is_grid:  # the first point only
+        params = tuple(replace(p, values=p.values[:1]) for p in params)
     return replace(space, fixed=fixed, params=params, num_samples=1, max_concurrent=1,
                    n_startup_trials=1, scheduler=Scheduler(type="none"))
 
@@ -434,6 +434,7 @@ def _param(key: str, name: str, kind: str, values: Any, tag_subsets: Mapping[str
         for value in values:
             _check_setting(key, name, value, tag_subsets)
         return Param(name, kind, tuple(values))
+    values = [_yaml_number(v) for v in values]
     _require(len(values) == 2 and all(isinstance(v, int | float) and not isinstance(v, bool) for v in values),
              f"{key}.{kind} must be [low, high], got {values!r}")
     low, high = values
@@ -448,8 +449,18 @@ def _param(key: str, name: str, kind: str, values: Any, tag_subsets: Mapping[str
     _require(kind != "loguniform" or low > 0, f"{key}.loguniform needs low > 0, got {values!r}")
     _check_setting(key, name, float(low), tag_subsets)
     _check_setting(key, name, float(high) if name != "dropout" else float(low), tag_subsets)
-    _require(name != "dropout" or high <= 1, f"{key}.{kind}: dropout must stay below 1, got {values!r}")
+    _require(name != "dropout" or high < 1, f"{key}.{kind}: dropout must stay below 1, got {values!r}")
     return Param(name, kind, (float(low), float(high)))
+
+
+def _yaml_number(value: Any) -> Any:
+    """PyYAML reads `1e-4` (no dot) as a string; accept it as the number the user meant."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def _scheduler(data: Any) -> Scheduler:

@@ -396,7 +396,8 @@ def build_search(space: SearchSpace) -> Any:
     if space.is_grid:
         from ray.tune.search.basic_variant import BasicVariantGenerator
 
-        return BasicVariantGenerator(points_to_evaluate=space.grid_points(), random_state=space.seed)
+        return BasicVariantGenerator(points_to_evaluate=space.grid_points(), max_concurrent=space.max_concurrent,
+                                     random_state=space.seed)
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
@@ -434,13 +435,23 @@ def build_tuner(space: SearchSpace, trainable: Any, storage_path: str, name: str
     single = not space.multi_objective
     tune_config = tune.TuneConfig(
         search_alg=build_search(space), scheduler=build_scheduler(space), num_samples=space.total_trials,
-        max_concurrent_trials=space.max_concurrent, reuse_actors=False, trial_dirname_creator=trial_dirname,
+        max_concurrent_trials=None if space.is_grid else space.max_concurrent, reuse_actors=False, trial_dirname_creator=trial_dirname,
         metric=space.metric if single else None, mode=space.mode if single else None)
     run_config = tune.RunConfig(
         name=name, storage_path=storage_path, callbacks=[_tune_callback(space, storage_path, name)],
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
         failure_config=tune.FailureConfig(max_failures=space.max_failures), verbose=0)
-    return tune.Tuner(trainable, param_space=dict(space.fixed), tune_config=tune_config, run_config=run_config)
+    return tune.Tuner(trainable, param_space=param_space(space), tune_config=tune_config, run_config=run_config)
+
+
+def param_space(space: SearchSpace) -> dict[str, Any]:
+    """Fixed settings; for a grid also each grid key (its first value), because Tune's BasicVariantGenerator
+    only fills points into keys the space has. A point that leaves a key out (an EXIF-only point has no
+    backbone) keeps that unused first value, which the trial ignores and the leaderboard leaves blank."""
+    values = dict(space.fixed)
+    if space.is_grid:
+        values.update({p.name: p.values[0] for p in space.params})
+    return values
 
 
 def _storage_uri(storage_path: str | None) -> str:
@@ -535,12 +546,19 @@ def describe(result: SweepResult, space: SearchSpace, top: int = 10) -> str:
     lines = [f"sweep finished in {result.wall_time_s:.0f} s: {len(frame)} trials "
              f"({(frame['status'] == STATUS_COMPLETE).sum()} complete, {(frame['status'] == STATUS_STOPPED).sum()} "
              f"stopped early, {(frame['status'] == STATUS_ERROR).sum()} errored)", "", format_top(frame, top), ""]
-    finished = frame[frame["status"] == STATUS_COMPLETE]
-    for modality, group in finished.groupby("modality", sort=True):
-        best = group.iloc[0]
-        lines.append(f"best {modality}: val_f1_macro {best[schema.VAL_F1_MACRO]:.3f}, test_f1_macro "
-                     f"{best[schema.TEST_F1_MACRO]:.3f}, {best[schema.EMISSIONS_KG]:.2e} kg CO2-eq "
-                     f"(trial {best['trial_id']})")
+    for modality in sorted(set(frame["modality"].dropna())):
+        group = frame[(frame["modality"] == modality) & frame["status"].isin([STATUS_COMPLETE, STATUS_STOPPED])]
+        if group.empty:
+            lines.append(f"best {modality}: no finished trial")
+            continue
+        best = group.iloc[0]  # ranked: complete trials first, then stopped ones
+        if best["status"] == STATUS_COMPLETE:
+            lines.append(f"best {modality}: val_f1_macro {best[schema.VAL_F1_MACRO]:.3f}, test_f1_macro "
+                         f"{best[schema.TEST_F1_MACRO]:.3f}, {best[schema.EMISSIONS_KG]:.2e} kg CO2-eq "
+                         f"(trial {best['trial_id']})")
+        else:
+            lines.append(f"best {modality}: every trial was stopped early by the scheduler; best val_f1_macro "
+                         f"{best[schema.VAL_F1_MACRO]:.3f} (trial {best['trial_id']}, no test metrics)")
     lines += ["", f"experiment:   {result.experiment_dir}",
               f"leaderboard:  {result.experiment_dir}/{LEADERBOARD_FILE}",
               f"TensorBoard:  tensorboard --logdir {result.experiment_dir}",

@@ -1,0 +1,147 @@
+"""Sweeps on real Ray Tune + Optuna with tiny Keras models: reports, outputs, failures, kill and resume."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+import yaml
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+
+from exifray.errors import ConfigError
+from exifray.space import load_space, parse_space
+from exifray.sweep import JOURNAL_FILE, LEADERBOARD_FILE, SWEEP_FILE, run_sweep
+
+
+def _space(name: str, **overrides: object):
+    document = {
+        "name": name, "seed": 1, "n_startup_trials": 10, "num_samples": 4, "max_concurrent": 2,
+        "scheduler": "none", "resources": {"cpus": 1},
+        "fixed": {"backbone": "TestTinyCNN", "epochs": 2, "batch_size": 32},
+        "params": {"modality": {"choice": ["exif", "fusion"]}, "exif_tags": {"subset_of": ["ExposureTime", "ISO",
+                                                                                           "Flash", "FNumber"]},
+                   "fusion_width": {"choice": [8, 16]}, "learning_rate": {"loguniform": [0.0005, 0.005]}},
+    }
+    document.update(overrides)
+    return parse_space({key: value for key, value in document.items() if value is not None})
+
+
+def _journal_trials(experiment: Path, name: str) -> list[optuna.trial.FrozenTrial]:
+    storage = JournalStorage(JournalFileBackend(str(experiment / JOURNAL_FILE)))
+    return optuna.load_study(study_name=name, storage=storage).trials
+
+
+def _results(experiment: Path) -> dict[str, pd.DataFrame]:
+    from ray.tune import ExperimentAnalysis
+
+    return ExperimentAnalysis(str(experiment)).trial_dataframes
+
+
+@pytest.fixture(scope="module")
+def four_trials(small_dataset: Path, tmp_path_factory: pytest.TempPathFactory):
+    storage = tmp_path_factory.mktemp("experiments")
+    result = run_sweep(_space("four"), small_dataset, storage_path=str(storage))
+    return result, storage / "four"
+
+
+def test_sweep_every_trial_reports_epochs_and_final_metrics(four_trials) -> None:
+    result, experiment = four_trials
+    frames = _results(experiment)
+    assert len(frames) == 4
+    for frame in frames.values():
+        epochs = frame[frame["test_f1_macro"].isna()] if "test_f1_macro" in frame else frame
+        assert len(epochs) >= 1 and epochs["val_f1_macro"].between(0, 1).all()
+        final = frame.iloc[-1]
+        assert 0 <= final["test_f1_macro"] <= 1 and final["emissions_kg"] > 0 and final["params"] > 0
+        assert final["emissions_kg"] >= epochs["emissions_kg"].max()  # cumulative, test pass included
+    assert list(result.leaderboard["status"]) == ["complete"] * 4
+
+
+def test_sweep_writes_journal_leaderboard_tensorboard_and_checkpoints(four_trials) -> None:
+    result, experiment = four_trials
+    journal = _journal_trials(experiment, "four")
+    assert len(journal) == 4 and all(t.state == optuna.trial.TrialState.COMPLETE for t in journal)
+    board = pd.read_csv(experiment / LEADERBOARD_FILE)
+    assert len(board) == 4 and list(board["rank"]) == [1, 2, 3, 4]
+    assert board["val_f1_macro"].is_monotonic_decreasing
+    by_id = {t.user_attrs["tune_trial_id"]: t for t in journal}
+    for row in board.itertuples():
+        assert by_id[row.trial_id].value == pytest.approx(row.val_f1_macro)  # journal and table agree
+        assert (Path(row.checkpoint) / "model.keras").is_file() and (Path(row.checkpoint) / "settings.json").is_file()
+        if row.modality == "exif":
+            assert pd.isna(row.backbone) and pd.isna(row.fusion_width)
+        assert set(row.exif_tags.split("+")) <= {"ExposureTime", "ISO", "Flash", "FNumber"}
+    for trial_dir in experiment.glob("trial_*"):
+        assert list(trial_dir.glob("events.out.tfevents.*")), f"no TensorBoard events in {trial_dir}"
+    assert load_space(experiment / SWEEP_FILE).num_samples == 4
+
+
+def test_sweep_refuses_to_overwrite_an_experiment(four_trials, small_dataset: Path) -> None:
+    result, experiment = four_trials
+    with pytest.raises(ConfigError, match="already exists.*--resume"):
+        run_sweep(_space("four"), small_dataset, storage_path=str(experiment.parent))
+
+
+def test_sweep_goes_on_when_a_configuration_always_fails(small_dataset: Path, tmp_path: Path) -> None:
+    # 1e30 overflows float32 weights in the first steps: that trial diverges (NaN loss) whatever the seed.
+    space = _space("failing", params={"modality": {"grid": ["exif"]}, "learning_rate": {"grid": [0.001, 1e30]}},
+                   num_samples=None)
+    result = run_sweep(space, small_dataset, storage_path=str(tmp_path))
+    board = result.leaderboard.set_index("learning_rate")
+    assert board.loc[0.001, "status"] == "complete" and board.loc[0.001, "test_f1_macro"] > 0
+    assert board.loc[1e30, "status"] == "error" and "diverged" in board.loc[1e30, "error"]
+    states = sorted(t.state.name for t in _journal_trials(tmp_path / "failing", "failing"))
+    assert states == ["COMPLETE", "FAIL"]
+
+
+def _count_finished(board: Path) -> int:
+    try:
+        return int(pd.read_csv(board)["status"].isin(["complete", "error"]).sum())
+    except (FileNotFoundError, pd.errors.EmptyDataError, KeyError):
+        return 0
+
+
+def test_sweep_resumes_after_the_driver_is_killed(small_dataset: Path, tmp_path: Path) -> None:
+    space_file = tmp_path / "resume.yaml"
+    document = _space("resume", num_samples=6, fixed={"backbone": "TestTinyCNN", "epochs": 4}).to_yaml()
+    space_file.write_text(yaml.safe_dump(document))
+    command = [sys.executable, "-m", "exifray", "sweep", "--space", str(space_file), "--data", str(small_dataset),
+               "--storage-path", str(tmp_path)]
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    board = tmp_path / "resume" / LEADERBOARD_FILE
+    with open(tmp_path / "first.log", "wb") as log:
+        driver = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        deadline = time.monotonic() + 240
+        while _count_finished(board) < 2 and driver.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert driver.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
+        os.kill(driver.pid, signal.SIGKILL)  # no clean shutdown: the driver dies mid-sweep
+        driver.wait()
+    before = pd.read_csv(board)
+    finished_before = before[before["status"] == "complete"].set_index("trial_id")
+    assert 2 <= len(finished_before) < 6
+    time.sleep(2)
+    try:
+        os.killpg(driver.pid, signal.SIGKILL)  # Ray processes the killed driver started, if any are left
+    except ProcessLookupError:
+        pass
+
+    resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True, env=env, timeout=400)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    after = pd.read_csv(board).set_index("trial_id")
+    assert len(after) == 6 and set(after["status"]) == {"complete"}
+    for trial_id, row in finished_before.iterrows():  # kept, not re-run
+        assert after.loc[trial_id, "test_f1_macro"] == pytest.approx(row["test_f1_macro"])
+        assert after.loc[trial_id, "emissions_kg"] == pytest.approx(row["emissions_kg"])
+    # The searcher kept its history: a fresh, equally seeded sampler would repeat the first draws.
+    assert after["learning_rate"].nunique() == 6
+    journal = _journal_trials(tmp_path / "resume", "resume")
+    assert len(journal) == 6 and {t.user_attrs["tune_trial_id"] for t in journal} == set(after.index)

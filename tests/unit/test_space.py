@@ -1,0 +1,169 @@
+"""Search space files: every shipped file loads and converts; bad files name the key and the value."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from exifray.config import TrialConfig
+from exifray.errors import ConfigError, InputNotFoundError
+from exifray.exif.tags import TAG_NAMES
+from exifray.space import TAG_FLAG_PREFIX, load_space, parse_space
+
+SPACES = sorted((Path(__file__).parents[2] / "search_spaces").glob("*.yaml"))
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def _sample(space, seed: int) -> dict:
+    """What OptunaSearch hands a trial: the define-by-run draws of a real Optuna study."""
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    trial = study.ask()
+    space.define_by_run(trial)
+    return {**space.fixed, **trial.params}
+
+
+def test_search_spaces_shipped() -> None:
+    assert {p.stem for p in SPACES} >= {"demo", "fusion", "exif_only", "image_only", "thesis_grid", "multiobjective"}
+
+
+@pytest.mark.parametrize("path", SPACES, ids=lambda p: p.stem)
+def test_space_file_loads_and_converts(path: Path) -> None:
+    space = load_space(path)
+    assert path.read_text().startswith(f"# exifray sweep --space search_spaces/{path.name}")
+    configs = ([{**space.fixed, **point} for point in space.grid_points()] if space.is_grid
+               else [_sample(space, seed) for seed in range(25)])
+    for config in configs:
+        trial = space.trial_config(config, threads=2)
+        assert isinstance(trial, TrialConfig) and trial.threads == 2
+        if trial.uses_image:
+            assert trial.image_size in space.image_sizes()
+    assert parse_space(space.to_yaml()) == space  # sweep.yaml round-trips
+
+
+@pytest.mark.parametrize("path", SPACES, ids=lambda p: p.stem)
+def test_space_file_smoke_variant_is_one_tiny_trial(path: Path) -> None:
+    smoke = load_space(path).with_overrides(smoke_test=True)
+    assert smoke.total_trials == 1 and smoke.scheduler.type == "none"
+    assert smoke.fixed["epochs"] == 1 and smoke.fixed["weights"] == "none"
+    backbone = smoke.param("backbone")
+    assert backbone is None or backbone.values == ("TestTinyCNN",)
+
+
+def test_thesis_grid_has_one_exif_point() -> None:
+    points = load_space(Path(SPACES[0]).parent / "thesis_grid.yaml").grid_points()
+    assert len(points) == 4 * 2 * 2 + 1
+    assert [p for p in points if p["modality"] == "exif"] == [{"modality": "exif"}]
+    assert len({tuple(sorted(p.items())) for p in points}) == len(points)
+
+
+def test_conditional_parameters_follow_the_modality() -> None:
+    space = parse_space({"params": {"modality": {"choice": ["exif", "image", "fusion"]},
+                                    "backbone": {"choice": ["SmallCNN", "TestTinyCNN"]},
+                                    "fine_tune_layers": {"randint": [0, 5]},
+                                    "exif_tags": {"subset_of": ["ExposureTime", "ISO"]},
+                                    "fusion_width": {"choice": [16, 32]}}})
+    seen = set()
+    for seed in range(40):
+        config = _sample(space, seed)
+        seen.add(config["modality"])
+        has_image = "backbone" in config and "fine_tune_layers" in config
+        has_exif = f"{TAG_FLAG_PREFIX}ISO" in config
+        assert has_image == (config["modality"] in ("image", "fusion"))
+        assert has_exif == (config["modality"] in ("exif", "fusion"))
+        assert ("fusion_width" in config) == (config["modality"] == "fusion")
+        assert 0 <= config.get("fine_tune_layers", 0) <= 4
+    assert seen == {"exif", "image", "fusion"}
+
+
+@pytest.mark.parametrize(("flags", "expected"), [
+    ({"ExposureTime": True, "ISO": False, "Flash": True}, ("ExposureTime", "Flash")),
+    ({"ExposureTime": False, "ISO": False}, ("ExposureTime", "ISO")),  # empty draw: every listed tag
+])
+def test_tag_flags_become_the_trial_tags(flags: dict, expected: tuple) -> None:
+    space = parse_space({"params": {"exif_tags": {"subset_of": list(flags)}}})
+    config = {TAG_FLAG_PREFIX + tag: value for tag, value in flags.items()}
+    assert space.trial_config(config).exif_tags == expected
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("exposure", ("ExposureTime", "FNumber", "ISO")),
+    ("all", TAG_NAMES),
+    ("ISO+ExposureTime", ("ExposureTime", "ISO")),
+])
+def test_named_and_joined_tag_subsets(value: str, expected: tuple) -> None:
+    space = parse_space({"tag_subsets": {"exposure": ["ExposureTime", "FNumber", "ISOSpeedRatings"]},
+                         "params": {"exif_tags": {"choice": ["exposure", "all", "ISO+ExposureTime"]}}})
+    assert space.trial_config({"exif_tags": value}).exif_tags == expected
+
+
+def test_yaml_exponent_strings_are_numbers() -> None:
+    space = parse_space(yaml.safe_load("params:\n  learning_rate: {loguniform: [1e-4, 1e-2]}\n"))
+    assert space.param("learning_rate").values == (0.0001, 0.01)
+
+
+def test_overrides() -> None:
+    space = parse_space({"num_samples": 5, "params": {"dropout": {"uniform": [0.0, 0.5]}}})
+    assert space.with_overrides(num_samples=9, max_concurrent=3).num_samples == 9
+    grid = parse_space({"params": {"dropout": {"grid": [0.1, 0.2]}}})
+    with pytest.raises(ConfigError, match="num_samples"):
+        grid.with_overrides(num_samples=3)
+
+
+BAD = [
+    ({"metrc": "val_f1_macro"}, r"metrc: unknown key \(did you mean 'metric'\?\)"),
+    ({"metric": "test_f1_macro"}, r"metric must be one of .* got 'test_f1_macro'"),
+    ({"mode": "maximize"}, r"mode must be 'max' or 'min', got 'maximize'"),
+    ({"metric": ["val_f1_macro", "emissions_kg"], "mode": ["max"]}, r"metric and mode must have the same length"),
+    ({"metric": ["val_f1_macro", "emissions_kg"], "mode": ["max", "min"]}, r"scheduler: a multi-objective sweep"),
+    ({"num_samples": 0}, r"num_samples must be an integer >= 1, got 0"),
+    ({"max_concurrent": "two"}, r"max_concurrent must be an integer >= 1, got 'two'"),
+    ({"scheduler": "hyperband"}, r"scheduler.type must be one of asha, median, none, got 'hyperband'"),
+    ({"scheduler": {"type": "asha", "reduction_factor": 1}}, r"scheduler.reduction_factor must be >= 2, got 1"),
+    ({"resources": {"cpus": 0}}, r"resources.cpus must be a number > 0, got 0"),
+    ({"resources": {"gpus": 1.5}}, r"resources.gpus above 1 must be whole GPUs, got 1.5"),
+    ({"fixed": {"learning_rte": 0.1}}, r"fixed.learning_rte: unknown key \(did you mean 'learning_rate'\?\)"),
+    ({"fixed": {"threads": 4}}, r"fixed.threads: unknown key"),
+    ({"fixed": {"backbone": "EfficientNetB9"}}, r"fixed.backbone: .*EfficientNetB9"),
+    ({"fixed": {"dropout": 1.5}}, r"fixed.dropout: dropout must be in \[0, 1\), got 1.5"),
+    ({"params": {"dropout": {"uniform": [0.1, 1.5]}}}, r"params.dropout.uniform: dropout must stay below 1"),
+    ({"params": {"dropout": {"normal": [0, 1]}}}, r"params.dropout: unknown operator 'normal'"),
+    ({"params": {"dropout": 0.3}}, r"params.dropout must be one operator"),
+    ({"params": {"learning_rate": {"loguniform": [0, 0.1]}}}, r"params.learning_rate.loguniform needs low > 0"),
+    ({"params": {"learning_rate": {"uniform": [0.1, 0.01]}}}, r"params.learning_rate.uniform: low must be < high"),
+    ({"params": {"fine_tune_layers": {"randint": [0, 2.5]}}}, r"params.fine_tune_layers.randint takes integers"),
+    ({"params": {"fine_tune_layers": {"randint": [-3, 2]}}}, r"params.fine_tune_layers: fine_tune_layers must be >= 0"),
+    ({"params": {"backbone": {"choice": ["MobileNetV2", "ResNet51"]}}}, r"params.backbone: .*ResNet51"),
+    ({"params": {"modality": {"choice": ["image", "text"]}}}, r"params.modality: modality must be one of"),
+    ({"params": {"exif_tags": {"subset_of": ["ISO", "Shoe"]}}}, r"params.exif_tags.subset_of: .*Shoe"),
+    ({"params": {"exif_tags": {"choice": ["nosuchsubset"]}}}, r"params.exif_tags: .*nosuchsubset"),
+    ({"params": {"fusion_width": {"subset_of": [16]}}}, r"params.fusion_width: subset_of is only for exif_tags"),
+    ({"params": {"batch_size": {"choice": [32, 32]}}}, r"params.batch_size.choice: values repeat"),
+    ({"params": {"batch_size": {"choice": [[32]]}}}, r"params.batch_size.choice: values must be strings, numbers"),
+    ({"fixed": {"epochs": 3}, "params": {"epochs": {"choice": [1, 2]}}}, r"params.epochs: is also in fixed"),
+    ({"params": {"backbone": {"grid": ["SmallCNN"]}, "dropout": {"uniform": [0.1, 0.2]}}},
+     r"must use it for every parameter"),
+    ({"num_samples": 4, "params": {"backbone": {"grid": ["SmallCNN"]}}}, r"num_samples: a grid file runs every"),
+    ({"fixed": {"modality": "exif"}, "params": {"backbone": {"choice": ["SmallCNN"]}}},
+     r"params.backbone: only used by image/fusion models, but the file only trains exif"),
+    ({"tag_subsets": {"all": ["ISO"]}}, r"tag_subsets.all: a subset name must be a plain word"),
+    ({"name": "../escape"}, r"name must be letters, digits"),
+    (["not", "a", "mapping"], r"a search space must be a mapping"),
+]
+
+
+@pytest.mark.parametrize(("document", "message"), BAD, ids=[str(i) for i in range(len(BAD))])
+def test_bad_space_names_key_and_value(document: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_space(document)
+
+
+def test_bad_yaml_and_missing_file(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("params:\n  dropout: {uniform: [0.1, 0.2]\n")
+    with pytest.raises(ConfigError, match=r"broken.yaml is not valid YAML"):
+        load_space(broken)
+    with pytest.raises(InputNotFoundError, match="does not exist"):
+        load_space(tmp_path / "missing.yaml")
