@@ -109,6 +109,7 @@ class SearchSpace:
     tag_subsets: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     fixed: Mapping[str, Any] = field(default_factory=dict)
     params: tuple[Param, ...] = ()
+    smoke_test: bool = False  # set by --smoke-test; resources then shrink to what the cluster has
 
     # --- what kind of sweep this is -------------------------------------------------------------
     @property
@@ -265,7 +266,22 @@ def _smoke(space: SearchSpace) -> SearchSpace:
     if space.is_grid:  # the first point only
         params = tuple(replace(p, values=p.values[:1]) for p in params)
     return replace(space, fixed=fixed, params=params, num_samples=1, max_concurrent=1,
-                   n_startup_trials=1, scheduler=Scheduler(type="none"))
+                   n_startup_trials=1, scheduler=Scheduler(type="none"), smoke_test=True)
+
+
+def fit_resources(space: SearchSpace, cluster: Mapping[str, float], can_grow: bool) -> SearchSpace:
+    """Check per-trial resources against the Ray cluster's; a smoke test shrinks them to one CPU and, when
+    the cluster has GPUs, at most one GPU (so `--smoke-test` of a GPU file also runs on a laptop)."""
+    cpus, gpus = float(cluster.get("CPU", 0)), float(cluster.get("GPU", 0))
+    wanted = space.resources
+    if space.smoke_test:
+        fitted = Resources(cpus=min(wanted.cpus, 1.0), gpus=min(wanted.gpus, 1.0) if gpus >= 1 else 0.0)
+        return replace(space, resources=fitted)
+    if not can_grow and (wanted.cpus > cpus or wanted.gpus > gpus):
+        raise ConfigError(f"resources: each trial asks for {wanted.cpus:g} CPUs and {wanted.gpus:g} GPUs, but this "
+                          f"Ray cluster has {cpus:g} CPUs and {gpus:g} GPUs; lower `resources` in the file or run it "
+                          f"on a cluster (--address)")
+    return space
 
 
 # --- loading and validation ------------------------------------------------------------------------

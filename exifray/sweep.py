@@ -30,7 +30,7 @@ from exifray.data.dataset import DatasetArrays, load_arrays, read_card
 from exifray.errors import ConfigError, DataError, ExifrayError, InputNotFoundError
 from exifray.leaderboard import (STATUS_COMPLETE, STATUS_ERROR, STATUS_PENDING, STATUS_RUNNING, STATUS_STOPPED,
                                  format_top, rank, trial_row)
-from exifray.space import SearchSpace, load_space, parse_space
+from exifray.space import SearchSpace, fit_resources, load_space, parse_space
 
 logger = logging.getLogger(__name__)
 
@@ -465,24 +465,26 @@ def run_sweep(space: SearchSpace, data_dir: str | Path, *, name: str | None = No
     name = name or space.name
     storage = _storage_uri(storage_path)
     files = ExperimentFiles(storage, name)
-    if resume:
-        space = _stored_space(files, space)
-    elif files.exists(SWEEP_FILE):
+    if resume and not files.exists(SWEEP_FILE):
+        raise InputNotFoundError(f"nothing to resume: no sweep at {files.uri}")
+    if not resume and files.exists(SWEEP_FILE):
         raise ConfigError(f"experiment {name!r} already exists at {files.uri}; pass --resume to continue it or "
                           f"--name for a new one")
     started = time.perf_counter()
     data = load_sweep_data(space, data_dir)
-    _init_ray(address)
+    space = _fit_to_cluster(space, in_process=_init_ray(address))
     trainable = build_trainable(space, data)
     if resume:
         from ray import tune
 
+        space = _stored_space(files, space)
         logger.info("resuming sweep %s from %s", name, files.uri)
-        tuner = tune.Tuner.restore(files.uri, trainable=trainable, resume_unfinished=True, resume_errored=False)
+        tuner = tune.Tuner.restore(files.uri, trainable=build_trainable(space, data), resume_unfinished=True,
+                                   resume_errored=False)
     else:
         files.write_bytes(SWEEP_FILE, _space_yaml(space))
-        logger.info("sweep %s: %d trials, at most %d at a time, results in %s", name, space.total_trials,
-                    space.max_concurrent, files.uri)
+        logger.info("sweep %s: %d trials, at most %d at a time, %g CPU / %g GPU each, results in %s", name,
+                    space.total_trials, space.max_concurrent, space.resources.cpus, space.resources.gpus, files.uri)
         tuner = build_tuner(space, trainable, storage, name)
     tuner.fit()
     frame = experiment_leaderboard(space, storage, name)
@@ -528,16 +530,29 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
 
-def _init_ray(address: str | None) -> None:
+def _init_ray(address: str | None) -> bool:
+    """Join the cluster in `address`/RAY_ADDRESS or start Ray in-process; True when this process runs it."""
     import ray
 
     _quiet_libraries()
-    if ray.is_initialized():
-        return
-    if address is None and os.environ.get("RAY_ADDRESS") is None:
-        ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
-    else:
-        ray.init(address=address or os.environ["RAY_ADDRESS"], log_to_driver=False)
+    if not ray.is_initialized():
+        if address is None and os.environ.get("RAY_ADDRESS") is None:
+            ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+        else:
+            ray.init(address=address or os.environ["RAY_ADDRESS"], log_to_driver=False)
+    return address is None and os.environ.get("RAY_ADDRESS") is None
+
+
+def _fit_to_cluster(space: SearchSpace, in_process: bool) -> SearchSpace:
+    import ray
+
+    cluster = ray.cluster_resources()
+    fitted = fit_resources(space, cluster, can_grow=not in_process)
+    wanted = fitted.resources
+    if wanted.cpus > cluster.get("CPU", 0) or wanted.gpus > cluster.get("GPU", 0):
+        logger.warning("each trial asks for %g CPUs / %g GPUs; the cluster has %g / %g now: trials wait until the "
+                       "autoscaler adds nodes", wanted.cpus, wanted.gpus, cluster.get("CPU", 0), cluster.get("GPU", 0))
+    return fitted
 
 
 def describe(result: SweepResult, space: SearchSpace, top: int = 10) -> str:

@@ -7,16 +7,6 @@ import pytest
 
 
 @pytest.fixture(scope="session")
-def ray_local() -> Iterator[None]:
-    """One in-process Ray with 2 CPUs for the whole session (ingest joins it instead of starting one)."""
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture(scope="session")
 def small_dataset(tmp_path_factory: pytest.TempPathFactory, ray_local: None) -> Path:
     """A 240-photo synthetic indoor/outdoor dataset at 32 px, shared by the training tests."""
     from exifray.config import IngestConfig

@@ -167,3 +167,27 @@ def test_bad_yaml_and_missing_file(tmp_path: Path) -> None:
         load_space(broken)
     with pytest.raises(InputNotFoundError, match="does not exist"):
         load_space(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize(("resources", "cluster", "can_grow", "smoke", "expected"), [
+    ({"cpus": 4, "gpus": 0.5}, {"CPU": 2.0}, False, True, (1.0, 0.0)),  # smoke test of a GPU file on a laptop
+    ({"cpus": 4, "gpus": 0.5}, {"CPU": 16.0, "GPU": 1.0}, False, True, (1.0, 0.5)),
+    ({"cpus": 2, "gpus": 0}, {"CPU": 2.0}, False, False, (2.0, 0.0)),
+    ({"cpus": 4, "gpus": 1}, {"CPU": 2.0}, True, False, (4.0, 1.0)),  # a cluster that can add nodes: wait
+])
+def test_fit_resources(resources: dict, cluster: dict, can_grow: bool, smoke: bool, expected: tuple) -> None:
+    from exifray.space import fit_resources
+
+    space = parse_space({"resources": resources})
+    if smoke:
+        space = space.with_overrides(smoke_test=True)
+    fitted = fit_resources(space, cluster, can_grow).resources
+    assert (fitted.cpus, fitted.gpus) == expected
+
+
+def test_fit_resources_refuses_what_a_fixed_cluster_cannot_give() -> None:
+    from exifray.space import fit_resources
+
+    with pytest.raises(ConfigError, match=r"resources: each trial asks for 4 CPUs and 0.5 GPUs, but this Ray "
+                                          r"cluster has 2 CPUs and 0 GPUs"):
+        fit_resources(parse_space({"resources": {"cpus": 4, "gpus": 0.5}}), {"CPU": 2.0}, can_grow=False)

@@ -1,0 +1,40 @@
+"""Every shipped search space runs one tiny trial end to end with `exifray sweep --smoke-test`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from exifray.cli import main
+from exifray.sweep import LEADERBOARD_FILE
+
+SPACES = sorted((Path(__file__).parents[2] / "search_spaces").glob("*.yaml"))
+
+
+@pytest.fixture(scope="module")
+def smoke_dataset(tmp_path_factory: pytest.TempPathFactory, ray_local: None) -> Path:
+    """Every image size the shipped files use (32 for the demo, the thesis' 50 and 150)."""
+    from exifray.config import IngestConfig
+    from exifray.data.ingest import run_ingest
+    from exifray.data.synth import SynthConfig, generate
+
+    root = tmp_path_factory.mktemp("smoke")
+    generate(root / "crawl", SynthConfig(photos=90, seed=5, image_size=160))
+    run_ingest(IngestConfig(inputs=(str(root / "crawl"),), out=str(root / "dataset"), sizes=(32, 50, 150)))
+    return root / "dataset"
+
+
+@pytest.mark.parametrize("path", SPACES, ids=lambda p: p.stem)
+def test_search_space_smoke_test_runs_one_trial(path: Path, smoke_dataset: Path, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["sweep", "--space", str(path), "--data", str(smoke_dataset), "--storage-path", str(tmp_path),
+                 "--smoke-test"])
+    assert code == 0, capsys.readouterr().err[-2000:]
+    board = pd.read_csv(tmp_path / path.stem / LEADERBOARD_FILE)
+    assert len(board) == 1 and board.loc[0, "status"] == "complete", board.to_dict("records")
+    assert 0 <= board.loc[0, "test_f1_macro"] <= 1 and board.loc[0, "emissions_kg"] > 0
+    if board.loc[0, "modality"] != "exif":
+        assert board.loc[0, "backbone"] == "TestTinyCNN"
+    assert "sweep finished" in capsys.readouterr().out
