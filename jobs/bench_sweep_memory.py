@@ -3,11 +3,12 @@
     python jobs/bench_sweep_memory.py --data demo-out/dataset --image-size 32
     ray job submit --working-dir . -- python jobs/bench_sweep_memory.py --smoke-test
 
-Runs the same two fusion trials twice, first one at a time (the baseline), then two at a time, and samples
-every 0.2 s the proportional set size (PSS: shared pages divided among the processes that map them, so the
-object store's copy of the dataset is counted once) of all Ray processes on this node plus this driver.
-Prints the peak of each run, the ratio to the baseline, and the dataset's size in the object store: when
-trials share the arrays, two concurrent trials cost one more TensorFlow process, not one more dataset.
+Runs the same two fusion trials three times: one at a time (the baseline), two at a time sharing the
+arrays through the object store (what `exifray sweep` does), and two at a time with each trial reading its
+own copy of the Parquet shards (the comparison). Every 0.2 s it samples the proportional set size (PSS:
+shared pages divided among the processes that map them, so the object store's copy is counted once) of
+all Ray processes on this node plus this driver, and prints each run's peak above idle Ray and its ratio
+to the baseline.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import os
 import tempfile
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 
@@ -88,28 +90,60 @@ def main() -> None:
 
     import ray
 
-    from exifray.sweep import load_sweep_data, run_sweep
+    from exifray.sweep import load_sweep_data
 
     with tempfile.TemporaryDirectory(prefix="bench-sweep-memory-") as tmp:
         data = Path(args.data) if args.data else _synthetic(Path(tmp), args.photos, args.image_size)
         if not ray.is_initialized():
             ray.init(address=os.environ.get("RAY_ADDRESS"), log_to_driver=False)
         dataset_mb = sum(a.nbytes for a in load_sweep_data(_space(args.image_size, 1, 1, "x"), data).values()) / 2**20
+        idle = PeakSampler.sample()
+        runs = {"1 at a time, shared arrays": (1, True), "2 at a time, shared arrays": (2, True),
+                "2 at a time, a copy per trial": (2, False)}
         peaks = {}
-        for concurrent in (1, 2):
+        for label, (concurrent, shared) in runs.items():
             sampler = PeakSampler()
             sampler.start()
             started = time.perf_counter()
-            run_sweep(_space(args.image_size, args.epochs, concurrent, f"c{concurrent}"), data,
-                      storage_path=str(Path(tmp) / "experiments"))
-            peaks[concurrent] = (sampler.stop(), sampler.baseline, time.perf_counter() - started)
-    base_peak = peaks[1][0] - peaks[1][1]
+            _run(_space(args.image_size, args.epochs, concurrent, f"c{len(peaks)}"), data, Path(tmp), shared)
+            peaks[label] = (sampler.stop() - idle, time.perf_counter() - started)
+    baseline = peaks["1 at a time, shared arrays"][0]
     print(f"dataset: {data} at {args.image_size} px, arrays {dataset_mb:.1f} MiB; 2 fusion SmallCNN trials, "
-          f"{args.epochs} epochs")
-    for concurrent, (peak, before, wall) in peaks.items():
-        grown = peak - before
-        print(f"{concurrent} trial(s) at a time: peak PSS of Ray processes {peak / 2**20:7.0f} MiB "
-              f"(+{grown / 2**20:.0f} MiB over idle Ray; {grown / base_peak:.2f}x), wall {wall:.0f} s")
+          f"{args.epochs} epochs; idle Ray {idle / 2**20:.0f} MiB PSS")
+    for label, (peak, wall) in peaks.items():
+        print(f"{label:30s}: peak {peak / 2**20:6.0f} MiB above idle Ray ({peak / baseline:.2f}x), wall {wall:.0f} s")
+
+
+class _PerTrialData(Mapping):
+    """The comparison: each trial loads its own arrays from the Parquet shards (nothing shared)."""
+
+    def __init__(self, path: str, sizes: tuple) -> None:
+        self.path, self.sizes = path, sizes
+        self._loaded: dict = {}
+
+    def __getitem__(self, size):
+        from exifray.data.dataset import load_arrays
+
+        if size not in self._loaded:
+            self._loaded[size] = load_arrays(self.path, size)
+        return self._loaded[size]
+
+    def __iter__(self):
+        return iter(self.sizes)
+
+    def __len__(self) -> int:
+        return len(self.sizes)
+
+
+def _run(space, data: Path, tmp: Path, shared: bool) -> None:
+    from ray import tune
+
+    from exifray.sweep import build_tuner, load_sweep_data, sweep_trainable
+
+    arrays = load_sweep_data(space, data) if shared else _PerTrialData(str(data.resolve()), tuple(space.image_sizes()))
+    trainable = tune.with_resources(tune.with_parameters(sweep_trainable, space=space, data=arrays),
+                                    {"cpu": space.resources.cpus})
+    build_tuner(space, trainable, str(tmp / "experiments"), space.name).fit()
 
 
 def _synthetic(root: Path, photos: int, image_size: int) -> Path:
