@@ -84,6 +84,40 @@ def model_inputs(split: SplitArrays, config: TrialConfig, encoder: ExifEncoder) 
     return inputs
 
 
+def array_batches(inputs: dict[str, np.ndarray], targets: np.ndarray | None, batch_size: int, *,
+                  shuffle: bool = False, seed: int = 0) -> Any:
+    """A Keras PyDataset that slices one batch at a time out of the given arrays.
+
+    Handing Keras whole numpy arrays makes it convert them into TensorFlow tensors, i.e. one private copy
+    of the dataset per trial process. Slicing batch by batch keeps the arrays where they are: in a sweep,
+    read-only views of the one copy in Ray's object store that every trial on the node shares."""
+    import keras
+
+    n = len(next(iter(inputs.values())))
+
+    class ArrayBatches(keras.utils.PyDataset):
+        def __init__(self) -> None:
+            super().__init__(workers=1, use_multiprocessing=False)
+            self.order = np.arange(n)
+            self.rng = np.random.default_rng(seed)
+            if shuffle:
+                self.rng.shuffle(self.order)
+
+        def __len__(self) -> int:
+            return math.ceil(n / batch_size)
+
+        def __getitem__(self, index: int) -> Any:
+            rows = self.order[index * batch_size:(index + 1) * batch_size]
+            x = {key: value[rows] for key, value in inputs.items()}
+            return (x, targets[rows]) if targets is not None else (x,)
+
+        def on_epoch_end(self) -> None:
+            if shuffle:
+                self.rng.shuffle(self.order)
+
+    return ArrayBatches()
+
+
 class _EpochLoop:
     """Keras callback logic: per-epoch validation metrics, emissions, report, best weights, patience."""
 
@@ -123,7 +157,7 @@ class _EpochLoop:
             self.emissions.stop_segment()
             raise TrialFailed(f"training loss is {loss} at epoch {self.epoch} ({self.phase}): diverged")
         x_val, y_val = self.val
-        probabilities = self.model.predict(x_val, batch_size=self.batch_size * 2, verbose=0)
+        probabilities = self.model.predict(array_batches(x_val, None, self.batch_size * 2), verbose=0)
         val_loss = crossentropy(y_val, probabilities, self.multi_label)  # one pass over val, not two
         scores = f1_scores(y_val, probabilities, self.multi_label)
         totals = self.emissions.stop_segment()
@@ -200,22 +234,22 @@ def run_trial(config: TrialConfig, data: DatasetArrays | str | Path, *, report: 
     if two_phase:
         freeze(built.backbone)
     _compile(model, config.learning_rate, data.multi_label)
-    model.fit(x_train, data.train.targets, batch_size=config.batch_size, epochs=config.epochs, verbose=0,
-              shuffle=True, callbacks=[loop.callback("head" if two_phase else "train")])
+    train_batches = array_batches(x_train, data.train.targets, config.batch_size, shuffle=True, seed=config.seed)
+    model.fit(train_batches, epochs=config.epochs, verbose=0,
+              callbacks=[loop.callback("head" if two_phase else "train")])
     fine_tuned = 0
     if two_phase and config.fine_tune_layers > 0 and config.fine_tune_epochs > 0:
         loop.restore_best()
         fine_tuned = unfreeze_top(built.backbone, config.fine_tune_layers)
         _compile(model, config.learning_rate * config.fine_tune_learning_rate_factor, data.multi_label)
-        model.fit(x_train, data.train.targets, batch_size=config.batch_size, epochs=config.fine_tune_epochs,
-                  verbose=0, shuffle=True, callbacks=[loop.callback("fine_tune")])
+        model.fit(train_batches, epochs=config.fine_tune_epochs, verbose=0, callbacks=[loop.callback("fine_tune")])
     elif config.fine_tune_layers > 0 and not two_phase and config.uses_image:
         logger.info("weights are 'none': the backbone trains from scratch in one phase; fine_tune_layers=%d "
                     "has no effect", config.fine_tune_layers)
     train_time = time.perf_counter() - started
     loop.restore_best()
     emissions.start_segment("test")
-    test = f1_scores(data.test.targets, model.predict(x_test, batch_size=config.batch_size * 2, verbose=0),
+    test = f1_scores(data.test.targets, model.predict(array_batches(x_test, None, config.batch_size * 2), verbose=0),
                      data.multi_label) if len(data.test) else {"f1_macro": math.nan, "f1_micro": math.nan,
                                                                  "accuracy": math.nan}
     latency = inference_ms(model, x_test if len(data.test) else x_val, config.batch_size)

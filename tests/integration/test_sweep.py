@@ -145,3 +145,23 @@ def test_sweep_resumes_after_the_driver_is_killed(small_dataset: Path, tmp_path:
     assert after["learning_rate"].nunique() == 6
     journal = _journal_trials(tmp_path / "resume", "resume")
     assert len(journal) == 6 and {t.user_attrs["tune_trial_id"] for t in journal} == set(after.index)
+
+
+def test_sweep_data_reaches_trials_without_a_copy(small_dataset: Path) -> None:
+    """The arrays come out of the object store as read-only views of shared memory, not private copies."""
+    import ray
+
+    from exifray.sweep import load_sweep_data
+
+    data = load_sweep_data(_space("shared"), small_dataset)
+    assert set(data) == {32}
+    reference = ray.put(data)
+
+    @ray.remote(num_cpus=1)
+    def inspect(loaded: dict) -> tuple[bool, bool, int]:
+        images = loaded[32].train.images
+        return images.flags.writeable, images.flags.owndata, int(images.sum() % 1000)
+
+    writeable, owndata, checksum = ray.get(inspect.remote(reference))
+    assert not writeable and not owndata
+    assert checksum == int(data[32].train.images.sum() % 1000)

@@ -90,3 +90,28 @@ def test_train_command_writes_outputs_and_prints_metrics(small_dataset: Path, tm
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert code == 0 and 0 <= printed["test_f1_macro"] <= 1 and printed["epochs"] == 2
     assert (tmp_path / "run" / schema.MODEL_FILE).is_file()
+
+
+def test_array_batches_visit_every_row_once_per_epoch_in_a_new_order() -> None:
+    from exifray.train import array_batches
+
+    images = np.arange(10 * 2 * 2 * 3, dtype=np.uint8).reshape(10, 2, 2, 3)
+    images.setflags(write=False)  # what a trial gets from the object store
+    targets = np.eye(10, dtype=np.float32)
+    batches = array_batches({"image": images}, targets, batch_size=4, shuffle=True, seed=1)
+    assert len(batches) == 3
+
+    def epoch() -> list[int]:
+        rows = []
+        for index in range(len(batches)):
+            x, y = batches[index]
+            assert x["image"].shape[1:] == (2, 2, 3) and len(y) == len(x["image"]) <= 4
+            rows += [int(np.argmax(row)) for row in y]
+            np.testing.assert_array_equal(x["image"], images[[int(np.argmax(row)) for row in y]])
+        batches.on_epoch_end()
+        return rows
+
+    first, second = epoch(), epoch()
+    assert sorted(first) == sorted(second) == list(range(10)) and first != second
+    (x_only,) = array_batches({"image": images}, None, batch_size=4)[2]
+    np.testing.assert_array_equal(x_only["image"], images[8:])
