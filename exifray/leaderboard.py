@@ -51,9 +51,10 @@ def trial_row(trial_id: str, status: str, settings: Mapping[str, Any], result: M
         row[name] = readable_tags(value) if name == "exif_tags" else value
     for name in METRIC_COLUMNS:
         row[name] = _number(result.get(name))
-    if best_val is not None:  # a stopped trial: its best epoch, not the last one
-        row[schema.VAL_F1_MACRO] = best_val if row[schema.VAL_F1_MACRO] is None else max(best_val,
-                                                                                           row[schema.VAL_F1_MACRO])
+    # A complete trial reports the validation F1 of the epoch whose weights it kept (lowest val loss); a
+    # trial stopped early or still running has no such report, so it shows its best epoch so far.
+    if best_val is not None and status != STATUS_COMPLETE:
+        row[schema.VAL_F1_MACRO] = best_val
     if row["epochs"] is None and result.get(schema.EPOCH) is not None:
         row["epochs"] = _number(result.get(schema.EPOCH))
     row["checkpoint"] = checkpoint

@@ -50,7 +50,8 @@ class SweepResult:
 
 # --- data -------------------------------------------------------------------------------------------------
 
-def load_sweep_data(space: SearchSpace, data_dir: str | Path) -> dict[int | None, DatasetArrays]:
+def load_sweep_data(space: SearchSpace, data_dir: str | Path,
+                    check_only: bool = False) -> dict[int | None, DatasetArrays]:
     """The dataset's arrays at every image size the space can ask for (None: EXIF only), read once."""
     card = read_card(data_dir)
     available = list(card["image_sizes"])
@@ -59,6 +60,8 @@ def load_sweep_data(space: SearchSpace, data_dir: str | Path) -> dict[int | None
     if missing:
         raise ConfigError(f"image_size {missing} is not in the dataset {data_dir}; it has sizes {available} "
                           f"(re-run `exifray ingest --sizes`)")
+    if check_only:
+        return {}
     if not sizes:
         return {None: load_arrays(data_dir, None)}
     return {size: load_arrays(data_dir, size) for size in sorted(sizes)}
@@ -471,16 +474,17 @@ def run_sweep(space: SearchSpace, data_dir: str | Path, *, name: str | None = No
         raise ConfigError(f"experiment {name!r} already exists at {files.uri}; pass --resume to continue it or "
                           f"--name for a new one")
     started = time.perf_counter()
-    data = load_sweep_data(space, data_dir)
+    load_sweep_data(space, data_dir, check_only=True)  # a bad dataset fails before Ray starts
     space = _fit_to_cluster(space, in_process=_init_ray(address))
-    trainable = build_trainable(space, data)
+    if resume:
+        space = _stored_space(files, space)
+    # The arrays go straight into the object store; the driver keeps no copy of its own.
+    trainable = build_trainable(space, load_sweep_data(space, data_dir))
     if resume:
         from ray import tune
 
-        space = _stored_space(files, space)
         logger.info("resuming sweep %s from %s", name, files.uri)
-        tuner = tune.Tuner.restore(files.uri, trainable=build_trainable(space, data), resume_unfinished=True,
-                                   resume_errored=False)
+        tuner = tune.Tuner.restore(files.uri, trainable=trainable, resume_unfinished=True, resume_errored=False)
     else:
         files.write_bytes(SWEEP_FILE, _space_yaml(space))
         logger.info("sweep %s: %d trials, at most %d at a time, %g CPU / %g GPU each, results in %s", name,

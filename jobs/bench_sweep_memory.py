@@ -140,8 +140,10 @@ def _run(space, data: Path, tmp: Path, shared: bool) -> None:
 
     from exifray.sweep import build_tuner, load_sweep_data, sweep_trainable
 
-    arrays = load_sweep_data(space, data) if shared else _PerTrialData(str(data.resolve()), tuple(space.image_sizes()))
-    trainable = tune.with_resources(tune.with_parameters(sweep_trainable, space=space, data=arrays),
+    def arrays() -> Mapping:  # not kept by the driver: with_parameters puts it in the object store
+        return load_sweep_data(space, data) if shared else _PerTrialData(str(data.resolve()), space.image_sizes())
+
+    trainable = tune.with_resources(tune.with_parameters(sweep_trainable, space=space, data=arrays()),
                                     {"cpu": space.resources.cpus})
     build_tuner(space, trainable, str(tmp / "experiments"), space.name).fit()
 

@@ -38,3 +38,8 @@ def test_settings_a_modality_does_not_use_are_blank() -> None:
 def test_stopped_trial_keeps_its_best_epoch() -> None:
     row = trial_row("s", "stopped", {"modality": "exif"}, {"val_f1_macro": 0.5, "epoch": 4}, best_val=0.62)
     assert row["val_f1_macro"] == 0.62 and row["epochs"] == 4
+
+
+def test_complete_trial_shows_the_epoch_it_kept_not_the_best_seen() -> None:
+    row = trial_row("c", "complete", {"modality": "exif"}, {"val_f1_macro": 0.81, "test_f1_macro": 0.8}, best_val=0.84)
+    assert row["val_f1_macro"] == 0.81
