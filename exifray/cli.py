@@ -116,6 +116,24 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_crawl(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from exifray.crawl.client import ClientConfig
+    from exifray.crawl.crawler import CrawlConfig, crawl
+
+    client = ClientConfig(api_url=args.api_url, static_url=args.static_url, concurrency=args.concurrency,
+                          rate_limit=args.rate_limit, max_attempts=args.max_attempts)
+    config = CrawlConfig(mode=args.mode, target=args.target, out=args.out, exif=args.exif,
+                         require_tags=args.require_tags, size=args.size, per_page=args.per_page,
+                         start_page=args.start_page, page_limit=args.page_limit, filter_tag=args.filter_tag,
+                         labels=args.label, metadata_only=args.metadata_only, metadata_out=args.metadata_out,
+                         client=client)
+    report = asyncio.run(crawl(config, os.environ.get("FLICKR_API_KEY", "")))
+    print(report.line())
+    return 0
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     from exifray.space import load_space
     from exifray.sweep import describe, run_sweep
@@ -214,6 +232,33 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--country", default=None, help="ISO alpha-3 country for CodeCarbon (default: DEU)")
     train.add_argument("--threads", type=int, default=None, help="TensorFlow threads (default: TF's choice)")
     train.set_defaults(func=cmd_train)
+
+    crawl = commands.add_parser("crawl", help="download photos and EXIF from Flickr into a CRAWL DIR (key: "
+                                "FLICKR_API_KEY)")
+    crawl.add_argument("mode", choices=("group", "search", "photos"), help="a group pool, a text search, or a "
+                       "thesis metadata file")
+    crawl.add_argument("target", help="GROUP_ID, search TEXT, or METADATA.json")
+    crawl.add_argument("--out", required=True, help="crawl directory (re-runs resume)")
+    crawl.add_argument("--exif", action="store_true", help="also save flickr.photos.getExif bodies")
+    crawl.add_argument("--require-tags", type=_str_list, default=(), help="keep only photos whose EXIF has all "
+                       "these tags (needs --exif)")
+    crawl.add_argument("--size", default="", help="Flickr size key: s q t m n w z c b h k 3k 4k f 5k 6k o "
+                       "(default: empty = 500 px)")
+    crawl.add_argument("--per-page", type=int, default=100, help="photos per listing page, max 500 (default: 100)")
+    crawl.add_argument("--start-page", type=int, default=1, help="first listing page (default: 1)")
+    crawl.add_argument("--page-limit", type=int, default=None, help="listing pages to read (default: all)")
+    crawl.add_argument("--filter-tag", default=None, help="group mode: only photos with this tag")
+    crawl.add_argument("--label", type=_str_list, default=(), help="labels for group/search photos, "
+                       "comma-separated (e.g. indoor,kitchen)")
+    crawl.add_argument("--metadata-only", action="store_true", help="write the id list, download nothing")
+    crawl.add_argument("--metadata-out", default=None, help="with --metadata-only: the thesis-format JSON file")
+    crawl.add_argument("--concurrency", type=int, default=8, help="open connections (default: 8)")
+    crawl.add_argument("--rate-limit", type=float, default=3500, help="requests per hour (default: 3500; Flickr "
+                       "allows 3600 per key)")
+    crawl.add_argument("--max-attempts", type=int, default=5, help="tries per request before giving up (default: 5)")
+    crawl.add_argument("--api-url", default="https://www.flickr.com/services/rest/", help="REST endpoint")
+    crawl.add_argument("--static-url", default="https://live.staticflickr.com", help="image host")
+    crawl.set_defaults(func=cmd_crawl)
 
     sweep = commands.add_parser("sweep", help="search hyperparameters with Ray Tune + Optuna over a search space file")
     sweep.add_argument("--space", required=True, help="search space YAML (see search_spaces/README.md)")

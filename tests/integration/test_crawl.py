@@ -1,0 +1,165 @@
+"""The crawler against the fake Flickr (a real aiohttp server on 127.0.0.1): modes, faults, resume, safety."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from exifray.crawl.client import ClientConfig, CrawlError, InvalidKeyError
+from exifray.crawl.crawler import CrawlConfig, crawl
+from exifray.crawl.records import CrawlDir
+from exifray.crawl.simulator import FlickrSimulator
+
+KEY = "0123456789abcdef0123456789abcdef"
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from exifray.data.synth import SynthConfig, generate
+
+    root = tmp_path_factory.mktemp("flickr") / "src"
+    generate(root, SynthConfig(photos=40, seed=4, image_size=64))
+    return root
+
+
+def _run(simulator: FlickrSimulator, **options: object):
+    async def go():
+        api, static = await simulator.start()
+        client = ClientConfig(api_url=api, static_url=static, rate_limit=1e7, backoff_initial_s=0.01,
+                              backoff_max_s=0.05, read_timeout_s=float(options.pop("read_timeout_s", 30.0)),
+                              max_attempts=int(options.pop("max_attempts", 5)))
+        try:
+            return await crawl(CrawlConfig(client=client, **options), KEY)
+        finally:
+            await simulator.stop()
+
+    return asyncio.run(go())
+
+
+def _ids(out: Path) -> list[str]:
+    return [record.id for _, record, _ in CrawlDir(out).iter_records() if record is not None]
+
+
+def test_group_crawl_survives_every_fault_and_keeps_every_good_photo(source: Path, tmp_path: Path) -> None:
+    simulator = FlickrSimulator.from_crawl_dir(source, groups={"42@N01": None}, api_keys={KEY}, slow_seconds=2)
+    ids = simulator.order
+    simulator.faults.add(f"exif:{ids[0]}", "http500", "http429")
+    simulator.faults.add(f"image:{ids[1]}", "truncated", "html", "notjpeg")
+    simulator.faults.add(f"exif:{ids[2]}", "fail105", "slow")
+    simulator.faults.add("page:2", "http500")
+    simulator.faults.permanent[f"image:{ids[5]}"] = "http500"  # never recovers: failed, with the reason
+    simulator.photos[ids[3]].media = "video"
+    simulator.photos[ids[4]].deleted = True
+    out = tmp_path / "crawl"
+    report = _run(simulator, mode="group", target="42@N01", out=str(out), exif=True, per_page=15,
+                  read_timeout_s=0.5, max_attempts=4)
+    expected = set(ids) - {ids[3], ids[4], ids[5]}
+    assert set(_ids(out)) == expected and len(_ids(out)) == len(expected)
+    assert report.skipped == {"video": 1, "not_found": 1} and set(report.failed) == {ids[5]}
+    assert "HTTP 500" in report.failed[ids[5]] and report.retried >= 8 and report.pages == 3
+    for record in CrawlDir(out).iter_records():
+        photo = record[1]
+        assert (out / photo.image).read_bytes() == simulator.photos[photo.id].jpeg
+        assert json.loads((out / photo.exif).read_text()) == simulator.photos[photo.id].exif
+    saved = json.loads((out / "crawl_report.json").read_text())
+    assert saved["downloaded"] == len(expected) and KEY not in (out / "crawl_report.json").read_text()
+    assert not list(out.rglob(".tmp-*"))
+
+
+def test_rerun_resumes_without_duplicates(source: Path, tmp_path: Path) -> None:
+    out = tmp_path / "crawl"
+    first = FlickrSimulator.from_crawl_dir(source, groups={"g": None}, api_keys={KEY})
+    first.faults.permanent.update({f"image:{pid}": "http500" for pid in first.order[:10]})
+    _run(first, mode="group", target="g", out=str(out), max_attempts=1)
+    assert len(_ids(out)) == 30
+    with open(out / "photos.jsonl", "a") as handle:
+        handle.write('{"id": "123", "secr')  # a torn line, as a kill -9 mid-append leaves it
+    (out / "images" / ".tmp-stray").write_bytes(b"half")
+    second = FlickrSimulator.from_crawl_dir(source, groups={"g": None}, api_keys={KEY})
+    report = _run(second, mode="group", target="g", out=str(out))
+    assert sorted(_ids(out)) == sorted(second.order) and report.already_complete == 30 and report.downloaded == 10
+    assert second.requests["image"] == 10 and not list(out.rglob(".tmp-*"))
+
+
+def test_require_tags_drops_photo_and_exif(source: Path, tmp_path: Path) -> None:
+    simulator = FlickrSimulator.from_crawl_dir(source, groups={"g": None}, api_keys={KEY})
+    has_light = {pid for pid, p in simulator.photos.items()
+                 if any(e.get("tag") == "LightSource" for e in p.exif["photo"]["exif"])}
+    assert 0 < len(has_light) < 40
+    out = tmp_path / "crawl"
+    report = _run(simulator, mode="group", target="g", out=str(out), exif=True, require_tags=("LightSource",))
+    assert set(_ids(out)) == has_light and report.skipped["missing_tags"] == 40 - len(has_light)
+    assert {p.stem for p in (out / "exif").glob("*.json")} == has_light
+
+
+def test_search_pages_and_labels(source: Path, tmp_path: Path) -> None:
+    simulator = FlickrSimulator.from_crawl_dir(source, api_keys={KEY})
+    indoor = [pid for pid, p in simulator.photos.items() if "indoor" in p.text]
+    out = tmp_path / "crawl"
+    report = _run(simulator, mode="search", target="indoor", out=str(out), per_page=5, start_page=2, page_limit=2,
+                  labels=("inside",))
+    assert _ids(out) and set(_ids(out)) == set(indoor[5:15]) and report.pages == 2
+    assert {tuple(r.labels) for _, r, _ in CrawlDir(out).iter_records()} == {("inside",)}
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"mode": "group", "target": "nope@N01"}, r"group 'nope@N01': Group not found \(Flickr code 1\)"),
+    ({"mode": "search", "target": "zebra"}, r"search 'zebra' has no photos"),
+    ({"mode": "search", "target": "indoor", "start_page": 9, "per_page": 50}, r"--start-page 9 is past the last page"),
+])
+def test_bad_targets_fail_before_any_download(source: Path, tmp_path: Path, options: dict, message: str) -> None:
+    simulator = FlickrSimulator.from_crawl_dir(source, groups={"g": None}, api_keys={KEY})
+    with pytest.raises(CrawlError, match=message):
+        _run(simulator, out=str(tmp_path / "crawl"), **options)
+    assert simulator.requests["image"] == 0 and not (tmp_path / "crawl").exists()
+
+
+def test_invalid_key_aborts_and_is_never_echoed(source: Path, tmp_path: Path) -> None:
+    simulator = FlickrSimulator.from_crawl_dir(source, groups={"g": None}, api_keys={"another-key"})
+    with pytest.raises(InvalidKeyError, match="rejected by Flickr") as caught:
+        _run(simulator, mode="group", target="g", out=str(tmp_path / "crawl"))
+    assert KEY not in str(caught.value) and simulator.requests["image"] == 0
+
+
+def test_photos_mode_merges_labels_resolves_placeholders_and_rejects_unsafe(source: Path, tmp_path: Path) -> None:
+    simulator = FlickrSimulator.from_crawl_dir(source, api_keys={KEY})
+    a, b, c = (simulator.photos[pid] for pid in simulator.order[:3])
+    metadata = {"moving,boat": [{"id": a.id, "secret": a.secret, "server": a.server},
+                                {"id": b.id, "secret": "0", "server": "1234"}],  # thesis placeholder server
+                "moving": [{"id": a.id, "secret": a.secret, "server": a.server},
+                           {"id": "../../etc/passwd", "secret": "x", "server": "1"},
+                           {"id": c.id, "secret": "<script>", "server": c.server}]}
+    path = tmp_path / "meta.json"
+    path.write_text(json.dumps(metadata))
+    out = tmp_path / "crawl"
+    report = _run(simulator, mode="photos", target=str(path), out=str(out))
+    records = {r.id: r for _, r, _ in CrawlDir(out).iter_records()}
+    assert set(records) == {a.id, b.id} and records[a.id].labels == ["moving", "boat"]
+    assert records[b.id].server == b.server and records[b.id].secret == b.secret  # resolved with getInfo
+    assert report.skipped["unsafe_id"] == 2
+    assert {p.name for p in tmp_path.iterdir()} == {"meta.json", "crawl"}  # nothing written outside --out
+
+
+def test_metadata_only_writes_the_thesis_format(source: Path, tmp_path: Path) -> None:
+    simulator = FlickrSimulator.from_crawl_dir(source, groups={"g": None}, api_keys={KEY})
+    target = tmp_path / "ids.json"
+    _run(simulator, mode="group", target="g", out=str(tmp_path / "crawl"), metadata_only=True,
+         metadata_out=str(target), labels=("indoor", "kitchen"))
+    data = json.loads(target.read_text())
+    assert list(data) == ["indoor,kitchen"] and len(data["indoor,kitchen"]) == 40
+    assert set(data["indoor,kitchen"][0]) == {"id", "secret", "server"} and simulator.requests["image"] == 0
+
+
+def test_crawl_dir_is_what_ingest_reads(source: Path, tmp_path: Path, ray_local: None) -> None:
+    from exifray.config import IngestConfig
+    from exifray.data.dataset import read_card
+    from exifray.data.ingest import run_ingest
+
+    simulator = FlickrSimulator.from_crawl_dir(source, groups={"g": None}, api_keys={KEY})
+    _run(simulator, mode="group", target="g", out=str(tmp_path / "crawl"), exif=True, labels=("indoor",))
+    run_ingest(IngestConfig(inputs=(str(tmp_path / "crawl"),), out=str(tmp_path / "dataset"), sizes=(32,)))
+    card = read_card(tmp_path / "dataset")
+    assert sum(card["counts"][split]["indoor"] for split in ("train", "val", "test")) == 40
