@@ -163,3 +163,63 @@ def test_crawl_dir_is_what_ingest_reads(source: Path, tmp_path: Path, ray_local:
     run_ingest(IngestConfig(inputs=(str(tmp_path / "crawl"),), out=str(tmp_path / "dataset"), sizes=(32,)))
     card = read_card(tmp_path / "dataset")
     assert sum(card["counts"][split]["indoor"] for split in ("train", "val", "test")) == 40
+
+
+def _lines(path: Path) -> int:
+    try:
+        return sum(1 for _ in path.open())
+    except FileNotFoundError:
+        return 0
+
+
+def test_crawl_killed_twice_with_sigkill_ends_complete(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    from exifray.data.synth import SynthConfig, generate
+
+    generate(tmp_path / "src", SynthConfig(photos=150, seed=6, image_size=48))
+    simulator = FlickrSimulator.from_crawl_dir(tmp_path / "src", groups={"g": None}, api_keys={KEY}, latency_s=0.03)
+    ids = simulator.order
+    for pid in ids[::10]:
+        simulator.faults.add(f"image:{pid}", "http500", "truncated")
+    simulator.photos[ids[7]].media = "video"
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, daemon=True).start()
+    api, static = asyncio.run_coroutine_threadsafe(simulator.start(), loop).result()
+    out = tmp_path / "crawl"
+    command = [sys.executable, "-m", "exifray", "crawl", "group", "g", "--out", str(out), "--exif", "--per-page",
+               "50", "--concurrency", "4", "--rate-limit", "10000000", "--api-url", api, "--static-url", static]
+    env = {**os.environ, "FLICKR_API_KEY": KEY}
+    logs = []
+    try:
+        for stop_at in (30, 90):
+            logs.append(tmp_path / f"run{len(logs)}.log")
+            with logs[-1].open("wb") as log:
+                process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+                deadline = time.monotonic() + 120
+                while _lines(out / "photos.jsonl") < stop_at and process.poll() is None \
+                        and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                assert process.poll() is None, logs[-1].read_text()[-2000:]
+                process.send_signal(signal.SIGKILL)
+                process.wait()
+        logs.append(tmp_path / "final.log")
+        final = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+        logs[-1].write_text(final.stdout + final.stderr)
+        assert final.returncode == 0, final.stderr[-2000:]
+    finally:
+        asyncio.run_coroutine_threadsafe(simulator.stop(), loop).result()
+        loop.call_soon_threadsafe(loop.stop)
+    listed = _ids(out)
+    assert sorted(listed) == sorted(set(ids) - {ids[7]}) and len(listed) == len(set(listed))
+    assert not list(out.rglob(".tmp-*"))
+    assert sorted(p.name.split("_")[0] for p in (out / "images").iterdir()) == sorted(listed)
+    assert sorted(p.stem for p in (out / "exif").iterdir()) == sorted(listed)
+    for path in [*out.rglob("*"), *logs]:
+        if path.is_file():
+            assert KEY.encode() not in path.read_bytes(), path
