@@ -223,3 +223,13 @@ def test_crawl_killed_twice_with_sigkill_ends_complete(tmp_path: Path) -> None:
     for path in [*out.rglob("*"), *logs]:
         if path.is_file():
             assert KEY.encode() not in path.read_bytes(), path
+
+
+def test_crawl_job_smoke_test_runs_offline() -> None:
+    import subprocess
+    import sys
+
+    job = Path(__file__).parents[2] / "jobs" / "crawl.py"
+    result = subprocess.run([sys.executable, str(job), "--smoke-test"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "crawl: 60 downloaded" in result.stdout and "0 failed" in result.stdout

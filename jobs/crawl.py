@@ -1,0 +1,51 @@
+"""Ray job entrypoint: crawl Flickr into a CRAWL DIR (the arguments of `exifray crawl`).
+
+    ray job submit --working-dir . --runtime-env-json '{"env_vars": {"FLICKR_API_KEY": "..."}}' \
+        -- python jobs/crawl.py search "kitchen interior" --out /mnt/shared/crawl --exif --page-limit 4
+    ray job submit --working-dir . -- python jobs/crawl.py --smoke-test
+
+`--smoke-test` needs no key and no network: it renders 60 synthetic photos, serves them from the fake
+Flickr in `exifray/crawl/simulator.py` on 127.0.0.1 (with a few injected faults) and crawls them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import tempfile
+from pathlib import Path
+
+
+async def _smoke(root: Path) -> int:
+    from exifray.cli import main as cli
+    from exifray.crawl.simulator import FlickrSimulator
+    from exifray.data.synth import SynthConfig, generate
+
+    generate(root / "source", SynthConfig(photos=60, seed=0, image_size=96))
+    key = "smoke-test-key"
+    simulator = FlickrSimulator.from_crawl_dir(root / "source", groups={"42@N01": None}, api_keys={key})
+    for photo_id in simulator.order[::7]:
+        simulator.faults.add(f"image:{photo_id}", "http500", "truncated")
+    api, static = await simulator.start()
+    import os
+
+    os.environ["FLICKR_API_KEY"] = key
+    try:
+        argv = ["crawl", "group", "42@N01", "--out", str(root / "crawl"), "--exif", "--per-page", "25",
+                "--api-url", api, "--static-url", static, "--rate-limit", "1000000"]
+        return await asyncio.to_thread(cli, argv)
+    finally:
+        await simulator.stop()
+
+
+def main() -> int:
+    if "--smoke-test" in sys.argv[1:]:
+        with tempfile.TemporaryDirectory(prefix="exifray-crawl-smoke-") as tmp:
+            return asyncio.run(_smoke(Path(tmp)))
+    from exifray.cli import main as cli
+
+    return cli(["crawl", *sys.argv[1:]])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
