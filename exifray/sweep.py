@@ -27,7 +27,7 @@ from typing import Any
 from exifray import schema
 from exifray.config import TrialConfig
 from exifray.data.dataset import DatasetArrays, load_arrays, read_card
-from exifray.errors import ConfigError, DataError, ExifrayError, InputNotFoundError
+from exifray.errors import ConfigError, DataError, InputNotFoundError
 from exifray.leaderboard import (STATUS_COMPLETE, STATUS_ERROR, STATUS_PENDING, STATUS_RUNNING, STATUS_STOPPED,
                                  format_top, rank, trial_row)
 from exifray.space import SearchSpace, fit_resources, load_space, parse_space
@@ -50,18 +50,20 @@ class SweepResult:
 
 # --- data -------------------------------------------------------------------------------------------------
 
-def load_sweep_data(space: SearchSpace, data_dir: str | Path,
-                    check_only: bool = False) -> dict[int | None, DatasetArrays]:
-    """The dataset's arrays at every image size the space can ask for (None: EXIF only), read once."""
-    card = read_card(data_dir)
-    available = list(card["image_sizes"])
+def sweep_image_sizes(space: SearchSpace, data_dir: str | Path) -> set[int]:
+    """The dataset's image sizes the space can ask for; a size the dataset lacks is a ConfigError."""
+    available = list(read_card(data_dir)["image_sizes"])
     sizes = {available[0] if size is None else size for size in space.image_sizes()}
     missing = sorted(sizes - set(available))
     if missing:
         raise ConfigError(f"image_size {missing} is not in the dataset {data_dir}; it has sizes {available} "
                           f"(re-run `exifray ingest --sizes`)")
-    if check_only:
-        return {}
+    return sizes
+
+
+def load_sweep_data(space: SearchSpace, data_dir: str | Path) -> dict[int | None, DatasetArrays]:
+    """The dataset's arrays at every image size the space can ask for (None: EXIF only), read once."""
+    sizes = sweep_image_sizes(space, data_dir)
     if not sizes:
         return {None: load_arrays(data_dir, None)}
     return {size: load_arrays(data_dir, size) for size in sorted(sizes)}
@@ -78,23 +80,17 @@ def _arrays_for(config: TrialConfig, data: Mapping[int | None, DatasetArrays]) -
 
 # --- the trainable ----------------------------------------------------------------------------------------
 
-class _EpochReporter:
-    """Reports every epoch to Tune; attaches a checkpoint (the model so far) when validation loss improves."""
+def _report_epoch(row: dict[str, Any], model: Any, improved: bool) -> None:
+    """Reports every epoch to Tune; attaches a checkpoint (the model so far) when validation loss improved."""
+    from ray import tune
 
-    def __init__(self) -> None:
-        self.best_loss = math.inf
-
-    def __call__(self, row: dict[str, Any], model: Any) -> None:
-        from ray import tune
-
-        metrics = {key: row[key] for key in (*schema.EPOCH_METRICS, schema.EPOCH, schema.PHASE)}
-        if row[schema.VAL_LOSS] < self.best_loss:
-            self.best_loss = row[schema.VAL_LOSS]
-            with tempfile.TemporaryDirectory(prefix="exifray-ckpt-") as folder:
-                model.save(Path(folder) / schema.MODEL_FILE)
-                tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
-        else:
-            tune.report(metrics)
+    metrics = {key: row[key] for key in (*schema.EPOCH_METRICS, schema.EPOCH, schema.PHASE)}
+    if not improved:
+        tune.report(metrics)
+        return
+    with tempfile.TemporaryDirectory(prefix="exifray-ckpt-") as folder:
+        model.save(Path(folder) / schema.MODEL_FILE)
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
 
 def sweep_trainable(config: dict[str, Any], *, space: SearchSpace, data: Mapping[int | None, DatasetArrays]) -> None:
@@ -113,7 +109,7 @@ def sweep_trainable(config: dict[str, Any], *, space: SearchSpace, data: Mapping
         raise TrialFailed(f"(not retried: deterministic) {marker.read_text(encoding='utf-8')}")
     try:
         trial_config = space.trial_config(config, threads=space.resources.threads)
-        result = run_trial(trial_config, _arrays_for(trial_config, data), report=_EpochReporter())
+        result = run_trial(trial_config, _arrays_for(trial_config, data), report=_report_epoch)
     except (TrialFailed, ConfigError, DataError, KeyError) as exc:
         marker.write_text(f"{type(exc).__name__}: {exc}", encoding="utf-8")
         raise
@@ -132,15 +128,14 @@ class ExperimentFiles:
     def __init__(self, storage_path: str, name: str):
         import pyarrow.fs as pafs
 
-        self.uri = storage_path.rstrip("/") + "/" + name
-        if "://" in storage_path:
-            self.fs, root = pafs.FileSystem.from_uri(storage_path)
-            self.root = root.rstrip("/") + "/" + name
-            self.local = False
-        else:
+        self.local = "://" not in storage_path
+        if self.local:
             self.fs, self.root = pafs.LocalFileSystem(), str(Path(storage_path).resolve() / name)
             self.uri = self.root
-            self.local = True
+        else:
+            self.fs, root = pafs.FileSystem.from_uri(storage_path)
+            self.root = root.rstrip("/") + "/" + name
+            self.uri = storage_path.rstrip("/") + "/" + name
 
     def path(self, filename: str) -> str:
         return f"{self.root}/{filename}"
@@ -242,23 +237,10 @@ class SweepCallback:
         self._progress(trials, force=True)
 
     # --- leaderboard
-    def rows(self, trials: list[Any]) -> list[dict[str, Any]]:
-        rows = []
-        for trial in trials:
-            settings = self.space.trial_settings({**self.space.fixed, **(trial.config or {})})
-            checkpoint = trial.checkpoint.path if trial.checkpoint is not None else None
-            rows.append(trial_row(trial.trial_id, _status(trial), settings, trial.last_result,
-                                  best_val=self.best_val.get(trial.trial_id), checkpoint=checkpoint,
-                                  error=_error_summary(trial)))
-        return rows
-
-    def frame(self, trials: list[Any]) -> Any:
-        mode = self.space.mode if self.space.metric == schema.VAL_F1_MACRO else "max"
-        return rank(self.rows(trials), schema.VAL_F1_MACRO, mode)
-
     def write_leaderboard(self, trials: list[Any]) -> None:
-        files = ExperimentFiles(self.storage_path, self.name)
-        files.write_bytes(LEADERBOARD_FILE, self.frame(trials).to_csv(index=False).encode("utf-8"))
+        frame = leaderboard_frame(self.space, trials, self.best_val)
+        ExperimentFiles(self.storage_path, self.name).write_bytes(LEADERBOARD_FILE,
+                                                                  frame.to_csv(index=False).encode("utf-8"))
 
     # --- optuna journal mirror
     def _frozen_trial(self, trial: Any) -> Any:
@@ -359,6 +341,19 @@ class SweepCallback:
         return state
 
 
+def leaderboard_frame(space: SearchSpace, trials: list[Any], best_val: Mapping[str, float]) -> Any:
+    """Tune trials as a ranked leaderboard (validation macro F1, best first); `best_val` is each trial's best
+    epoch so far, shown for trials that have not finished."""
+    rows = []
+    for trial in trials:
+        settings = space.trial_settings({**space.fixed, **(trial.config or {})})
+        checkpoint = trial.checkpoint.path if trial.checkpoint is not None else None
+        rows.append(trial_row(trial.trial_id, _status(trial), settings, trial.last_result,
+                              best_val=best_val.get(trial.trial_id), checkpoint=checkpoint,
+                              error=_error_summary(trial)))
+    return rank(rows, schema.VAL_F1_MACRO, "max")
+
+
 def _tune_callback(space: SearchSpace, storage_path: str, name: str) -> Any:
     from ray.tune import Callback
 
@@ -438,7 +433,8 @@ def build_tuner(space: SearchSpace, trainable: Any, storage_path: str, name: str
     single = not space.multi_objective
     tune_config = tune.TuneConfig(
         search_alg=build_search(space), scheduler=build_scheduler(space), num_samples=space.total_trials,
-        max_concurrent_trials=None if space.is_grid else space.max_concurrent, reuse_actors=False, trial_dirname_creator=trial_dirname,
+        max_concurrent_trials=None if space.is_grid else space.max_concurrent, reuse_actors=False,
+        trial_dirname_creator=trial_dirname,
         metric=space.metric if single else None, mode=space.mode if single else None)
     run_config = tune.RunConfig(
         name=name, storage_path=storage_path, callbacks=[_tune_callback(space, storage_path, name)],
@@ -474,7 +470,7 @@ def run_sweep(space: SearchSpace, data_dir: str | Path, *, name: str | None = No
         raise ConfigError(f"experiment {name!r} already exists at {files.uri}; pass --resume to continue it or "
                           f"--name for a new one")
     started = time.perf_counter()
-    load_sweep_data(space, data_dir, check_only=True)  # a bad dataset fails before Ray starts
+    sweep_image_sizes(space, data_dir)  # a bad dataset fails before Ray starts
     space = _fit_to_cluster(space, in_process=_init_ray(address))
     if resume:
         space = _stored_space(files, space)
@@ -502,13 +498,13 @@ def experiment_leaderboard(space: SearchSpace, storage_path: str, name: str) -> 
 
     files = ExperimentFiles(storage_path, name)
     analysis = ExperimentAnalysis(files.uri, storage_filesystem=None if files.local else files.fs)
-    callback = SweepCallback(space, storage_path, name)
+    best_val = {}
     for trial_id, frame in analysis.trial_dataframes.items():
         if schema.VAL_F1_MACRO in frame:
             values = frame[schema.VAL_F1_MACRO].dropna()
             if len(values):
-                callback.best_val[trial_id] = float(values.max())
-    return callback.frame(list(analysis.trials))
+                best_val[trial_id] = float(values.max())
+    return leaderboard_frame(space, list(analysis.trials), best_val)
 
 
 def _stored_space(files: ExperimentFiles, given: SearchSpace) -> SearchSpace:
@@ -588,5 +584,4 @@ def describe(result: SweepResult, space: SearchSpace, top: int = 10) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["SweepResult", "load_space", "run_sweep", "describe", "load_sweep_data", "sweep_trainable",
-           "ExifrayError"]
+__all__ = ["SweepResult", "load_space", "run_sweep", "describe", "load_sweep_data", "sweep_trainable"]

@@ -32,7 +32,7 @@ from exifray.metrics import crossentropy, f1_scores
 
 logger = logging.getLogger(__name__)
 
-Report = Callable[[dict[str, Any], Any], None]  # (metrics, keras model) → None
+Report = Callable[[dict[str, Any], Any, bool], None]  # (metrics, keras model, val loss improved) → None
 
 
 class TrialFailed(ExifrayError, RuntimeError):
@@ -166,7 +166,8 @@ class _EpochLoop:
                schema.VAL_ACCURACY: scores["accuracy"], schema.EMISSIONS_KG: totals.emissions_kg,
                schema.ENERGY_KWH: totals.energy_kwh, schema.EPOCH_TIME_S: time.perf_counter() - self._started}
         self.history.append(row)
-        if val_loss < self.best_loss:
+        improved = val_loss < self.best_loss
+        if improved:
             self.best_loss, self.best_row, self._wait = val_loss, row, 0
             self.best_weights = self.model.get_weights()
         else:
@@ -176,7 +177,7 @@ class _EpochLoop:
         logger.info("epoch %d (%s): loss %.4f val_loss %.4f val_f1_macro %.4f val_accuracy %.4f emissions %.2e kg",
                     self.epoch, self.phase, loss, val_loss, scores["f1_macro"], scores["accuracy"], totals.emissions_kg)
         if self.report is not None:
-            self.report(dict(row), self.model)
+            self.report(dict(row), self.model, improved)
 
     def restore_best(self) -> None:
         if self.best_weights is not None:

@@ -208,7 +208,8 @@ class Crawler:
                         return
             name = image_filename(candidate.id, candidate.secret, candidate.server, config.size)
             suffix = f"_{config.size}" if config.size else ""
-            url = f"{config.client.static_url.rstrip('/')}/{candidate.server}/{candidate.id}_{candidate.secret}{suffix}.jpg"
+            host = config.client.static_url.rstrip("/")
+            url = f"{host}/{candidate.server}/{candidate.id}_{candidate.secret}{suffix}.jpg"
             jpeg = await self.client.download(url)
         except (FlickrError, NotFound) as exc:
             if isinstance(exc, NotFound) or exc.code == 1:
