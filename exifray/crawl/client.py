@@ -162,10 +162,10 @@ class FlickrClient:
         limit = self.config.max_image_bytes if method == "GET" else self.config.max_json_bytes
         try:
             async with self._session.request(method, url, allow_redirects=True, **kwargs) as response:
-                if response.content_length is not None and response.content_length > limit:
-                    raise TransientError(f"answer of {response.content_length} bytes exceeds the {limit}-byte bound")
-                body = await response.content.read(limit + 1)
-                if len(body) > limit:
+                # Announced or not, an answer over the bound is refused without reading it all, and not retried.
+                announced = response.content_length
+                body = b"" if announced is not None and announced > limit else await response.content.read(limit + 1)
+                if len(body) > limit or (announced is not None and announced > limit):
                     raise PermanentTooLarge(f"answer exceeds the {limit}-byte bound")
                 self.stats.bytes += len(body)
                 return response.status, dict(response.headers), body

@@ -233,3 +233,24 @@ def test_crawl_job_smoke_test_runs_offline() -> None:
     result = subprocess.run([sys.executable, str(job), "--smoke-test"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "crawl: 60 downloaded" in result.stdout and "0 failed" in result.stdout
+
+
+def test_downloads_over_the_size_bound_fail_without_retries(source: Path, tmp_path: Path) -> None:
+    simulator = FlickrSimulator.from_crawl_dir(source, groups={"g": None}, api_keys={KEY})
+    bound = sorted(len(p.jpeg) for p in simulator.photos.values())[20]  # about half the photos are larger
+    small = {pid for pid, p in simulator.photos.items() if len(p.jpeg) <= bound}
+    assert 0 < len(small) < 40
+    out = tmp_path / "crawl"
+
+    async def go():
+        api, static = await simulator.start()
+        client = ClientConfig(api_url=api, static_url=static, rate_limit=1e7, max_image_bytes=bound)
+        try:
+            return await crawl(CrawlConfig(mode="group", target="g", out=str(out), client=client), KEY)
+        finally:
+            await simulator.stop()
+
+    report = asyncio.run(go())
+    assert set(_ids(out)) == small and set(report.failed) == set(simulator.photos) - small
+    assert all(f"{bound}-byte bound" in reason for reason in report.failed.values()) and report.retried == 0
+    assert simulator.requests["image"] == 40
