@@ -123,14 +123,19 @@ def cmd_crawl(args: argparse.Namespace) -> int:
     from exifray.crawl.crawler import CrawlConfig, crawl
 
     client = ClientConfig(api_url=args.api_url, static_url=args.static_url, concurrency=args.concurrency,
-                          rate_limit=args.rate_limit, max_attempts=args.max_attempts)
+                          rate_limit=args.rate_limit, max_attempts=args.max_attempts, read_timeout_s=args.timeout,
+                          backoff_initial_s=args.backoff)
     config = CrawlConfig(mode=args.mode, target=args.target, out=args.out, exif=args.exif,
                          require_tags=args.require_tags, size=args.size, per_page=args.per_page,
                          start_page=args.start_page, page_limit=args.page_limit, filter_tag=args.filter_tag,
                          labels=args.label, metadata_only=args.metadata_only, metadata_out=args.metadata_out,
-                         client=client)
+                         client=client, progress_every_s=args.progress_every)
     report = asyncio.run(crawl(config, os.environ.get("FLICKR_API_KEY", "")))
     print(report.line())
+    for photo_id, reason in list(report.failed.items())[:10]:
+        print(f"  failed {photo_id}: {reason}")
+    if len(report.failed) > 10:
+        print(f"  ... {len(report.failed) - 10} more in {args.out}/crawl_report.json")
     return 0
 
 
@@ -248,14 +253,21 @@ def build_parser() -> argparse.ArgumentParser:
     crawl.add_argument("--start-page", type=int, default=1, help="first listing page (default: 1)")
     crawl.add_argument("--page-limit", type=int, default=None, help="listing pages to read (default: all)")
     crawl.add_argument("--filter-tag", default=None, help="group mode: only photos with this tag")
-    crawl.add_argument("--label", type=_str_list, default=(), help="labels for group/search photos, "
-                       "comma-separated (e.g. indoor,kitchen)")
+    crawl.add_argument("--label", type=_str_list, default=(), help="labels for group/search photos and "
+                       "list metadata files, comma-separated (e.g. indoor,kitchen; default for a list file: its "
+                       "name, as in the thesis' indoor,kitchen.json)")
     crawl.add_argument("--metadata-only", action="store_true", help="write the id list, download nothing")
     crawl.add_argument("--metadata-out", default=None, help="with --metadata-only: the thesis-format JSON file")
     crawl.add_argument("--concurrency", type=int, default=8, help="open connections (default: 8)")
     crawl.add_argument("--rate-limit", type=float, default=3500, help="requests per hour (default: 3500; Flickr "
                        "allows 3600 per key)")
+    crawl.add_argument("--progress-every", type=float, default=30.0, help="seconds between progress log lines "
+                       "when stderr is not a terminal (a terminal gets a progress bar; default: %(default)s)")
+    crawl.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for data on a connection "
+                       "before retrying (default: %(default)s)")
     crawl.add_argument("--max-attempts", type=int, default=5, help="tries per request before giving up (default: 5)")
+    crawl.add_argument("--backoff", type=float, default=1.0, help="first retry delay in seconds, doubled per "
+                       "attempt with jitter, at most 60; a 429's Retry-After wins when longer (default: %(default)s)")
     crawl.add_argument("--api-url", default="https://www.flickr.com/services/rest/", help="REST endpoint")
     crawl.add_argument("--static-url", default="https://live.staticflickr.com", help="image host")
     crawl.set_defaults(func=cmd_crawl)

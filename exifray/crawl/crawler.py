@@ -52,6 +52,7 @@ class CrawlConfig:
     metadata_only: bool = False
     metadata_out: str | None = None
     client: ClientConfig = field(default_factory=ClientConfig)
+    progress_every_s: float = 30.0  # a log line this often when stderr is not a terminal (else a tqdm bar)
 
     def __post_init__(self) -> None:
         from exifray.config import _check
@@ -105,16 +106,29 @@ class _Candidate:
     media: str = "photo"
 
 
-def read_metadata_file(path: str | Path) -> list[_Candidate]:
-    """A thesis metadata file: a list of {id, secret, server} or {"concept,sub": [...]} (labels merged by id)."""
+def read_metadata_file(path: str | Path, labels: tuple[str, ...] = ()) -> list[_Candidate]:
+    """A thesis metadata file: a list of {id, secret, server} or {"concept,sub": [...]} (labels merged by id).
+
+    A dict's keys are the labels. A list's photos get `labels` (`--label`) when given, otherwise the file
+    name's concept key, as the thesis named its per-label lists (`indoor,kitchen.json` → indoor, kitchen).
+    """
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"metadata file does not exist: {path}") from None
     except json.JSONDecodeError as exc:
         raise ConfigError(f"metadata file {path} is not valid JSON: {exc}") from None
-    groups = data.items() if isinstance(data, dict) else [("", data)] if isinstance(data, list) else None
-    if groups is None:
+    if isinstance(data, dict):
+        if labels:
+            raise ConfigError(f"--label {','.join(labels)!r}: metadata file {path} is a dict whose keys are the "
+                              "labels; --label applies to group/search crawls and list files")
+        groups = list(data.items())
+    elif isinstance(data, list):
+        groups = [(",".join(labels) if labels else Path(path).stem, data)]
+        if not labels:
+            logger.info("labels from the file name %s: %s (--label sets others)", Path(path).name,
+                        ", ".join(labels_from_concept_key(Path(path).stem)))
+    else:
         raise ConfigError(f"metadata file {path} must be a list of photos or a dict of label -> photos")
     merged: dict[str, _Candidate] = {}
     for key, entries in groups:
@@ -157,7 +171,7 @@ class Crawler:
 
     async def list_photos(self) -> list[_Candidate]:
         if self.config.mode == "photos":
-            return read_metadata_file(self.config.target)
+            return read_metadata_file(self.config.target, self.config.labels)
         first = await self._page(self.config.start_page)
         pages, total = int(first["pages"]), int(first["total"])  # Flickr sends these as ints or strings
         what = f"group {self.config.target!r}" if self.config.mode == "group" else f"search {self.config.target!r}"
@@ -275,19 +289,22 @@ class Crawler:
         for candidate in candidates:
             queue.put_nowait(candidate)
         bar = tqdm(total=len(candidates), unit="photo", desc="crawl", disable=not sys.stderr.isatty())
-        last_log = time.monotonic()
+        started = last_log = time.monotonic()
+        handled = 0  # a disabled tqdm bar does not count
 
         async def worker() -> None:
-            nonlocal last_log
+            nonlocal last_log, handled
             while not queue.empty():
                 candidate = queue.get_nowait()
                 await self.fetch(candidate)
+                handled += 1
                 bar.update(1)
-                if not bar.disable or time.monotonic() - last_log < 30:
+                if not bar.disable or time.monotonic() - last_log < self.config.progress_every_s:
                     continue
                 last_log = time.monotonic()
-                logger.info("crawl: %d/%d photos handled, %d downloaded", bar.n, len(candidates),
-                            self.report.downloaded)
+                logger.info("crawl: %d/%d photos handled, %d downloaded, %d skipped, %d failed, %.1f photos/s",
+                            handled, len(candidates), self.report.downloaded, sum(self.report.skipped.values()),
+                            len(self.report.failed), handled / max(last_log - started, 1e-9))
 
         await asyncio.gather(*(worker() for _ in range(self.config.client.concurrency)))
         bar.close()

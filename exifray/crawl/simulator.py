@@ -24,6 +24,7 @@ import asyncio
 import json
 import math
 import random
+import time
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -76,7 +77,8 @@ class Faults:
 
 
 class FlickrSimulator:
-    """The fake server. `requests` counts every request by kind; `served` the bytes of images sent."""
+    """The fake server. `requests` counts every request by kind, `arrivals` times them, `served_bytes` sums
+    the image bytes sent."""
 
     def __init__(self, photos: Iterable[SimPhoto], groups: Mapping[str, list[str] | None] | None = None,
                  api_keys: Iterable[str] = ("test-key",), latency_s: float = 0.0, slow_seconds: float = 30.0,
@@ -89,6 +91,7 @@ class FlickrSimulator:
         self.latency_s, self.slow_seconds = latency_s, slow_seconds
         self.faults = faults or Faults()
         self.requests: Counter[str] = Counter()
+        self.arrivals: list[float] = []  # time.monotonic() of every request, in arrival order
         self.served_bytes = 0
         self.seen_keys: set[str] = set()
         self._rng = random.Random(seed)
@@ -107,6 +110,30 @@ class FlickrSimulator:
             exif = json.loads((crawl.root / record.exif).read_text()) if record.exif else None
             photos.append(SimPhoto(record.id, record.secret, record.server, (crawl.root / record.image).read_bytes(),
                                    exif, text=" ".join(record.labels)))
+        return cls(photos, **kwargs)
+
+    @classmethod
+    def for_metadata_file(cls, path: str | Path, source: str | Path, **kwargs: Any) -> FlickrSimulator:
+        """Serve the photos a thesis metadata file names, with JPEGs and EXIF borrowed from a CRAWL DIR in turn.
+
+        Entries with the placeholder server `1234` live on server `65535` here (as on real Flickr, where
+        `flickr.photos.getInfo` tells the real one); labels become the photos' searchable text.
+        """
+        import copy
+
+        from exifray.crawl.crawler import PLACEHOLDER_SERVER, read_metadata_file
+
+        borrowed = list(cls.from_crawl_dir(source).photos.values())
+        if not borrowed:
+            raise ValueError(f"{source} has no photos to serve")
+        photos = []
+        for index, entry in enumerate(read_metadata_file(path)):
+            model = borrowed[index % len(borrowed)]
+            server = "65535" if entry.server == PLACEHOLDER_SERVER else entry.server
+            exif = copy.deepcopy(model.exif)
+            if exif is not None:
+                exif["photo"].update(id=entry.id, secret=entry.secret, server=server)
+            photos.append(SimPhoto(entry.id, entry.secret, server, model.jpeg, exif, text=" ".join(entry.labels)))
         return cls(photos, **kwargs)
 
     # --- serving --------------------------------------------------------------------------------
@@ -165,6 +192,7 @@ class FlickrSimulator:
             params.update({k: str(v) for k, v in (await request.post()).items()})
         method = params.get("method", "")
         self.requests[method] += 1
+        self.arrivals.append(time.monotonic())
         key = params.get("api_key", "")
         self.seen_keys.add(key)
         if key not in self.api_keys:
@@ -184,6 +212,7 @@ class FlickrSimulator:
 
     async def _image(self, request: web.Request) -> web.StreamResponse:
         self.requests["image"] += 1
+        self.arrivals.append(time.monotonic())
         name = request.match_info["name"]
         photo_id = name.split("_", 1)[0]
         photo = self.photos.get(photo_id)

@@ -3,7 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import json
+import os
+import pty
+import select
+import signal
+import struct
+import subprocess
+import sys
+import termios
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,7 +24,8 @@ import pytest
 from exifray.crawl.client import ClientConfig, CrawlError, InvalidKeyError
 from exifray.crawl.crawler import CrawlConfig, crawl
 from exifray.crawl.records import CrawlDir
-from exifray.crawl.simulator import FlickrSimulator
+from exifray.errors import ConfigError
+from exifray.crawl.simulator import FlickrSimulator, SimPhoto
 
 KEY = "0123456789abcdef0123456789abcdef"
 
@@ -143,6 +157,73 @@ def test_photos_mode_merges_labels_resolves_placeholders_and_rejects_unsafe(sour
     assert {p.name for p in tmp_path.iterdir()} == {"meta.json", "crawl"}  # nothing written outside --out
 
 
+THESIS = Path(__file__).parents[1] / "fixtures" / "thesis"
+
+
+def test_thesis_metadata_slices_crawl_with_merged_labels_and_resolved_servers(source: Path, tmp_path: Path) -> None:
+    path = THESIS / "moving_static.slice.json"
+    raw = json.loads(path.read_text())
+    expected: dict[str, set[str]] = {}
+    for key, entries in raw.items():
+        for entry in entries:
+            expected.setdefault(entry["id"], set()).update(key.split(","))
+    placeholder = [e["id"] for entries in raw.values() for e in entries if e["server"] == "1234"]
+    assert len(expected) == 49 and len(placeholder) == 1 and any(len(labels) == 2 for labels in expected.values())
+    simulator = FlickrSimulator.for_metadata_file(path, source, api_keys={KEY})
+    deleted = raw["static"][0]["id"]  # gone from Flickr since the thesis listed it
+    simulator.photos[deleted].deleted = True
+    out = tmp_path / "moving"
+    report = _run(simulator, mode="photos", target=str(path), out=str(out), exif=True)
+    records = {r.id: r for _, r, _ in CrawlDir(out).iter_records()}
+    assert set(records) == set(expected) - {deleted} and report.listed == 49
+    assert report.skipped == {"not_found": 1} and not report.failed
+    assert all(set(r.labels) == expected[pid] for pid, r in records.items())
+    assert simulator.requests["flickr.photos.getInfo"] == 1 and records[placeholder[0]].server == "65535"
+    assert simulator.requests["image"] == 48  # no URL was tried with the placeholder server
+
+    kitchen = THESIS / "indoor,kitchen.json"  # a plain list named by its label, every server a placeholder
+    simulator = FlickrSimulator.for_metadata_file(kitchen, source, api_keys={KEY})
+    report = _run(simulator, mode="photos", target=str(kitchen), out=str(tmp_path / "kitchen"))
+    records = {r.id: r for _, r, _ in CrawlDir(tmp_path / "kitchen").iter_records()}
+    assert set(records) == {e["id"] for e in json.loads(kitchen.read_text())} and report.downloaded == 20
+    assert {tuple(r.labels) for r in records.values()} == {("indoor", "kitchen")}
+    assert simulator.requests["flickr.photos.getInfo"] == 20 and simulator.requests["image"] == 20
+    assert all(r.server == "65535" and "_1234_" not in r.image for r in records.values())
+
+
+def test_label_option_on_metadata_files(source: Path, tmp_path: Path) -> None:
+    kitchen = THESIS / "indoor,kitchen.json"
+    simulator = FlickrSimulator.for_metadata_file(kitchen, source, api_keys={KEY})
+    _run(simulator, mode="photos", target=str(kitchen), out=str(tmp_path / "a"), labels=("indoor",))
+    assert {tuple(r.labels) for _, r, _ in CrawlDir(tmp_path / "a").iter_records()} == {("indoor",)}
+    simulator = FlickrSimulator.for_metadata_file(kitchen, source, api_keys={KEY})
+    with pytest.raises(ConfigError, match=r"--label 'moving'.* is a dict whose keys are the labels"):
+        _run(simulator, mode="photos", target=str(THESIS / "moving_static.slice.json"), out=str(tmp_path / "b"),
+             labels=("moving",))
+    assert simulator.requests["image"] == 0
+
+
+def test_rate_limit_holds_across_concurrent_requests(source: Path, tmp_path: Path) -> None:
+    simulator = FlickrSimulator.from_crawl_dir(source, groups={"g": None}, api_keys={KEY})
+    rate = 72000.0  # requests/hour: 20 per second
+
+    async def go():
+        api, static = await simulator.start()
+        client = ClientConfig(api_url=api, static_url=static, rate_limit=rate, concurrency=16)
+        try:
+            return await crawl(CrawlConfig(mode="group", target="g", out=str(tmp_path / "crawl"), exif=True,
+                                           client=client), KEY)
+        finally:
+            await simulator.stop()
+
+    report = asyncio.run(go())
+    arrivals = simulator.arrivals
+    assert report.downloaded == 40 and len(arrivals) == report.requests == 82  # key check, 1 page, 2 per photo
+    window = 20  # any 21 consecutive requests span at least 20 intervals of 1/20 s (5 % arrival jitter allowed)
+    spans = [arrivals[i + window] - arrivals[i] for i in range(len(arrivals) - window)]
+    assert min(spans) >= window / (rate / 3600) * 0.95, min(spans)
+
+
 def test_metadata_only_writes_the_thesis_format(source: Path, tmp_path: Path) -> None:
     simulator = FlickrSimulator.from_crawl_dir(source, groups={"g": None}, api_keys={KEY})
     target = tmp_path / "ids.json"
@@ -172,63 +253,123 @@ def _lines(path: Path) -> int:
         return 0
 
 
-def test_crawl_killed_twice_with_sigkill_ends_complete(tmp_path: Path) -> None:
-    import os
-    import signal
-    import subprocess
-    import sys
-    import threading
-    import time
-
-    from exifray.data.synth import SynthConfig, generate
-
-    generate(tmp_path / "src", SynthConfig(photos=150, seed=6, image_size=48))
-    simulator = FlickrSimulator.from_crawl_dir(tmp_path / "src", groups={"g": None}, api_keys={KEY}, latency_s=0.03)
-    ids = simulator.order
-    for pid in ids[::10]:
-        simulator.faults.add(f"image:{pid}", "http500", "truncated")
-    simulator.photos[ids[7]].media = "video"
+@contextlib.contextmanager
+def _served(simulator: FlickrSimulator) -> Iterator[tuple[str, str]]:
+    """The fake Flickr on its own event loop in a thread, for crawls run as subprocesses."""
     loop = asyncio.new_event_loop()
     threading.Thread(target=loop.run_forever, daemon=True).start()
-    api, static = asyncio.run_coroutine_threadsafe(simulator.start(), loop).result()
-    out = tmp_path / "crawl"
-    command = [sys.executable, "-m", "exifray", "crawl", "group", "g", "--out", str(out), "--exif", "--per-page",
-               "50", "--concurrency", "4", "--rate-limit", "10000000", "--api-url", api, "--static-url", static]
-    env = {**os.environ, "FLICKR_API_KEY": KEY}
-    logs = []
     try:
-        for stop_at in (30, 90):
-            logs.append(tmp_path / f"run{len(logs)}.log")
-            with logs[-1].open("wb") as log:
+        yield asyncio.run_coroutine_threadsafe(simulator.start(), loop).result()
+    finally:
+        asyncio.run_coroutine_threadsafe(simulator.stop(), loop).result()
+        loop.call_soon_threadsafe(loop.stop)
+
+
+def _crawl_command(out: Path, api: str, static: str, *options: str) -> list[str]:
+    return [sys.executable, "-m", "exifray", "crawl", "group", "g", "--out", str(out), "--exif", "--api-url", api,
+            "--static-url", static, "--rate-limit", "10000000", *options]
+
+
+def test_crawl_killed_twice_with_sigkill_ends_complete(tmp_path: Path) -> None:
+    from exifray.data.synth import SynthConfig, generate
+
+    generate(tmp_path / "src", SynthConfig(photos=300, seed=6, image_size=48))
+    simulator = FlickrSimulator.from_crawl_dir(tmp_path / "src", groups={"g": None}, api_keys={KEY}, latency_s=0.03,
+                                               slow_seconds=3)
+    ids = list(simulator.order)
+    for i, pid in enumerate(ids):  # every kind of transient fault, on images, EXIF and listing pages
+        if i % 10 == 0:
+            simulator.faults.add(f"image:{pid}", "http500", "truncated")
+        elif i % 10 == 2:
+            simulator.faults.add(f"image:{pid}", "html")
+            simulator.faults.add(f"exif:{pid}", "fail105")
+        elif i % 10 == 3:
+            simulator.faults.add(f"image:{pid}", "notjpeg")
+        elif i % 30 == 1:
+            simulator.faults.add(f"exif:{pid}", "http429")  # Retry-After: 1
+        elif i % 30 == 4:
+            simulator.faults.add(f"exif:{pid}", "slow")  # longer than --timeout
+    simulator.faults.add("page:2", "http500", "html")
+    gone = {"video": {ids[5], ids[15]}, "deleted": {ids[6], ids[16]}, "failing": {ids[8]}}
+    for pid in gone["video"]:
+        simulator.photos[pid].media = "video"
+    for pid in gone["deleted"]:
+        simulator.photos[pid].deleted = True
+    simulator.faults.permanent[f"image:{ids[8]}"] = "http500"
+    model = simulator.photos[ids[9]]
+    for unsafe in ("../../outside", "12ab"):  # listed with ids that must never become paths or URLs
+        simulator.photos[unsafe] = SimPhoto(unsafe, model.secret, model.server, model.jpeg, model.exif)
+        simulator.groups["g"].insert(50, unsafe)
+    out, logs = tmp_path / "crawl", tmp_path / "logs"
+    logs.mkdir()
+    env = {**os.environ, "FLICKR_API_KEY": KEY}
+    with _served(simulator) as (api, static):
+        command = _crawl_command(out, api, static, "--per-page", "100", "--concurrency", "4", "--timeout", "0.5",
+                                 "--max-attempts", "3", "--backoff", "0.05")
+        for stop_at in (60, 160):
+            with (logs / f"killed-at-{stop_at}.log").open("wb") as log:
                 process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
                 deadline = time.monotonic() + 120
                 while _lines(out / "photos.jsonl") < stop_at and process.poll() is None \
                         and time.monotonic() < deadline:
                     time.sleep(0.02)
-                assert process.poll() is None, logs[-1].read_text()[-2000:]
+                assert process.poll() is None, (logs / f"killed-at-{stop_at}.log").read_text()[-2000:]
                 process.send_signal(signal.SIGKILL)
                 process.wait()
-        logs.append(tmp_path / "final.log")
+            assert 0 < _lines(out / "photos.jsonl") < 300
         final = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
-        logs[-1].write_text(final.stdout + final.stderr)
+        (logs / "final.log").write_text(final.stdout + final.stderr)
         assert final.returncode == 0, final.stderr[-2000:]
-    finally:
-        asyncio.run_coroutine_threadsafe(simulator.stop(), loop).result()
-        loop.call_soon_threadsafe(loop.stop)
+    retrievable = set(ids) - gone["video"] - gone["deleted"] - gone["failing"]
     listed = _ids(out)
-    assert sorted(listed) == sorted(set(ids) - {ids[7]}) and len(listed) == len(set(listed))
+    assert sorted(listed) == sorted(retrievable) and len(listed) == len(set(listed))
     assert not list(out.rglob(".tmp-*"))
     assert sorted(p.name.split("_")[0] for p in (out / "images").iterdir()) == sorted(listed)
     assert sorted(p.stem for p in (out / "exif").iterdir()) == sorted(listed)
-    for path in [*out.rglob("*"), *logs]:
+    for _, record, _ in CrawlDir(out).iter_records():
+        assert (out / record.image).read_bytes() == simulator.photos[record.id].jpeg
+        assert json.loads((out / record.exif).read_text()) == simulator.photos[record.id].exif
+    report = json.loads((out / "crawl_report.json").read_text())
+    assert report["skipped"] == {"video": 2, "not_found": 2, "unsafe_id": 2}
+    assert list(report["failed"]) == [ids[8]] and "HTTP 500" in report["failed"][ids[8]]
+    assert f"failed {ids[8]}: image: gave up after 3 attempts" in final.stdout
+    assert {p.name for p in tmp_path.iterdir()} == {"src", "crawl", "logs"}  # nothing outside --out
+    assert simulator.requests["image"] >= len(retrievable) and KEY in simulator.seen_keys
+    for path in [*out.rglob("*"), *logs.iterdir()]:
         if path.is_file():
             assert KEY.encode() not in path.read_bytes(), path
 
 
-def test_crawl_job_smoke_test_runs_offline() -> None:
-    import subprocess
-    import sys
+def test_progress_bar_on_a_terminal_and_log_lines_otherwise(source: Path, tmp_path: Path) -> None:
+    simulator = FlickrSimulator.from_crawl_dir(source, groups={"g": None}, api_keys={KEY})
+    env = {**os.environ, "FLICKR_API_KEY": KEY}
+    with _served(simulator) as (api, static):
+        piped = subprocess.run(_crawl_command(tmp_path / "piped", api, static, "--progress-every", "0"),
+                               capture_output=True, text=True, env=env, timeout=120)
+        controller, terminal = pty.openpty()
+        fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a 100-column terminal
+        process = subprocess.Popen(_crawl_command(tmp_path / "tty", api, static, "--progress-every", "0"),
+                                   stdout=subprocess.DEVNULL, stderr=terminal, env=env)
+        os.close(terminal)
+        seen = b""
+        while True:  # read as it comes, so a full pty buffer never blocks the crawl
+            ready, _, _ = select.select([controller], [], [], 120)
+            try:
+                chunk = os.read(controller, 65536) if ready else b""
+            except OSError:  # EIO: the crawl closed its end
+                chunk = b""
+            if not chunk:
+                break
+            seen += chunk
+        os.close(controller)
+        assert process.wait(timeout=60) == 0, seen.decode(errors="replace")[-2000:]
+    assert piped.returncode == 0, piped.stderr[-2000:]
+    assert "crawl: 40/40 photos handled, 40 downloaded, 0 skipped, 0 failed" in piped.stderr
+    assert "photos handled" not in seen.decode(errors="replace")
+    assert "40/40" in seen.decode(errors="replace") and "100%|" in seen.decode(errors="replace")
 
+
+def test_crawl_job_smoke_test_runs_offline() -> None:
     job = Path(__file__).parents[2] / "jobs" / "crawl.py"
     result = subprocess.run([sys.executable, str(job), "--smoke-test"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -1,0 +1,23 @@
+"""The benchmark entrypoints in `jobs/` run their `--smoke-test` and print their figures and ratios."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+JOBS = Path(__file__).parents[2] / "jobs"
+
+
+def test_bench_crawl_smoke_prints_ratios_and_keeps_to_the_rate_limit() -> None:
+    result = subprocess.run([sys.executable, str(JOBS / "bench_crawl.py"), "--smoke-test"], capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = re.findall(r"concurrency +(\d+): +(\d+) photos, +([\d.]+) photos/s.*\( *([\d.]+)x concurrency 1\)",
+                      result.stdout)
+    assert [int(c) for c, *_ in rows] == [1, 4] and float(rows[0][3]) == 1.0, result.stdout
+    share = re.search(r"= ([\d.]+) requests/s \(([\d.]+)% of the limit\)", result.stdout)
+    assert share is not None, result.stdout
+    # n requests pass an evenly spacing limiter in (n - 1) intervals: 30 photos (62 requests) allow 1/61 over
+    assert float(share.group(2)) <= 100 * 62 / 61 + 0.5, result.stdout
