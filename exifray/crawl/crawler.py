@@ -324,5 +324,7 @@ def write_metadata_file(path: str | Path, candidates: list[_Candidate]) -> None:
 
 
 async def crawl(config: CrawlConfig, api_key: str) -> CrawlReport:
+    if config.mode == "photos":
+        read_metadata_file(config.target, config.labels)  # a bad file is an error before the key is needed
     async with FlickrClient(config.client, api_key) as client:
         return await Crawler(config, client).run()

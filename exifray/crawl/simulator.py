@@ -92,6 +92,7 @@ class FlickrSimulator:
         self.faults = faults or Faults()
         self.requests: Counter[str] = Counter()
         self.arrivals: list[float] = []  # time.monotonic() of every request, in arrival order
+        self.image_paths: list[str] = []  # every image URL path asked for
         self.served_bytes = 0
         self.seen_keys: set[str] = set()
         self._rng = random.Random(seed)
@@ -213,6 +214,7 @@ class FlickrSimulator:
     async def _image(self, request: web.Request) -> web.StreamResponse:
         self.requests["image"] += 1
         self.arrivals.append(time.monotonic())
+        self.image_paths.append(request.path)
         name = request.match_info["name"]
         photo_id = name.split("_", 1)[0]
         photo = self.photos.get(photo_id)

@@ -119,6 +119,24 @@ def test_search_pages_and_labels(source: Path, tmp_path: Path) -> None:
     assert {tuple(r.labels) for _, r, _ in CrawlDir(out).iter_records()} == {("inside",)}
 
 
+def test_filter_tag_size_and_search_for_photos_only(source: Path, tmp_path: Path) -> None:
+    simulator = FlickrSimulator.from_crawl_dir(source, groups={"g": None}, api_keys={KEY})
+    kitchen = [pid for pid, p in simulator.photos.items() if "kitchen" in p.text.split()]
+    assert 0 < len(kitchen) < 40
+    out = tmp_path / "kitchen"
+    _run(simulator, mode="group", target="g", out=str(out), filter_tag="kitchen", size="z")
+    assert set(_ids(out)) == set(kitchen)
+    assert all(path.endswith("_z.jpg") for path in simulator.image_paths) and len(simulator.image_paths) == len(kitchen)
+    assert all(r.image.endswith("_z.jpg") for _, r, _ in CrawlDir(out).iter_records())
+
+    simulator = FlickrSimulator.from_crawl_dir(source, api_keys={KEY})
+    indoor = [pid for pid, p in simulator.photos.items() if "indoor" in p.text]
+    simulator.photos[indoor[0]].media = "video"
+    report = _run(simulator, mode="search", target="indoor", out=str(tmp_path / "search"))
+    assert set(_ids(tmp_path / "search")) == set(indoor[1:]) and report.listed == len(indoor) - 1  # media=photos
+    assert not any(path.rsplit("/", 1)[1].count("_") > 1 for path in simulator.image_paths)  # empty size: 500 px
+
+
 @pytest.mark.parametrize(("options", "message"), [
     ({"mode": "group", "target": "nope@N01"}, r"group 'nope@N01': Group not found \(Flickr code 1\)"),
     ({"mode": "search", "target": "zebra"}, r"search 'zebra' has no photos"),
