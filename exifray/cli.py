@@ -151,6 +151,49 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from exifray.analysis import analyse, format_summary, open_experiment, parse_formats, read_importance, \
+        write_analysis
+
+    formats = parse_formats(args.format)
+    importance = read_importance(args.importance)
+    experiment = open_experiment(args.experiment)
+    analysis = analyse(experiment, metric=args.metric, by=args.by, top=args.top, importance=importance)
+    out = args.out or experiment.files.uri.rstrip("/") + "/analysis"
+    written = write_analysis(analysis, out, formats)
+    print(format_summary(analysis, k=min(args.top or 10, 10)))
+    print(f"wrote {len(written)} files to {out}" + (f" (report: {out.rstrip('/')}/report.html)"
+                                                     if "html" in formats else ""))
+    return 0
+
+
+def cmd_export_best(args: argparse.Namespace) -> int:
+    from exifray.bundle import export_best
+
+    manifest = export_best(args.experiment, args.out, metric=args.metric, modality=args.modality)
+    print(f"exported trial {manifest['trial_id']} ({manifest['modality']}, {manifest['selected_by']} = "
+          f"{manifest['selected_value']:.4f}) to {args.out}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from exifray.bundle import evaluate, load_model
+
+    print(json.dumps(evaluate(load_model(args.model), args.data, args.split)))
+    return 0
+
+
+def cmd_importance(args: argparse.Namespace) -> int:
+    from exifray.bundle import load_model, permutation_importance, write_importance
+
+    frame = permutation_importance(load_model(args.model), args.data, permutations=args.permutations,
+                                   seed=args.seed, split=args.split)
+    written = write_importance(frame, args.out)
+    print(frame[["rank", "tag", "mean_drop", "std_drop"]].to_string(index=False))
+    print(f"wrote {', '.join(str(p) for p in written)}")
+    return 0
+
+
 def cmd_backbones(args: argparse.Namespace) -> int:
     from exifray.models.registry import get_backbone_spec, list_backbones
 
@@ -287,6 +330,46 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or in-process)")
     sweep.add_argument("--top", type=int, default=10, help="leaderboard rows to print at the end (default: 10)")
     sweep.set_defaults(func=cmd_sweep)
+
+    board = commands.add_parser("leaderboard", help="rank an experiment's trials; tables, Pareto front, fusion vs "
+                                "image, importance, HTML report")
+    board.add_argument("experiment", help="experiment directory (storage path/name), local or s3://...; finished or "
+                       "still running")
+    board.add_argument("--format", default="csv,md,html", help="comma-separated: csv, md, html (the report), json, "
+                       "parquet (default: %(default)s)")
+    board.add_argument("--out", default=None, help="output folder (default: EXPERIMENT/analysis)")
+    board.add_argument("--top", type=int, default=None, help="keep only the best K rows of the leaderboard table")
+    board.add_argument("--metric", default=None, help="rank, select and draw the Pareto front by this column "
+                       "(default: the sweep's metric, a validation one); losses/emissions/times are minimised")
+    board.add_argument("--by", default="modality", choices=("modality", "backbone", "image_size"),
+                       help="the grouped table's key (default: %(default)s)")
+    board.add_argument("--importance", action="append", default=[], metavar="CSV",
+                       help="an importance.csv from `exifray importance` to chart in the report (repeatable)")
+    board.set_defaults(func=cmd_leaderboard)
+
+    export = commands.add_parser("export-best", help="the best trial's model as a self-contained bundle")
+    export.add_argument("experiment", help="experiment directory, local or s3://...")
+    export.add_argument("--out", required=True, help="new folder for the bundle")
+    export.add_argument("--metric", default=None, help="select by this column (default: the sweep's metric)")
+    export.add_argument("--modality", default=None, choices=("image", "exif", "fusion"),
+                        help="the best trial of this modality only")
+    export.set_defaults(func=cmd_export_best)
+
+    evaluate = commands.add_parser("evaluate", help="score a bundle or final trial checkpoint on a dataset split")
+    evaluate.add_argument("model", help="bundle folder (export-best) or a trial's final checkpoint folder")
+    evaluate.add_argument("--data", required=True, help="dataset directory with the model's classes")
+    evaluate.add_argument("--split", default="test", choices=("train", "val", "test"), help="(default: test)")
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    importance = commands.add_parser("importance", help="permutation importance of EXIF tags for an EXIF-only or "
+                                     "fusion model")
+    importance.add_argument("model", help="bundle folder (export-best) or a trial's final checkpoint folder")
+    importance.add_argument("--data", required=True, help="dataset directory with the model's classes")
+    importance.add_argument("--out", required=True, help="folder for importance.csv and importance.svg")
+    importance.add_argument("--permutations", type=int, default=50, help="shuffles per tag (default: %(default)s)")
+    importance.add_argument("--seed", type=int, default=0, help="shuffling seed (default: %(default)s)")
+    importance.add_argument("--split", default="test", choices=("train", "val", "test"), help="(default: test)")
+    importance.set_defaults(func=cmd_importance)
 
     backbones = commands.add_parser("backbones", help="list the registered backbones and their specs")
     backbones.add_argument("--json", action="store_true", help="JSON lines instead of a table")

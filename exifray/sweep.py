@@ -494,17 +494,36 @@ def run_sweep(space: SearchSpace, data_dir: str | Path, *, name: str | None = No
 
 def experiment_leaderboard(space: SearchSpace, storage_path: str, name: str) -> Any:
     """The ranked leaderboard of an experiment as Tune stored it (finished or still running)."""
+    return experiment_trials(space, storage_path, name)[0]
+
+
+def experiment_trials(space: SearchSpace, storage_path: str, name: str) -> tuple[Any, dict[str, Any]]:
+    """(ranked leaderboard, per-trial epoch histories) of an experiment as Tune stored it so far; an empty
+    leaderboard when Tune has not saved any state yet."""
+    import pandas as pd
     from ray.tune import ExperimentAnalysis
 
     files = ExperimentFiles(storage_path, name)
+    fs = files.fs
+    states = fs.get_file_info(pafs_selector(files.root)) if files.exists() else []
+    if not any(Path(info.path).name.startswith("experiment_state") for info in states):
+        return leaderboard_frame(space, [], {}), {}
     analysis = ExperimentAnalysis(files.uri, storage_filesystem=None if files.local else files.fs)
-    best_val = {}
+    best_val, histories = {}, {}
     for trial_id, frame in analysis.trial_dataframes.items():
         if schema.VAL_F1_MACRO in frame:
             values = frame[schema.VAL_F1_MACRO].dropna()
             if len(values):
                 best_val[trial_id] = float(values.max())
-    return leaderboard_frame(space, list(analysis.trials), best_val)
+        epochs = frame[frame[schema.TEST_F1_MACRO].isna()] if schema.TEST_F1_MACRO in frame else frame
+        histories[trial_id] = pd.DataFrame(epochs).reset_index(drop=True)
+    return leaderboard_frame(space, list(analysis.trials), best_val), histories
+
+
+def pafs_selector(root: str) -> Any:
+    import pyarrow.fs as pafs
+
+    return pafs.FileSelector(root, recursive=False)
 
 
 def _stored_space(files: ExperimentFiles, given: SearchSpace) -> SearchSpace:

@@ -1,0 +1,427 @@
+"""Reading an experiment directory and the comparisons a researcher asks of it.
+
+    experiment = open_experiment("experiments/fusion")          # or s3://bucket/experiments/fusion
+    tables = analyse(experiment, metric="val_f1_macro", by="modality")
+    write_tables(tables, "experiments/fusion/analysis", formats=("csv", "md", "html"))
+
+Works on a finished sweep and on one still running (it reads what Tune has written so far). Selection,
+ranking and the Pareto front use a validation metric unless `metric` says otherwise; test columns are shown,
+never used to choose.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from exifray import schema
+from exifray.errors import ConfigError, InputNotFoundError
+from exifray.leaderboard import STATUS_COMPLETE
+from exifray.space import SearchSpace
+
+logger = logging.getLogger(__name__)
+
+FORMATS = ("csv", "md", "html", "json", "parquet")
+BY_CHOICES = ("modality", "backbone", "image_size")
+# Metrics where lower is better; every other numeric column is maximised.
+MIN_METRICS = frozenset({schema.VAL_LOSS, schema.EMISSIONS_KG, schema.ENERGY_KWH, schema.TRAIN_TIME_S,
+                         schema.INFERENCE_MS, schema.PARAMS, "epochs", schema.EPOCH_TIME_S})
+PARETO_COST = schema.EMISSIONS_KG
+
+
+@dataclass
+class Experiment:
+    uri: str
+    name: str
+    space: SearchSpace
+    frame: pd.DataFrame  # one row per trial (leaderboard.COLUMNS + label_mode), in Tune's ranking
+    histories: dict[str, pd.DataFrame]  # trial id → per-epoch rows (training_iteration, val_f1_macro, ...)
+    files: Any  # sweep.ExperimentFiles
+    study: Any = None  # the Optuna study mirrored in optuna.journal (None when there is none yet)
+
+
+def split_experiment_path(path: str) -> tuple[str, str]:
+    """`experiments/demo` → (`experiments`, `demo`); `s3://b/x/demo` → (`s3://b/x`, `demo`)."""
+    text = path.rstrip("/")
+    if "://" in text:
+        scheme, rest = text.split("://", 1)
+        head, _, name = rest.rpartition("/")
+        if not head or not name:
+            raise ConfigError(f"experiment URI needs a bucket and a name: {path!r}")
+        return f"{scheme}://{head}", name
+    resolved = Path(text).resolve()
+    return str(resolved.parent), resolved.name
+
+
+def open_experiment(path: str) -> Experiment:
+    """An experiment directory as Tune wrote it, finished or still running; clear errors when there is none."""
+    import yaml
+
+    from exifray.space import parse_space
+    from exifray.sweep import SWEEP_FILE, ExperimentFiles, experiment_trials
+
+    storage, name = split_experiment_path(path)
+    files = ExperimentFiles(storage, name)
+    if not files.exists():
+        raise InputNotFoundError(f"no experiment at {path}: the directory does not exist")
+    if not files.exists(SWEEP_FILE):
+        raise InputNotFoundError(f"{path} is not an exifray experiment: it has no {SWEEP_FILE} "
+                                 f"(written by `exifray sweep` when a sweep starts)")
+    space = parse_space(yaml.safe_load(files.read_text(SWEEP_FILE)), default_name=name)
+    frame, histories = experiment_trials(space, storage, name)
+    if frame.empty:
+        raise InputNotFoundError(f"experiment {path} has no trials yet (Tune has not saved its state; try again "
+                                 f"once the first trial has started)")
+    frame.insert(frame.columns.get_loc("modality"), "label_mode", [_label_mode(files, c) for c in frame["checkpoint"]])
+    return Experiment(files.uri, name, space, frame, histories, files, _load_study(files, name))
+
+
+def _label_mode(files: Any, checkpoint: Any) -> str | None:
+    """From a trial's final checkpoint (`settings.json`); None for trials without one."""
+    if not isinstance(checkpoint, str) or not checkpoint:
+        return None
+    try:
+        with files.fs.open_input_stream(f"{checkpoint}/{schema.SETTINGS_FILE}") as stream:
+            return json.loads(stream.readall()).get("label_mode")
+    except (FileNotFoundError, OSError):  # an intermediate checkpoint (the trial is still running) has no settings
+        return None
+
+
+def _load_study(files: Any, name: str) -> Any:
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    from exifray.sweep import JOURNAL_FILE
+
+    if not files.exists(JOURNAL_FILE):
+        return None
+    with tempfile.TemporaryDirectory(prefix="exifray-journal-") as folder:  # read a copy: never lock the live file
+        local = Path(folder) / JOURNAL_FILE
+        local.write_text(files.read_text(JOURNAL_FILE), encoding="utf-8")
+        storage = JournalStorage(JournalFileBackend(str(local)))
+        try:
+            study = optuna.load_study(study_name=name, storage=storage)
+        except KeyError:
+            return None
+        # Copy into memory: the temporary file goes away with this block.
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        copy = optuna.create_study(directions=study.directions)
+        copy.add_trials(study.trials)
+        return copy
+
+
+# --- metric choice, Pareto front --------------------------------------------------------------------------
+
+def metric_mode(metric: str) -> str:
+    return "min" if metric in MIN_METRICS else "max"
+
+
+def check_metric(frame: pd.DataFrame, metric: str) -> None:
+    if metric not in frame.columns or not pd.api.types.is_numeric_dtype(frame[metric].dropna().infer_objects()):
+        numeric = [c for c in frame.columns if c not in ("rank",) and pd.api.types.is_numeric_dtype(frame[c])]
+        raise ConfigError(f"--metric {metric!r} is not a numeric leaderboard column; choose one of "
+                          f"{', '.join(numeric)}")
+
+
+def pareto_flags(score: Sequence[float], cost: Sequence[float]) -> list[bool]:
+    """True where no other point has score >= and cost <= with one of them strict (NaN: never on the front)."""
+    points = [(float(s), float(c)) for s, c in zip(score, cost)]
+    flags = []
+    for i, (s, c) in enumerate(points):
+        if math.isnan(s) or math.isnan(c):
+            flags.append(False)
+            continue
+        dominated = any(j != i and not math.isnan(s2) and not math.isnan(c2) and s2 >= s and c2 <= c
+                        and (s2 > s or c2 < c) for j, (s2, c2) in enumerate(points))
+        flags.append(not dominated)
+    return flags
+
+
+def ranked(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Complete trials first by `metric`, then the rest (stopped, running, pending, errored) by status."""
+    from exifray.leaderboard import _STATUS_ORDER
+
+    check_metric(frame, metric)
+    out = frame.drop(columns=["rank"], errors="ignore").copy()
+    key = pd.to_numeric(out[metric], errors="coerce")
+    out["_status"] = out["status"].map(_STATUS_ORDER).fillna(5)
+    out["_key"] = -key if metric_mode(metric) == "max" else key
+    out = out.sort_values(["_status", "_key", "trial_id"], na_position="last", kind="stable")
+    out = out.drop(columns=["_status", "_key"]).reset_index(drop=True)
+    out.insert(0, "rank", range(1, len(out) + 1))
+    return out
+
+
+def with_pareto(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Adds `pareto` (F1 against CO2-eq, complete trials) and `f1_per_gram_co2` (the same F1 per gram)."""
+    score_column = metric if metric_mode(metric) == "max" else schema.VAL_F1_MACRO
+    complete = frame["status"] == STATUS_COMPLETE
+    score = pd.to_numeric(frame[score_column], errors="coerce").where(complete)
+    cost = pd.to_numeric(frame[PARETO_COST], errors="coerce").where(complete)
+    out = frame.copy()
+    out["pareto"] = pareto_flags(score.to_numpy(float), cost.to_numpy(float))
+    grams = cost * 1000.0
+    out["f1_per_gram_co2"] = (score / grams).where(grams > 0)
+    position = out.columns.get_loc("checkpoint")
+    columns = [c for c in out.columns if c not in ("pareto", "f1_per_gram_co2")]
+    columns[position:position] = ["pareto", "f1_per_gram_co2"]
+    return out[columns]
+
+
+# --- comparison tables ------------------------------------------------------------------------------------
+
+def _best(rows: pd.DataFrame, metric: str) -> pd.Series | None:
+    rows = rows[pd.to_numeric(rows[metric], errors="coerce").notna()]
+    if rows.empty:
+        return None
+    values = pd.to_numeric(rows[metric])
+    return rows.loc[values.idxmax() if metric_mode(metric) == "max" else values.idxmin()]
+
+
+def fusion_vs_image(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """The thesis' headline table: per backbone × image size × label mode, the best image-only and the best
+    fusion trial (chosen by `metric`), their test macro F1 and its delta, the best EXIF-only trial's test F1
+    for that label mode, and the deltas in training time and emissions (fusion minus image)."""
+    done = frame[frame["status"] == STATUS_COMPLETE]
+    columns = ["backbone", "image_size", "label_mode", "image_trials", "fusion_trials", "image_trial",
+               "fusion_trial", "image_test_f1_macro", "fusion_test_f1_macro", "delta_test_f1_macro",
+               "exif_only_test_f1_macro", "image_train_time_s", "fusion_train_time_s", "delta_train_time_s",
+               "image_emissions_kg", "fusion_emissions_kg", "delta_emissions_kg"]
+    visual = done[done["modality"].isin(("image", "fusion"))]
+    rows = []
+    keys = visual[["backbone", "image_size", "label_mode"]].astype(object).drop_duplicates()
+    for _, key in keys.sort_values(["backbone", "image_size"], key=lambda s: s.astype(str)).iterrows():
+        cell = visual[(visual["backbone"] == key["backbone"]) & (visual["image_size"] == key["image_size"])
+                      & _same(visual["label_mode"], key["label_mode"])]
+        image = _best(cell[cell["modality"] == "image"], metric)
+        fusion = _best(cell[cell["modality"] == "fusion"], metric)
+        exif = _best(done[(done["modality"] == "exif") & _same(done["label_mode"], key["label_mode"])], metric)
+        row: dict[str, Any] = {"backbone": key["backbone"], "image_size": key["image_size"],
+                               "label_mode": key["label_mode"],
+                               "image_trials": int((cell["modality"] == "image").sum()),
+                               "fusion_trials": int((cell["modality"] == "fusion").sum()),
+                               "image_trial": None if image is None else image["trial_id"],
+                               "fusion_trial": None if fusion is None else fusion["trial_id"],
+                               "exif_only_test_f1_macro": np.nan if exif is None else exif[schema.TEST_F1_MACRO]}
+        for column, short in ((schema.TEST_F1_MACRO, "test_f1_macro"), (schema.TRAIN_TIME_S, "train_time_s"),
+                              (schema.EMISSIONS_KG, "emissions_kg")):
+            a = np.nan if image is None else float(image[column])
+            b = np.nan if fusion is None else float(fusion[column])
+            row[f"image_{short}"], row[f"fusion_{short}"], row[f"delta_{short}"] = a, b, b - a
+        rows.append(row)
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _same(series: pd.Series, value: Any) -> pd.Series:
+    return series.isna() if value is None or (isinstance(value, float) and math.isnan(value)) else series == value
+
+
+def grouped(frame: pd.DataFrame, by: str, metric: str) -> pd.DataFrame:
+    """Per value of `by`: trials, complete, the best trial by `metric` with its test F1, mean metric, emissions."""
+    rows = []
+    for value, group in frame.groupby(frame[by].astype(object).where(frame[by].notna(), "(n/a)"), sort=True):
+        done = group[group["status"] == STATUS_COMPLETE]
+        best = _best(done, metric)
+        rows.append({by: value, "trials": len(group), "complete": len(done),
+                     "errored": int((group["status"] == "error").sum()),
+                     f"best_{metric}": np.nan if best is None else float(best[metric]),
+                     f"mean_{metric}": float(pd.to_numeric(done[metric], errors="coerce").mean()),
+                     "best_trial": None if best is None else best["trial_id"],
+                     "best_test_f1_macro": np.nan if best is None else float(best[schema.TEST_F1_MACRO]),
+                     "mean_emissions_kg": float(pd.to_numeric(done[schema.EMISSIONS_KG], errors="coerce").mean())})
+    return pd.DataFrame(rows)
+
+
+def hyperparameter_effects(frame: pd.DataFrame, space: SearchSpace, metric: str, bins: int = 4) -> pd.DataFrame:
+    """How `metric` depends on each searched hyperparameter: per value (numbers in quantile bins when there
+    are more than `bins` distinct values), the complete trials' count, mean and best."""
+    done = frame[frame["status"] == STATUS_COMPLETE]
+    score = pd.to_numeric(done[metric], errors="coerce")
+    rows = []
+
+    def add(name: str, keyed: pd.Series) -> None:
+        for key, index in keyed.groupby(keyed, sort=False).groups.items():
+            chosen = score.loc[index]
+            rows.append({"hyperparameter": name, "value": key, "trials": int(chosen.notna().sum()),
+                         f"mean_{metric}": float(chosen.mean()),
+                         f"best_{metric}": float(chosen.max() if metric_mode(metric) == "max" else chosen.min())})
+
+    for name in _searched_columns(space, frame):
+        values = done[name]
+        present = values[values.notna()]
+        if present.empty:
+            continue
+        if name == "exif_tags":  # one row pair per tag: trials that used it against trials that did not
+            sets = present.map(lambda v: set(str(v).split("+")))
+            for tag in sorted(set().union(*sets), key=str):
+                add(f"exif_tags has {tag}", sets.map(lambda s, t=tag: "with" if t in s else "without"))
+            continue
+        numeric = pd.api.types.is_numeric_dtype(present.infer_objects())
+        if numeric and present.nunique() > bins:
+            number = pd.to_numeric(present).astype(float)
+            edges = np.unique(np.quantile(number, np.linspace(0, 1, bins + 1)))
+            which = np.clip(np.searchsorted(edges, number, side="right") - 1, 0, len(edges) - 2)
+            labels = [f"{edges[i]:.3g}–{edges[i + 1]:.3g}" for i in range(len(edges) - 1)]
+            add(name, pd.Series([labels[i] for i in which], index=present.index).sort_values(
+                key=lambda s: s.map(labels.index)))
+        else:
+            add(name, present.astype(str).sort_values(key=lambda s: s.map(
+                lambda v: (0, float(v)) if _is_number(v) else (1, v))))
+    return pd.DataFrame(rows, columns=["hyperparameter", "value", "trials", f"mean_{metric}", f"best_{metric}"])
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _searched_columns(space: SearchSpace, frame: pd.DataFrame) -> list[str]:
+    names = [p.name for p in space.params]
+    if any(p.name.startswith("exif_tag_") for p in space.params) or "exif_tags" in names:
+        names = [n for n in names if not n.startswith("exif_tag_")] + ["exif_tags"]
+    return [n for n in dict.fromkeys(names) if n in frame.columns]
+
+
+def optuna_importance(study: Any, space: SearchSpace) -> pd.DataFrame:
+    """Optuna's PED-ANOVA importance (no scikit-learn needed) per objective, over the parameters every finished trial has (Optuna's
+    rule for conditional spaces); `exif_tag_*` rows are the sweep's view of each tag's importance."""
+    import optuna
+
+    columns = ["objective", "hyperparameter", "importance"]
+    if study is None:
+        return pd.DataFrame(columns=columns)
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if len(complete) < 2:
+        return pd.DataFrame(columns=columns)
+    rows = []
+    for index, metric in enumerate(space.metrics):
+        target = (lambda t, i=index: t.values[i]) if len(space.metrics) > 1 else None
+        try:
+            importances = optuna.importance.get_param_importances(
+                study, target=target, evaluator=optuna.importance.PedAnovaImportanceEvaluator())
+        except (RuntimeError, ValueError) as exc:  # e.g. no parameter shared by all trials
+            logger.warning("Optuna importance for %s not computed: %s", metric, exc)
+            continue
+        rows += [{"objective": metric, "hyperparameter": k, "importance": float(v)} for k, v in importances.items()]
+    return pd.DataFrame(rows, columns=columns)
+
+
+# --- the whole analysis, written in every format -----------------------------------------------------------
+
+@dataclass
+class Analysis:
+    experiment: Experiment
+    metric: str
+    by: str
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # name → table, "leaderboard" first
+    importance: pd.DataFrame | None = None  # permutation importance (exifray importance), when given
+
+
+def analyse(experiment: Experiment, metric: str | None = None, by: str = "modality", top: int | None = None,
+            importance: pd.DataFrame | None = None) -> Analysis:
+    if by not in BY_CHOICES:
+        raise ConfigError(f"--by must be one of {', '.join(BY_CHOICES)}, got {by!r}")
+    if top is not None and top < 1:
+        raise ConfigError(f"--top must be >= 1, got {top!r}")
+    metric = metric or experiment.space.metrics[0]
+    board = with_pareto(ranked(experiment.frame, metric), metric)
+    tables = {
+        "leaderboard": board if top is None else board.head(top),
+        "pareto": board[board["pareto"]].sort_values(PARETO_COST).reset_index(drop=True),
+        "fusion_vs_image": fusion_vs_image(board, metric),
+        f"by_{by}": grouped(board, by, metric),
+        "hyperparameters": hyperparameter_effects(board, experiment.space, metric),
+        "optuna_importance": optuna_importance(experiment.study, experiment.space),
+    }
+    return Analysis(experiment, metric, by, tables, importance)
+
+
+def table_bytes(frame: pd.DataFrame, fmt: str) -> bytes:
+    if fmt == "csv":
+        return frame.to_csv(index=False).encode("utf-8")
+    if fmt == "md":
+        return (frame.astype(object).where(frame.notna(), "").to_markdown(index=False, floatfmt=".6g") + "\n"
+                ).encode("utf-8")
+    if fmt == "json":
+        return (frame.to_json(orient="records", indent=1, double_precision=15) + "\n").encode("utf-8")
+    if fmt == "parquet":
+        import io
+
+        buffer = io.BytesIO()
+        frame.astype({c: "string" for c in frame.columns if frame[c].dtype == object}).to_parquet(buffer, index=False)
+        return buffer.getvalue()
+    raise ConfigError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+
+
+def parse_formats(text: str) -> tuple[str, ...]:
+    formats = tuple(f.strip() for f in text.split(",") if f.strip())
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise ConfigError(f"--format {text!r}: unknown {', '.join(unknown) or '(empty)'}; choose from "
+                          f"{', '.join(FORMATS)}")
+    return formats
+
+
+def write_analysis(analysis: Analysis, out: str, formats: Sequence[str]) -> list[str]:
+    """Every table in every format (html: one self-contained `report.html`); returns the paths written.
+
+    `out` is a local folder or a folder on the experiment's filesystem (e.g. `s3://bucket/exp/analysis`).
+    """
+    from exifray.sweep import ExperimentFiles
+
+    storage, name = split_experiment_path(out)
+    target = ExperimentFiles(storage, name)
+    written = []
+    for fmt in formats:
+        if fmt == "html":
+            from exifray.report import render_report
+
+            target.write_bytes("report.html", render_report(analysis).encode("utf-8"))
+            written.append(target.path("report.html"))
+            continue
+        for table_name, frame in analysis.tables.items():
+            filename = f"{table_name}.{fmt}"
+            target.write_bytes(filename, table_bytes(frame, fmt))
+            written.append(target.path(filename))
+    return written
+
+
+def read_importance(paths: Sequence[str]) -> pd.DataFrame | None:
+    frames = []
+    for path in paths:
+        try:
+            frames.append(pd.read_csv(path))
+        except FileNotFoundError:
+            raise InputNotFoundError(f"--importance file does not exist: {path}") from None
+    if not frames:
+        return None
+    frame = pd.concat(frames, ignore_index=True)
+    missing = {"tag", "mean_drop", "std_drop"} - set(frame.columns)
+    if missing:
+        raise ConfigError(f"--importance files must come from `exifray importance`; missing columns {sorted(missing)}")
+    return frame
+
+
+def format_summary(analysis: Analysis, k: int = 10) -> str:
+    from exifray.leaderboard import format_top
+
+    board = analysis.tables["leaderboard"]
+    head = f"{analysis.experiment.name}: {len(analysis.experiment.frame)} trials " + ", ".join(
+        f"{n} {s}" for s, n in analysis.experiment.frame["status"].value_counts().items())
+    front = int(board["pareto"].sum())
+    return (f"{head}; ranked by {analysis.metric} ({metric_mode(analysis.metric)}); {front} on the F1/CO2 "
+            f"Pareto front\n" + format_top(board, k))
+

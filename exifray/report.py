@@ -1,0 +1,215 @@
+"""The self-contained HTML report of an experiment: tables and inline SVG plots (matplotlib), no network.
+
+Sections: the leaderboard, the F1/CO2 Pareto scatter, fusion vs image (table and delta bars per backbone
+and image size), validation-F1 curves of the top trials, the per-hyperparameter effects, Optuna's
+hyperparameter importance and the EXIF tag importance chart.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from exifray import schema
+from exifray.analysis import PARETO_COST, Analysis, metric_mode
+
+MODALITY_COLOURS = {"exif": "#d95f02", "image": "#1b9e77", "fusion": "#7570b3"}
+TOP_CURVES = 8
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em;color:#222;max-width:1400px}
+h1{font-size:1.5em}h2{font-size:1.2em;margin-top:2em;border-bottom:1px solid #ccc}
+table{border-collapse:collapse;font-size:12px;margin:0.5em 0}th,td{border:1px solid #ddd;padding:2px 6px}
+th{background:#f3f3f3;position:sticky;top:0}tr:nth-child(even){background:#fafafa}
+.scroll{overflow-x:auto;max-height:600px}.note{color:#555;font-size:13px}figure{margin:0.5em 0}
+"""
+
+
+def _svg(fig: Any) -> str:
+    import matplotlib.pyplot as plt
+
+    buffer = io.StringIO()
+    fig.savefig(buffer, format="svg", bbox_inches="tight")
+    plt.close(fig)
+    text = buffer.getvalue()
+    return text[text.index("<svg"):]  # drop the XML prolog and DOCTYPE: inline SVG inside HTML
+
+
+def _figure_setup() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    matplotlib.rcParams["svg.fonttype"] = "path"  # glyphs as paths: no font files to fetch
+    matplotlib.rcParams["svg.hashsalt"] = "exifray"  # stable ids: the same analysis gives the same file
+
+
+def _figure(width: float = 6.4, height: float = 4.0) -> tuple[Any, Any]:
+    import matplotlib.pyplot as plt
+
+    _figure_setup()
+    return plt.subplots(figsize=(width, height))
+
+
+def _table(frame: pd.DataFrame, table_id: str) -> str:
+    body = frame.to_html(index=False, table_id=table_id, na_rep="", border=0, escape=True,
+                         float_format=lambda v: f"{v:.6g}")
+    return f'<div class="scroll">{body}</div>'
+
+
+def _pareto_plot(analysis: Analysis) -> str:
+    board = analysis.tables["leaderboard"]
+    score = analysis.metric if metric_mode(analysis.metric) == "max" else schema.VAL_F1_MACRO
+    done = board[(board["status"] == "complete") & board[PARETO_COST].notna() & board[score].notna()]
+    if done.empty:
+        return '<p class="note">No complete trial with emissions yet.</p>'
+    fig, ax = _figure()
+    for modality, rows in done.groupby("modality"):
+        ax.scatter(rows[PARETO_COST] * 1000, rows[score], label=str(modality), alpha=0.8,
+                   color=MODALITY_COLOURS.get(str(modality), "#666"))
+    front = done[done["pareto"]].sort_values(PARETO_COST)
+    ax.step(front[PARETO_COST] * 1000, front[score], where="post", color="black", linewidth=1,
+            label="Pareto front")
+    ax.set_xscale("log")
+    ax.set_xlabel("CO2-eq per trial (g, CodeCarbon)")
+    ax.set_ylabel(score)
+    ax.set_title(f"{score} against emissions ({len(front)} of {len(done)} trials on the front)")
+    ax.legend()
+    return _svg(fig)
+
+
+def _delta_plot(analysis: Analysis) -> str:
+    table = analysis.tables["fusion_vs_image"].dropna(subset=["delta_test_f1_macro"])
+    if table.empty:
+        return '<p class="note">No backbone × image size has both a complete image-only and a fusion trial.</p>'
+    fig, ax = _figure(6.4, 0.6 + 0.45 * len(table))
+    labels = [f"{r.backbone} {r.image_size}px {r.label_mode or ''}" for r in table.itertuples()]
+    deltas = table["delta_test_f1_macro"].to_numpy(float)
+    ax.barh(labels, deltas, color=["#1b9e77" if d >= 0 else "#d95f02" for d in deltas])
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_xlabel("test macro F1: best fusion − best image-only")
+    ax.invert_yaxis()
+    return _svg(fig)
+
+
+def _curves_plot(analysis: Analysis) -> str:
+    board = analysis.tables["leaderboard"]
+    histories = analysis.experiment.histories
+    top = [t for t in board["trial_id"] if t in histories and schema.VAL_F1_MACRO in histories[t]][:TOP_CURVES]
+    if not top:
+        return '<p class="note">No epoch reported yet.</p>'
+    fig, ax = _figure()
+    for trial_id in top:
+        history = histories[trial_id]
+        row = board[board["trial_id"] == trial_id].iloc[0]
+        ax.plot(history["training_iteration"], history[schema.VAL_F1_MACRO], marker=".",
+                label=f"#{row['rank']} {trial_id} ({row['modality']})")
+    ax.set_xlabel("epoch (Tune training_iteration)")
+    ax.set_ylabel(schema.VAL_F1_MACRO)
+    ax.legend(fontsize=8)
+    return _svg(fig)
+
+
+def _effects_plot(analysis: Analysis) -> str:
+    board = analysis.tables["leaderboard"]
+    done = board[board["status"] == "complete"]
+    names = [n for n in dict.fromkeys(analysis.tables["hyperparameters"]["hyperparameter"])
+             if not n.startswith("exif_tags has")]
+    if done.empty or not names:
+        return ""
+    import matplotlib.pyplot as plt
+
+    _figure_setup()
+    columns = min(len(names), 4)
+    fig, axes = plt.subplots((len(names) + columns - 1) // columns, columns,
+                             figsize=(3.2 * columns, 2.8 * ((len(names) + columns - 1) // columns)), squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        values = done[name]
+        score = pd.to_numeric(done[analysis.metric], errors="coerce")
+        if pd.api.types.is_numeric_dtype(values.dropna().infer_objects()) and values.nunique() > 4:
+            ax.scatter(values.astype(float), score, s=12, alpha=0.8)
+            if name == "learning_rate":
+                ax.set_xscale("log")
+        else:
+            categories = sorted(values.dropna().astype(str).unique())
+            positions = values.astype(str).map({c: i for i, c in enumerate(categories)})
+            jitter = np.random.default_rng(0).uniform(-0.15, 0.15, len(values))
+            ax.scatter(positions + jitter, score, s=12, alpha=0.8)
+            ax.set_xticks(range(len(categories)), categories, rotation=30, fontsize=8)
+        ax.set_title(name, fontsize=9)
+        ax.set_ylabel(analysis.metric, fontsize=8)
+    for ax in list(axes.flat)[len(names):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    return _svg(fig)
+
+
+def importance_chart(values: pd.Series, errors: pd.Series | None, xlabel: str) -> str:
+    fig, ax = _figure(6.4, 0.6 + 0.3 * len(values))
+    ax.barh(list(values.index), values.to_numpy(float),
+            xerr=None if errors is None else errors.to_numpy(float), color="#7570b3")
+    ax.invert_yaxis()
+    ax.set_xlabel(xlabel)
+    return _svg(fig)
+
+
+def _optuna_section(analysis: Analysis) -> str:
+    table = analysis.tables["optuna_importance"]
+    if table.empty:
+        return '<p class="note">Not computed: it needs the study journal and at least two complete trials.</p>'
+    parts = []
+    for objective, rows in table.groupby("objective", sort=False):
+        series = rows.set_index("hyperparameter")["importance"].head(20)
+        parts.append(importance_chart(series, None, f"Optuna PED-ANOVA importance for {objective}"))
+    return "".join(parts) + _table(table, "optuna-importance")
+
+
+def _tag_section(analysis: Analysis) -> str:
+    if analysis.importance is not None and not analysis.importance.empty:
+        parts = []
+        for source, rows in analysis.importance.groupby("model", sort=False) if "model" in analysis.importance \
+                else [("", analysis.importance)]:
+            ordered = rows.sort_values("mean_drop", ascending=False).set_index("tag")
+            parts.append(f"<h3>{html.escape(str(source))}</h3>" if source else "")
+            parts.append(importance_chart(ordered["mean_drop"], ordered["std_drop"],
+                                          "test macro-F1 drop when the tag is permuted (mean ± std)"))
+        return "".join(parts) + _table(analysis.importance, "tag-importance")
+    flags = analysis.tables["optuna_importance"]
+    flags = flags[flags["hyperparameter"].str.startswith("exif_tag_")]
+    note = ('<p class="note">Permutation importance not given: run <code>exifray importance CHECKPOINT --data '
+            'DATASET --out DIR</code> and pass <code>--importance DIR/importance.csv</code>.')
+    if flags.empty:
+        return note + "</p>"
+    series = flags.set_index(flags["hyperparameter"].str.removeprefix("exif_tag_"))["importance"]
+    return (note + " Shown instead: Optuna's importance of each tag's on/off flag in the sweep.</p>"
+            + importance_chart(series, None, "Optuna importance of including the tag"))
+
+
+def render_report(analysis: Analysis) -> str:
+    experiment = analysis.experiment
+    counts = ", ".join(f"{n} {s}" for s, n in experiment.frame["status"].value_counts().items())
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    sections = [
+        ("Leaderboard", f'<p class="note">Ranked by {html.escape(analysis.metric)} '
+                        f'({metric_mode(analysis.metric)}); test columns are shown, never used to choose. '
+                        "<code>pareto</code>: on the F1/CO2-eq front; <code>f1_per_gram_co2</code>: that F1 per "
+                        "gram CO2-eq.</p>" + _table(analysis.tables["leaderboard"], "leaderboard")),
+        ("F1 against CO2-eq", _pareto_plot(analysis) + _table(analysis.tables["pareto"], "pareto")),
+        ("Fusion against image only", _delta_plot(analysis) + _table(analysis.tables["fusion_vs_image"],
+                                                                     "fusion-vs-image")),
+        ("Validation F1 of the top trials", _curves_plot(analysis)),
+        (f"By {analysis.by}", _table(analysis.tables[f"by_{analysis.by}"], f"by-{analysis.by}")),
+        ("Hyperparameters", _effects_plot(analysis) + _table(analysis.tables["hyperparameters"], "hyperparameters")),
+        ("Optuna hyperparameter importance", _optuna_section(analysis)),
+        ("EXIF tag importance", _tag_section(analysis)),
+    ]
+    body = "".join(f'<section id="{title.lower().replace(" ", "-")}"><h2>{html.escape(title)}</h2>{content}'
+                   f"</section>" for title, content in sections)
+    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>exifray report: '
+            f"{html.escape(experiment.name)}</title><style>{_CSS}</style></head><body>"
+            f"<h1>exifray experiment <code>{html.escape(experiment.name)}</code></h1>"
+            f'<p class="note">{html.escape(experiment.uri)} · {len(experiment.frame)} trials ({counts}) · '
+            f"written {stamp}</p>{body}</body></html>\n")
