@@ -37,6 +37,7 @@ demo: $(STAMP)
 	$(BIN)/exifray ingest $(DEMO)/crawl --out $(DEMO)/dataset --sizes 32
 	rm -rf $(DEMO)/experiments/demo
 	$(BIN)/exifray sweep --space search_spaces/demo.yaml --data $(DEMO)/dataset --storage-path $(DEMO)/experiments
+	$(BIN)/exifray leaderboard $(DEMO)/experiments/demo --format csv,md,html,json
 
 clean:
 	rm -rf $(DEMO) .pytest_cache

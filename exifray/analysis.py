@@ -81,19 +81,24 @@ def open_experiment(path: str) -> Experiment:
     if frame.empty:
         raise InputNotFoundError(f"experiment {path} has no trials yet (Tune has not saved its state; try again "
                                  f"once the first trial has started)")
-    frame.insert(frame.columns.get_loc("modality"), "label_mode", [_label_mode(files, c) for c in frame["checkpoint"]])
+    settings = [_checkpoint_settings(files, c) for c in frame["checkpoint"]]
+    frame.insert(frame.columns.get_loc("modality"), "label_mode", [s.get("label_mode") for s in settings])
+    # A space that leaves image_size to the dataset: show the size the trial resolved and trained with.
+    resolved = pd.array([s.get("image_size") for s in settings], dtype="Int64")
+    uses_image = frame["modality"].isin(("image", "fusion"))
+    frame["image_size"] = frame["image_size"].where(frame["image_size"].notna() | ~uses_image, resolved)
     return Experiment(files.uri, name, space, frame, histories, files, _load_study(files, name))
 
 
-def _label_mode(files: Any, checkpoint: Any) -> str | None:
-    """From a trial's final checkpoint (`settings.json`); None for trials without one."""
+def _checkpoint_settings(files: Any, checkpoint: Any) -> dict[str, Any]:
+    """A trial's final `settings.json` (label mode, resolved image size, ...); empty for trials without one."""
     if not isinstance(checkpoint, str) or not checkpoint:
-        return None
+        return {}
     try:
         with files.fs.open_input_stream(f"{checkpoint}/{schema.SETTINGS_FILE}") as stream:
-            return json.loads(stream.readall()).get("label_mode")
+            return dict(json.loads(stream.readall()))
     except (FileNotFoundError, OSError):  # an intermediate checkpoint (the trial is still running) has no settings
-        return None
+        return {}
 
 
 def _load_study(files: Any, name: str) -> Any:
@@ -201,7 +206,7 @@ def fusion_vs_image(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
     rows = []
     keys = visual[["backbone", "image_size", "label_mode"]].astype(object).drop_duplicates()
     for _, key in keys.sort_values(["backbone", "image_size"], key=lambda s: s.astype(str)).iterrows():
-        cell = visual[(visual["backbone"] == key["backbone"]) & (visual["image_size"] == key["image_size"])
+        cell = visual[_same(visual["backbone"], key["backbone"]) & _same(visual["image_size"], key["image_size"])
                       & _same(visual["label_mode"], key["label_mode"])]
         image = _best(cell[cell["modality"] == "image"], metric)
         fusion = _best(cell[cell["modality"] == "fusion"], metric)
@@ -223,7 +228,7 @@ def fusion_vs_image(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
 
 
 def _same(series: pd.Series, value: Any) -> pd.Series:
-    return series.isna() if value is None or (isinstance(value, float) and math.isnan(value)) else series == value
+    return series.isna() if pd.isna(value) else (series == value).fillna(False).astype(bool)
 
 
 def grouped(frame: pd.DataFrame, by: str, metric: str) -> pd.DataFrame:

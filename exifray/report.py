@@ -36,7 +36,9 @@ def _svg(fig: Any) -> str:
     fig.savefig(buffer, format="svg", bbox_inches="tight")
     plt.close(fig)
     text = buffer.getvalue()
-    return text[text.index("<svg"):]  # drop the XML prolog and DOCTYPE: inline SVG inside HTML
+    text = text[text.index("<svg"):]  # drop the XML prolog and DOCTYPE: inline SVG inside HTML
+    start, end = text.find("<metadata>"), text.find("</metadata>")
+    return text[:start] + text[end + len("</metadata>"):] if 0 <= start < end else text
 
 
 def _figure_setup() -> None:

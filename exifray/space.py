@@ -169,7 +169,8 @@ class SearchSpace:
         return None
 
     def optuna_distributions(self) -> dict[str, Any]:
-        """Every parameter name define_by_run can suggest, with its Optuna distribution."""
+        """Every parameter name define_by_run can suggest (and scalar grid parameters), with its Optuna
+        distribution: what the journal mirror records per trial."""
         from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
         result: dict[str, Any] = {}
@@ -184,6 +185,9 @@ class SearchSpace:
             elif param.kind == "subset_of":
                 result.update({TAG_FLAG_PREFIX + tag: CategoricalDistribution([True, False])
                                for tag in param.values})
+            elif param.kind == "grid" and all(isinstance(v, bool | int | float | str) for v in param.values):
+                # grid files do not sample with Optuna, but their journal records the points for analysis
+                result[param.name] = CategoricalDistribution(list(param.values))
         return result
 
     # --- grid -----------------------------------------------------------------------------------

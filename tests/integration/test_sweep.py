@@ -16,6 +16,7 @@ import yaml
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
+from exifray.analysis import analyse, open_experiment
 from exifray.errors import ConfigError
 from exifray.space import load_space, parse_space
 from exifray.sweep import JOURNAL_FILE, LEADERBOARD_FILE, SWEEP_FILE, run_sweep
@@ -123,6 +124,10 @@ def test_sweep_resumes_after_the_driver_is_killed(small_dataset: Path, tmp_path:
         while _count_finished(board) < 2 and driver.poll() is None and time.monotonic() < deadline:
             time.sleep(0.5)
         assert driver.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
+        # `exifray leaderboard` on the running sweep reads what Tune has saved so far
+        live = analyse(open_experiment(str(tmp_path / "resume"))).tables["leaderboard"]
+        assert 2 <= len(live) <= 6 and (live["status"] == "complete").sum() >= 2
+        assert set(live["status"]) <= {"complete", "running", "pending"} and live["trial_id"].is_unique
         os.kill(driver.pid, signal.SIGKILL)  # no clean shutdown: the driver dies mid-sweep
         driver.wait()
     before = pd.read_csv(board)

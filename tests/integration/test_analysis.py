@@ -1,0 +1,244 @@
+"""`exifray leaderboard`, the HTML report in headless Chromium, export-best bundles and permutation importance,
+on a real smoke sweep (Ray Tune + Optuna, tiny Keras models)."""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+import re
+import shutil
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from exifray.analysis import open_experiment
+from exifray.cli import main
+from exifray.errors import InputNotFoundError
+from exifray.space import parse_space
+from exifray.sweep import run_sweep
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def experiment(small_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Six trials: image, fusion and EXIF-only at two learning rates each."""
+    space = parse_space({
+        "name": "board", "seed": 2, "max_concurrent": 2, "scheduler": "none", "resources": {"cpus": 1},
+        "fixed": {"backbone": "TestTinyCNN", "epochs": 2, "batch_size": 32,
+                  "exif_tags": ["ExposureTime", "FNumber", "ISO", "Flash"], "fusion_width": 8},
+        "params": {"modality": {"grid": ["image", "fusion", "exif"]}, "learning_rate": {"grid": [0.002, 0.004]}},
+    })
+    storage = tmp_path_factory.mktemp("board")
+    result = run_sweep(space, small_dataset, storage_path=str(storage))
+    assert set(result.leaderboard["status"]) == {"complete"}
+    return storage / "board"
+
+
+class _Tables(HTMLParser):
+    """Rows of every <table id=...> and the number of <svg> elements in an HTML document."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: dict[str, list[list[str]]] = {}
+        self.svgs = 0
+        self._table: str | None = None
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "table":
+            self._table = dict(attrs).get("id") or f"table{len(self.tables)}"
+            self.tables[self._table] = []
+        elif tag == "tr" and self._table:
+            self.tables[self._table].append([])
+        elif tag in ("td", "th") and self._table:
+            self._cell = []
+        elif tag == "svg":
+            self.svgs += 1
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th") and self._table and self._cell is not None:
+            self.tables[self._table][-1].append("".join(self._cell).strip())
+            self._cell = None
+        elif tag == "table":
+            self._table = None
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def _parse(text: str) -> _Tables:
+    parser = _Tables()
+    parser.feed(text)
+    return parser
+
+
+def test_every_format_has_one_row_per_trial_and_the_same_numbers(experiment: Path, tmp_path: Path) -> None:
+    out = tmp_path / "analysis"
+    assert main(["leaderboard", str(experiment), "--format", "csv,md,html,json,parquet", "--out", str(out)]) == 0
+    csv = pd.read_csv(out / "leaderboard.csv")
+    json_rows = pd.DataFrame(json.loads((out / "leaderboard.json").read_text()))
+    parquet = pd.read_parquet(out / "leaderboard.parquet")
+    markdown = pd.read_csv(io.StringIO("\n".join(
+        line.strip().strip("|") for i, line in enumerate((out / "leaderboard.md").read_text().splitlines())
+        if i != 1)), sep="|", skipinitialspace=True)
+    markdown.columns = [c.strip() for c in markdown.columns]
+    html_rows = _parse((out / "report.html").read_text()).tables["leaderboard"]
+    html = pd.DataFrame(html_rows[1:], columns=html_rows[0])
+    assert len(csv) == len(json_rows) == len(parquet) == len(markdown) == len(html) == 6
+    assert list(csv["trial_id"]) == list(json_rows["trial_id"]) == list(parquet["trial_id"]) == list(html["trial_id"])
+    assert list(csv["rank"]) == list(range(1, 7)) and csv["val_f1_macro"].is_monotonic_decreasing
+    for column in ("val_f1_macro", "test_f1_macro", "emissions_kg", "f1_per_gram_co2", "learning_rate"):
+        expected = csv[column].astype(float)
+        for other in (json_rows, parquet):
+            assert other[column].astype(float).tolist() == pytest.approx(expected.tolist(), rel=1e-12)
+        for text in (markdown, html):
+            assert pd.to_numeric(text[column]).tolist() == pytest.approx(expected.tolist(), rel=1e-5)
+    assert csv["pareto"].tolist() == json_rows["pareto"].tolist() == parquet["pareto"].tolist()
+    assert csv["pareto"].any() and (csv["emissions_kg"] > 0).all()
+    assert (csv["f1_per_gram_co2"] - csv["val_f1_macro"] / (csv["emissions_kg"] * 1000)).abs().max() < 1e-9
+    assert set(csv["modality"]) == {"image", "fusion", "exif"} and set(csv["label_mode"]) == {"single"}
+    assert csv.loc[csv["modality"] == "exif", "backbone"].isna().all()  # unused settings stay empty
+    for table in ("pareto", "fusion_vs_image", "by_modality", "hyperparameters", "optuna_importance"):
+        for fmt in ("csv", "md", "json", "parquet"):
+            assert (out / f"{table}.{fmt}").stat().st_size > 0
+
+    headline = pd.read_csv(out / "fusion_vs_image.csv").iloc[0]
+    best = {m: rows.sort_values("val_f1_macro").iloc[-1] for m, rows in csv.groupby("modality")}
+    assert headline["image_test_f1_macro"] == pytest.approx(best["image"]["test_f1_macro"])
+    assert headline["fusion_test_f1_macro"] == pytest.approx(best["fusion"]["test_f1_macro"])
+    assert headline["exif_only_test_f1_macro"] == pytest.approx(best["exif"]["test_f1_macro"])
+    assert headline["delta_test_f1_macro"] == pytest.approx(best["fusion"]["test_f1_macro"]
+                                                            - best["image"]["test_f1_macro"])
+    assert headline["delta_emissions_kg"] == pytest.approx(best["fusion"]["emissions_kg"] - best["image"]["emissions_kg"])
+
+
+def test_metric_top_and_by_options(experiment: Path, tmp_path: Path) -> None:
+    out = tmp_path / "a"
+    assert main(["leaderboard", str(experiment), "--format", "csv", "--out", str(out), "--metric", "emissions_kg",
+                 "--top", "3", "--by", "image_size"]) == 0
+    board = pd.read_csv(out / "leaderboard.csv")
+    assert len(board) == 3 and board["emissions_kg"].is_monotonic_increasing  # a cost: lowest first
+    grouped = pd.read_csv(out / "by_image_size.csv")
+    assert grouped["trials"].sum() == 6 and "(n/a)" in grouped["image_size"].astype(str).tolist()
+
+
+def test_report_renders_in_headless_chromium(experiment: Path, small_dataset: Path, tmp_path: Path) -> None:
+    assert CHROMIUM is not None, "Debian's chromium package is needed (.ci/run installs it)"
+    fusion = open_experiment(str(experiment)).frame.query("modality == 'fusion'").iloc[0]
+    assert main(["importance", fusion["checkpoint"], "--data", str(small_dataset), "--out", str(tmp_path / "imp"),
+                 "--permutations", "2"]) == 0
+    out = tmp_path / "analysis"
+    assert main(["leaderboard", str(experiment), "--format", "html", "--out", str(out), "--importance",
+                 str(tmp_path / "imp" / "importance.csv")]) == 0
+    report = (out / "report.html").read_text()
+    fetches = re.findall(r"""(?:src|href)\s*=\s*["']?(?:https?:)?//|url\(\s*["']?(?:https?:)?//|@import|<link""",
+                         report, flags=re.IGNORECASE)
+    assert not fetches and "<script" not in report  # self-contained: nothing to fetch
+    result = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom",
+                             (out / "report.html").as_uri()], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    page = _parse(result.stdout)
+    rows = page.tables["leaderboard"]
+    assert len(rows) == 7 and rows[0][:3] == ["rank", "trial_id", "status"]  # header + one row per trial
+    assert len(page.tables["fusion-vs-image"]) == 2 and len(page.tables["pareto"]) >= 2
+    assert len(page.tables["tag-importance"]) == 5  # header + the fusion model's 4 tags, with its chart
+    # Pareto scatter, delta bars, validation curves, hyperparameter effects, Optuna importance, tag importance
+    assert page.svgs >= 6
+    for section in ("F1 against CO2-eq", "Fusion against image only", "Validation F1 of the top trials",
+                    "EXIF tag importance"):
+        assert section in result.stdout
+
+
+def test_leaderboard_errors_for_missing_or_empty_experiments(tmp_path: Path, experiment: Path) -> None:
+    with pytest.raises(InputNotFoundError, match="no experiment at .*: the directory does not exist"):
+        open_experiment(str(tmp_path / "nothing"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputNotFoundError, match="is not an exifray experiment: it has no sweep.yaml"):
+        open_experiment(str(tmp_path / "empty"))
+    started = tmp_path / "started"
+    started.mkdir()
+    shutil.copy(experiment / "sweep.yaml", started / "sweep.yaml")  # a sweep that has not saved any state yet
+    with pytest.raises(InputNotFoundError, match="has no trials yet"):
+        open_experiment(str(started))
+    assert main(["leaderboard", str(tmp_path / "nothing")]) != 0
+
+
+def test_export_best_bundle_reproduces_test_f1_in_a_fresh_process(experiment: Path, small_dataset: Path,
+                                                                   tmp_path: Path) -> None:
+    bundle = tmp_path / "best"
+    assert main(["export-best", str(experiment), "--out", str(bundle), "--modality", "fusion"]) == 0
+    board = open_experiment(str(experiment)).frame
+    fusion = board[board["modality"] == "fusion"].sort_values("val_f1_macro").iloc[-1]
+    manifest = json.loads((bundle / "bundle.json").read_text())
+    assert manifest["trial_id"] == fusion["trial_id"] and manifest["modality"] == "fusion"
+    assert manifest["classes"] == ["indoor", "outdoor"] and manifest["exif_tags"]
+    assert {p.name for p in bundle.iterdir()} == {"bundle.json", "model.keras", "settings.json", "metrics.json",
+                                                   "history.jsonl"}
+    for path in bundle.iterdir():
+        if path.suffix in (".json", ".jsonl"):
+            assert str(experiment) not in path.read_text()  # nothing points back into the experiment
+    moved = tmp_path / "elsewhere"
+    bundle.rename(moved)
+    result = subprocess.run([sys.executable, "-m", "exifray", "evaluate", str(moved), "--data", str(small_dataset)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    scores = json.loads(result.stdout.strip().splitlines()[-1])
+    assert scores["test_f1_macro"] == pytest.approx(fusion["test_f1_macro"], abs=1e-9)
+    assert scores["test_f1_macro"] == pytest.approx(json.loads((moved / "metrics.json").read_text())["test_f1_macro"])
+    assert main(["export-best", str(experiment), "--out", str(moved)]) != 0  # never into a non-empty folder
+
+
+def _one_tag_dataset(root: Path) -> Path:
+    """Synthetic photos whose EXIF carries the label only in FNumber: every other tag is shuffled across photos."""
+    from exifray.config import IngestConfig
+    from exifray.data.ingest import run_ingest
+    from exifray.data.synth import SynthConfig, generate
+
+    generate(root / "crawl", SynthConfig(photos=300, seed=8, image_size=32, label_noise=0.0))
+    records = [json.loads(line) for line in (root / "crawl" / "photos.jsonl").read_text().splitlines()]
+    bodies = {r["id"]: json.loads((root / "crawl" / r["exif"]).read_text()) for r in records}
+    by_tag: dict[str, list[dict]] = {}
+    for body in bodies.values():
+        for entry in body["photo"]["exif"]:
+            by_tag.setdefault(entry["tag"], []).append(entry)
+    rng = random.Random(0)
+    for entries in by_tag.values():
+        rng.shuffle(entries)
+    cursor = {tag: iter(entries) for tag, entries in by_tag.items()}
+    for record in records:
+        body = bodies[record["id"]]
+        body["photo"]["exif"] = [next(cursor[e["tag"]]) for e in body["photo"]["exif"] if e["tag"] != "FNumber"]
+        fnumber = "2.0" if record["labels"][0] == "indoor" else "11.0"
+        body["photo"]["exif"].append({"tagspace": "ExifIFD", "tagspaceid": 0, "tag": "FNumber", "label": "Aperture",
+                                      "raw": {"_content": fnumber}})
+        (root / "crawl" / record["exif"]).write_text(json.dumps(body))
+    run_ingest(IngestConfig(inputs=(str(root / "crawl"),), out=str(root / "dataset"), sizes=(32,)))
+    return root / "dataset"
+
+
+def test_permutation_importance_ranks_the_one_informative_tag_first(tmp_path: Path, ray_local: None) -> None:
+    from exifray.config import TrialConfig
+    from exifray.train import run_trial
+
+    dataset = _one_tag_dataset(tmp_path)
+    tags = ["ExposureTime", "ISO", "FNumber", "Flash", "LightSource"]
+    config = TrialConfig(modality="exif", exif_tags=tuple(tags), epochs=25, learning_rate=0.01, batch_size=32,
+                         early_stopping_patience=25)
+    result = run_trial(config, dataset, out_dir=tmp_path / "model")
+    assert result.metrics["test_f1_macro"] > 0.9
+    out = tmp_path / "importance"
+    assert main(["importance", str(tmp_path / "model"), "--data", str(dataset), "--out", str(out),
+                 "--permutations", "20"]) == 0
+    table = pd.read_csv(out / "importance.csv")
+    assert table.iloc[0]["tag"] == "FNumber" and table.iloc[0]["mean_drop"] > 0.3
+    assert (table.iloc[1:]["mean_drop"].abs() < 0.05).all() and len(table) == len(tags)
+    assert (out / "importance.svg").read_text().lstrip().startswith("<svg")
+    assert main(["importance", str(tmp_path / "model"), "--data", str(dataset), "--out", str(out),
+                 "--permutations", "0"]) != 0
