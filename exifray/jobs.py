@@ -1,0 +1,45 @@
+"""Helpers for the Ray job entrypoints in `jobs/`: their `--smoke-test` inputs (made on the spot, no network)."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+
+def option(argv: list[str], name: str) -> str | None:
+    """The value of `--name VALUE` or `--name=VALUE` in argv, if given."""
+    for index, arg in enumerate(argv):
+        if arg == name and index + 1 < len(argv):
+            return argv[index + 1]
+        if arg.startswith(name + "="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def smoke_arguments(argv: list[str], job: str) -> Path:
+    """The folder a smoke test writes to: `--out DIR`, or a new temporary folder (printed, kept)."""
+    out = option(argv, "--out")
+    folder = Path(out) if out else Path(tempfile.mkdtemp(prefix=f"exifray-{job}-smoke-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    print(f"{job} smoke test: writing to {folder}", flush=True)
+    return folder
+
+
+def smoke_crawl(folder: Path, photos: int = 120) -> Path:
+    from exifray.data.synth import SynthConfig, generate
+
+    generate(folder, SynthConfig(photos=photos, seed=0, image_size=48))
+    return folder
+
+
+def smoke_dataset(out: Path, photos: int = 120) -> Path:
+    """A small synthetic indoor/outdoor DATASET DIR at 32 px (ingested on the current Ray cluster)."""
+    from exifray.config import IngestConfig
+    from exifray.data.ingest import run_ingest
+
+    crawl = smoke_crawl(out / "crawl", photos)
+    run_ingest(IngestConfig(inputs=(str(crawl),), out=str(out / "dataset"), sizes=(32,), shard_size=64))
+    return out / "dataset"
