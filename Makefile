@@ -1,12 +1,12 @@
 # make demo: set everything up and run the main job on synthetic data (local Ray, in-process).
-# make test: set everything up and run the whole test suite (unit, integration, slow tiers).
+# make test: set everything up and run the whole test suite (unit, integration, slow, cluster tiers).
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO := demo-out
 
-.PHONY: demo test test-unit test-integration test-slow install clean
+.PHONY: demo test test-unit test-integration test-slow test-cluster install clean
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (Python 3.11) on PATH, or make PYTHON=..."; exit 1; }
@@ -28,6 +28,9 @@ test-unit: $(STAMP)
 
 test-integration: $(STAMP)
 	$(BIN)/python -m pytest tests -q -m integration
+
+test-cluster: $(STAMP)
+	$(BIN)/python -m pytest tests -q -m cluster
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest tests -q -m slow

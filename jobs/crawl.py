@@ -1,18 +1,21 @@
 """Ray job entrypoint: crawl Flickr into a CRAWL DIR (the arguments of `exifray crawl`).
 
-    ray job submit --working-dir . --runtime-env-json '{"env_vars": {"FLICKR_API_KEY": "..."}}' \
+    ray job submit --runtime-env jobs/runtime_env.yaml \
         -- python jobs/crawl.py search "kitchen interior" --out /mnt/shared/crawl --exif --page-limit 4
-    ray job submit --working-dir . -- python jobs/crawl.py --smoke-test
 
-`--smoke-test` needs no key and no network: it renders 60 synthetic photos, serves them from the fake
-Flickr in `exifray/crawl/simulator.py` on 127.0.0.1 (with a few injected faults) and crawls them.
+The key comes from FLICKR_API_KEY on the node that runs the job's driver (set it in the cluster's
+environment: job submissions and their runtime envs are visible on the dashboard, so do not put it there).
+    ray job submit --runtime-env jobs/runtime_env.yaml -- python jobs/crawl.py --smoke-test
+
+`--smoke-test [--out DIR]` needs no key and no network: it renders 60 synthetic photos, serves them from
+the fake Flickr in `exifray/crawl/simulator.py` on 127.0.0.1 (with a few injected faults) and crawls them
+into DIR/crawl (default: a fresh temporary folder).
 """
 
 from __future__ import annotations
 
 import asyncio
 import sys
-import tempfile
 from pathlib import Path
 
 
@@ -40,8 +43,9 @@ async def _smoke(root: Path) -> int:
 
 def main() -> int:
     if "--smoke-test" in sys.argv[1:]:
-        with tempfile.TemporaryDirectory(prefix="exifray-crawl-smoke-") as tmp:
-            return asyncio.run(_smoke(Path(tmp)))
+        from exifray.jobs import smoke_arguments
+
+        return asyncio.run(_smoke(smoke_arguments(sys.argv[1:], "crawl")))
     from exifray.cli import main as cli
 
     return cli(["crawl", *sys.argv[1:]])

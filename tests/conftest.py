@@ -1,4 +1,4 @@
-"""Test tiers by folder: unit (no Ray/TF), integration (local Ray, tiny TF models), slow."""
+"""Test tiers by folder: unit (no Ray/TF), integration (local Ray, tiny TF models), slow, cluster (`ray start`)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         tier = Path(str(item.fspath)).parent.name
-        if tier in ("unit", "integration", "slow"):
+        if tier in ("unit", "integration", "slow", "cluster"):
             item.add_marker(getattr(pytest.mark, tier))
 
 

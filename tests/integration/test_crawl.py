@@ -387,9 +387,10 @@ def test_progress_bar_on_a_terminal_and_log_lines_otherwise(source: Path, tmp_pa
     assert "40/40" in seen.decode(errors="replace") and "100%|" in seen.decode(errors="replace")
 
 
-def test_crawl_job_smoke_test_runs_offline() -> None:
+def test_crawl_job_smoke_test_runs_offline(tmp_path: Path) -> None:
     job = Path(__file__).parents[2] / "jobs" / "crawl.py"
-    result = subprocess.run([sys.executable, str(job), "--smoke-test"], capture_output=True, text=True, timeout=300)
+    result = subprocess.run([sys.executable, str(job), "--smoke-test", "--out", str(tmp_path)], capture_output=True,
+                            text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "crawl: 60 downloaded" in result.stdout and "0 failed" in result.stdout
 

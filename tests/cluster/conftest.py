@@ -1,0 +1,136 @@
+"""Real Ray clusters on 127.0.0.1, started the way users start them (`ray start`), with token authentication.
+
+Each node runs `ray start --block` in its own process group with its own temp dir, HOME (so the token file
+is the test's, never the user's ~/.ray) and ports; stopping a node kills only that group.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent
+REPO = Path(__file__).parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Node:
+    def __init__(self, process: subprocess.Popen, log: Path, temp_dir: Path):
+        self.process, self.log, self.temp_dir = process, log, temp_dir
+
+    def kill(self) -> None:
+        """SIGKILL the node's whole process group (raylet, workers, and on the head GCS and dashboard)."""
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait(timeout=30)
+
+
+class LocalCluster:
+    def __init__(self, root: Path):
+        self.root = root
+        self.home = root / "home"
+        self.home.mkdir(parents=True)
+        self.env = {**os.environ, "HOME": str(self.home), "RAY_AUTH_MODE": "token",
+                    "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "PYTHONUNBUFFERED": "1"}
+        self.env.pop("RAY_ADDRESS", None)
+        generated = subprocess.run([str(BIN / "ray"), "get-auth-token", "--generate"], env=self.env,
+                                   capture_output=True, text=True, timeout=60, check=True)
+        self.token = (self.home / ".ray" / "auth_token").read_text().strip()
+        assert self.token and self.token in generated.stdout
+        self.gcs_port, self.dashboard_port = free_port(), free_port()
+        self.nodes: list[Node] = []
+
+    @property
+    def dashboard(self) -> str:
+        return f"http://127.0.0.1:{self.dashboard_port}"
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.gcs_port}"
+
+    def _start(self, name: str, args: list[str], resources: str | None = None) -> Node:
+        temp_dir = self.root / name
+        log = self.root / f"{name}.log"
+        ports = ["--node-manager-port", str(free_port()), "--object-manager-port", str(free_port()),
+                 "--metrics-export-port", str(free_port()), "--dashboard-agent-listen-port", str(free_port()),
+                 "--runtime-env-agent-port", str(free_port()), "--min-worker-port", str(20000 + 1000 * len(self.nodes)),
+                 "--max-worker-port", str(20999 + 1000 * len(self.nodes))]
+        extra = ["--resources", resources] if resources else []
+        with log.open("wb") as out:
+            process = subprocess.Popen([str(BIN / "ray"), "start", "--block", "--node-ip-address", "127.0.0.1",
+                                        "--temp-dir", str(temp_dir), *ports, *extra, *args], stdout=out,
+                                       stderr=subprocess.STDOUT, env=self.env, start_new_session=True, cwd=self.root)
+        node = Node(process, log, temp_dir)
+        self.nodes.append(node)
+        return node
+
+    def start_head(self, num_cpus: int) -> Node:
+        node = self._start("head", ["--head", "--port", str(self.gcs_port), "--dashboard-host", "127.0.0.1",
+                                    "--dashboard-port", str(self.dashboard_port), "--include-dashboard", "true",
+                                    "--ray-client-server-port", str(free_port()), "--num-cpus", str(num_cpus)])
+        self.wait_for(lambda: self._dashboard_up(), node, "the dashboard")
+        return node
+
+    def add_worker(self, name: str, num_cpus: int, resources: str | None = None) -> Node:
+        node = self._start(name, ["--address", self.address, "--num-cpus", str(num_cpus)], resources)
+        return node
+
+    def _dashboard_up(self) -> bool:
+        import urllib.request
+
+        request = urllib.request.Request(f"{self.dashboard}/api/version",
+                                         headers={"Authorization": f"Bearer {self.token}"})
+        try:
+            with urllib.request.urlopen(request, timeout=2) as answer:
+                return answer.status == 200
+        except OSError:
+            return False
+
+    def wait_for(self, ready, node: Node, what: str, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if ready():
+                return
+            if node.process.poll() is not None:
+                break
+            time.sleep(0.5)
+        raise AssertionError(f"{what} did not come up:\n{node.log.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        for node in reversed(self.nodes):
+            node.kill()
+
+    def leftover_processes(self) -> list[str]:
+        listing = subprocess.run(["ps", "-e", "-o", "pid=,args="], capture_output=True, text=True).stdout
+        return [line for line in listing.splitlines() if str(self.root) in line]
+
+
+@pytest.fixture
+def local_cluster() -> Iterator[LocalCluster]:
+    root = Path(tempfile.mkdtemp(prefix="exr-", dir="/tmp"))  # short: Ray's socket paths must stay < 108 bytes
+    cluster = LocalCluster(root)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+        time.sleep(1)
+        assert cluster.leftover_processes() == [], cluster.leftover_processes()
+        import shutil
+
+        shutil.rmtree(root, ignore_errors=True)
