@@ -64,4 +64,4 @@ def test_every_job_smoke_test_runs_under_ray_job_submit_with_token_auth(local_cl
     # the jobs ran on this cluster: Ray's job list has the four, each SUCCEEDED
     listed = subprocess.run([str(BIN / "ray"), "job", "list", "--address", cluster.dashboard], capture_output=True,
                             text=True, env=cluster.env, timeout=60)
-    assert listed.stdout.count("SUCCEEDED") == 4, listed.stdout[-2000:]
+    assert listed.stdout.count("status=<JobStatus.SUCCEEDED") == 4, listed.stdout[-2000:]
