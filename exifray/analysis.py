@@ -154,17 +154,10 @@ def pareto_flags(score: Sequence[float], cost: Sequence[float]) -> list[bool]:
 
 def ranked(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
     """Complete trials first by `metric`, then the rest (stopped, running, pending, errored) by status."""
-    from exifray.leaderboard import _STATUS_ORDER
+    from exifray.leaderboard import order
 
     check_metric(frame, metric)
-    out = frame.drop(columns=["rank"], errors="ignore").copy()
-    key = pd.to_numeric(out[metric], errors="coerce")
-    out["_status"] = out["status"].map(_STATUS_ORDER).fillna(5)
-    out["_key"] = -key if metric_mode(metric) == "max" else key
-    out = out.sort_values(["_status", "_key", "trial_id"], na_position="last", kind="stable")
-    out = out.drop(columns=["_status", "_key"]).reset_index(drop=True)
-    out.insert(0, "rank", range(1, len(out) + 1))
-    return out
+    return order(frame, metric, metric_mode(metric))
 
 
 def with_pareto(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -185,7 +178,8 @@ def with_pareto(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
 
 # --- comparison tables ------------------------------------------------------------------------------------
 
-def _best(rows: pd.DataFrame, metric: str) -> pd.Series | None:
+def best_row(rows: pd.DataFrame, metric: str) -> pd.Series | None:
+    """The row with the best `metric` value (in its direction); None when no row has one."""
     rows = rows[pd.to_numeric(rows[metric], errors="coerce").notna()]
     if rows.empty:
         return None
@@ -208,9 +202,9 @@ def fusion_vs_image(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
     for _, key in keys.sort_values(["backbone", "image_size"], key=lambda s: s.astype(str)).iterrows():
         cell = visual[_same(visual["backbone"], key["backbone"]) & _same(visual["image_size"], key["image_size"])
                       & _same(visual["label_mode"], key["label_mode"])]
-        image = _best(cell[cell["modality"] == "image"], metric)
-        fusion = _best(cell[cell["modality"] == "fusion"], metric)
-        exif = _best(done[(done["modality"] == "exif") & _same(done["label_mode"], key["label_mode"])], metric)
+        image = best_row(cell[cell["modality"] == "image"], metric)
+        fusion = best_row(cell[cell["modality"] == "fusion"], metric)
+        exif = best_row(done[(done["modality"] == "exif") & _same(done["label_mode"], key["label_mode"])], metric)
         row: dict[str, Any] = {"backbone": key["backbone"], "image_size": key["image_size"],
                                "label_mode": key["label_mode"],
                                "image_trials": int((cell["modality"] == "image").sum()),
@@ -236,7 +230,7 @@ def grouped(frame: pd.DataFrame, by: str, metric: str) -> pd.DataFrame:
     rows = []
     for value, group in frame.groupby(frame[by].astype(object).where(frame[by].notna(), "(n/a)"), sort=True):
         done = group[group["status"] == STATUS_COMPLETE]
-        best = _best(done, metric)
+        best = best_row(done, metric)
         rows.append({by: value, "trials": len(group), "complete": len(done),
                      "errored": int((group["status"] == "error").sum()),
                      f"best_{metric}": np.nan if best is None else float(best[metric]),
@@ -414,7 +408,7 @@ def read_importance(paths: Sequence[str]) -> pd.DataFrame | None:
     if not frames:
         return None
     frame = pd.concat(frames, ignore_index=True)
-    missing = {"tag", "mean_drop", "std_drop"} - set(frame.columns)
+    missing = {"tag", "mean_drop", "std_drop", "model"} - set(frame.columns)
     if missing:
         raise ConfigError(f"--importance files must come from `exifray importance`; missing columns {sorted(missing)}")
     return frame

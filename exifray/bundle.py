@@ -163,7 +163,7 @@ def write_importance(frame: pd.DataFrame, out: str | Path) -> list[Path]:
 # --- export-best --------------------------------------------------------------------------------------------
 
 def best_trial(frame: pd.DataFrame, metric: str, modality: str | None = None) -> pd.Series:
-    from exifray.analysis import check_metric, metric_mode
+    from exifray.analysis import best_row, check_metric
 
     check_metric(frame, metric)
     if modality is not None and modality not in ("image", "exif", "fusion"):
@@ -171,12 +171,11 @@ def best_trial(frame: pd.DataFrame, metric: str, modality: str | None = None) ->
     rows = frame[(frame["status"] == "complete") & frame["checkpoint"].notna()]
     if modality is not None:
         rows = rows[rows["modality"] == modality]
-    rows = rows[pd.to_numeric(rows[metric], errors="coerce").notna()]
-    if rows.empty:
+    best = best_row(rows, metric)
+    if best is None:
         what = f" {modality}" if modality else ""
         raise InputNotFoundError(f"no complete{what} trial with a checkpoint and a {metric} value to export")
-    values = pd.to_numeric(rows[metric])
-    return rows.loc[values.idxmax() if metric_mode(metric) == "max" else values.idxmin()]
+    return best
 
 
 def export_best(experiment_path: str, out: str | Path, metric: str | None = None,

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import logging
 import tempfile
 from pathlib import Path
-
-logger = logging.getLogger(__name__)
 
 
 def option(argv: list[str], name: str) -> str | None:
@@ -20,11 +17,10 @@ def option(argv: list[str], name: str) -> str | None:
 
 
 def smoke_arguments(argv: list[str], job: str) -> Path:
-    """The folder a smoke test writes to: `--out DIR`, or a new temporary folder (printed, kept)."""
+    """The folder a smoke test writes to: `--out DIR`, or a new temporary folder (kept)."""
     out = option(argv, "--out")
     folder = Path(out) if out else Path(tempfile.mkdtemp(prefix=f"exifray-{job}-smoke-"))
     folder.mkdir(parents=True, exist_ok=True)
-    print(f"{job} smoke test: writing to {folder}", flush=True)
     return folder
 
 

@@ -73,15 +73,24 @@ def rank(rows: Sequence[Mapping[str, Any]], metric: str = schema.VAL_F1_MACRO, m
     import pandas as pd
 
     frame = pd.DataFrame(list(rows), columns=[c for c in COLUMNS if c != "rank"])
-    key = pd.to_numeric(frame[metric], errors="coerce") if metric in frame else pd.Series(math.nan, index=frame.index)
-    frame["_status"] = frame["status"].map(_STATUS_ORDER).fillna(5)
-    frame["_key"] = -key if mode == "max" else key
-    frame = frame.sort_values(["_status", "_key", "trial_id"], na_position="last", kind="stable")
-    frame = frame.drop(columns=["_status", "_key"]).reset_index(drop=True)
     for column in INTEGER_COLUMNS:
         frame[column] = pd.to_numeric(frame[column], errors="coerce").round().astype("Int64")
-    frame.insert(0, "rank", range(1, len(frame) + 1))
-    return frame
+    return order(frame, metric, mode)
+
+
+def order(frame: Any, metric: str, mode: str) -> Any:
+    """`frame` (any leaderboard columns) re-ranked: finished trials by `metric`, then the rest by status; the
+    `rank` column renumbered."""
+    import pandas as pd
+
+    out = frame.drop(columns=["rank"], errors="ignore")
+    key = pd.to_numeric(out[metric], errors="coerce") if metric in out else pd.Series(math.nan, index=out.index)
+    status = out["status"].map(_STATUS_ORDER).fillna(5)
+    out = out.assign(_status=status, _key=-key if mode == "max" else key)
+    out = out.sort_values(["_status", "_key", "trial_id"], na_position="last", kind="stable")
+    out = out.drop(columns=["_status", "_key"]).reset_index(drop=True)
+    out.insert(0, "rank", range(1, len(out) + 1))
+    return out
 
 
 def format_top(frame: Any, k: int = 10) -> str:

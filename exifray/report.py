@@ -172,10 +172,9 @@ def _optuna_section(analysis: Analysis) -> str:
 def _tag_section(analysis: Analysis) -> str:
     if analysis.importance is not None and not analysis.importance.empty:
         parts = []
-        for source, rows in analysis.importance.groupby("model", sort=False) if "model" in analysis.importance \
-                else [("", analysis.importance)]:
+        for model, rows in analysis.importance.groupby("model", sort=False):
             ordered = rows.sort_values("mean_drop", ascending=False).set_index("tag")
-            parts.append(f"<h3>{html.escape(str(source))}</h3>" if source else "")
+            parts.append(f"<h3>{html.escape(str(model))}</h3>")
             parts.append(importance_chart(ordered["mean_drop"], ordered["std_drop"],
                                           "test macro-F1 drop when the tag is permuted (mean ± std)"))
         return "".join(parts) + _table(analysis.importance, "tag-importance")

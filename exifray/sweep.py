@@ -503,9 +503,10 @@ def experiment_trials(space: SearchSpace, storage_path: str, name: str) -> tuple
     import pandas as pd
     from ray.tune import ExperimentAnalysis
 
+    import pyarrow.fs as pafs
+
     files = ExperimentFiles(storage_path, name)
-    fs = files.fs
-    states = fs.get_file_info(pafs_selector(files.root)) if files.exists() else []
+    states = files.fs.get_file_info(pafs.FileSelector(files.root)) if files.exists() else []
     if not any(Path(info.path).name.startswith("experiment_state") for info in states):
         return leaderboard_frame(space, [], {}), {}
     analysis = ExperimentAnalysis(files.uri, storage_filesystem=None if files.local else files.fs)
@@ -518,12 +519,6 @@ def experiment_trials(space: SearchSpace, storage_path: str, name: str) -> tuple
         epochs = frame[frame[schema.TEST_F1_MACRO].isna()] if schema.TEST_F1_MACRO in frame else frame
         histories[trial_id] = pd.DataFrame(epochs).reset_index(drop=True)
     return leaderboard_frame(space, list(analysis.trials), best_val), histories
-
-
-def pafs_selector(root: str) -> Any:
-    import pyarrow.fs as pafs
-
-    return pafs.FileSelector(root, recursive=False)
 
 
 def _stored_space(files: ExperimentFiles, given: SearchSpace) -> SearchSpace:

@@ -45,7 +45,9 @@ def main() -> int:
     if "--smoke-test" in sys.argv[1:]:
         from exifray.jobs import smoke_arguments
 
-        return asyncio.run(_smoke(smoke_arguments(sys.argv[1:], "crawl")))
+        out = smoke_arguments(sys.argv[1:], "crawl")
+        print(f"crawl smoke test: writing to {out}", flush=True)
+        return asyncio.run(_smoke(out))
     from exifray.cli import main as cli
 
     return cli(["crawl", *sys.argv[1:]])

@@ -20,6 +20,7 @@ def main(argv: list[str]) -> int:
     if "--smoke-test" not in argv:
         return cli(["ingest", *argv])
     out = smoke_arguments(argv, "ingest")
+    print(f"ingest smoke test: writing to {out}", flush=True)
     crawl = smoke_crawl(out / "crawl", photos=120)
     return cli(["ingest", str(crawl), "--out", str(out / "dataset"), "--sizes", "32"])
 

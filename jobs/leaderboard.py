@@ -31,6 +31,7 @@ def main(argv: list[str]) -> int:
     if "--smoke-test" not in argv:
         return cli(["leaderboard", *argv])
     out = smoke_arguments(argv, "leaderboard")
+    print(f"leaderboard smoke test: writing to {out}", flush=True)
     dataset = smoke_dataset(out)
     (out / "smoke.yaml").write_text(SMOKE_SPACE)
     code = cli(["sweep", "--space", str(out / "smoke.yaml"), "--data", str(dataset), "--storage-path",

@@ -22,6 +22,7 @@ def main(argv: list[str]) -> int:
     if "--smoke-test" not in argv:
         return cli(["sweep", *argv])
     out = smoke_arguments(argv, "sweep")
+    print(f"sweep smoke test: writing to {out}", flush=True)
     dataset = smoke_dataset(out)
     space = option(argv, "--space") or "search_spaces/demo.yaml"
     return cli(["sweep", "--space", space, "--data", str(dataset), "--storage-path", str(out / "experiments"),

@@ -146,8 +146,9 @@ def read_metadata_file(path: str | Path, labels: tuple[str, ...] = ()) -> list[_
 
 
 class Crawler:
-    def __init__(self, config: CrawlConfig, client: FlickrClient):
-        self.config, self.client = config, client
+    def __init__(self, config: CrawlConfig, client: FlickrClient, listed: list[_Candidate] | None = None):
+        """`listed`: the photos mode's metadata file, already read (None: read it when listing)."""
+        self.config, self.client, self._listed = config, client, listed
         self.crawl = CrawlDir(config.out)
         self.report = CrawlReport()
         self._done: set[str] = set()
@@ -171,7 +172,8 @@ class Crawler:
 
     async def list_photos(self) -> list[_Candidate]:
         if self.config.mode == "photos":
-            return read_metadata_file(self.config.target, self.config.labels)
+            return self._listed if self._listed is not None else read_metadata_file(self.config.target,
+                                                                                      self.config.labels)
         first = await self._page(self.config.start_page)
         pages, total = int(first["pages"]), int(first["total"])  # Flickr sends these as ints or strings
         what = f"group {self.config.target!r}" if self.config.mode == "group" else f"search {self.config.target!r}"
@@ -324,7 +326,7 @@ def write_metadata_file(path: str | Path, candidates: list[_Candidate]) -> None:
 
 
 async def crawl(config: CrawlConfig, api_key: str) -> CrawlReport:
-    if config.mode == "photos":
-        read_metadata_file(config.target, config.labels)  # a bad file is an error before the key is needed
+    # A bad metadata file is an error before the key is needed or any request is made.
+    listed = read_metadata_file(config.target, config.labels) if config.mode == "photos" else None
     async with FlickrClient(config.client, api_key) as client:
-        return await Crawler(config, client).run()
+        return await Crawler(config, client, listed).run()

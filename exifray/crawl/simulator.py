@@ -103,15 +103,7 @@ class FlickrSimulator:
     @classmethod
     def from_crawl_dir(cls, root: str | Path, **kwargs: Any) -> FlickrSimulator:
         """Serve the photos of a CRAWL DIR (e.g. one made by `exifray synth`) as if they were on Flickr."""
-        crawl = CrawlDir(root)
-        photos = []
-        for _, record, _ in crawl.iter_records():
-            if record is None:
-                continue
-            exif = json.loads((crawl.root / record.exif).read_text()) if record.exif else None
-            photos.append(SimPhoto(record.id, record.secret, record.server, (crawl.root / record.image).read_bytes(),
-                                   exif, text=" ".join(record.labels)))
-        return cls(photos, **kwargs)
+        return cls(photos_of_crawl_dir(root), **kwargs)
 
     @classmethod
     def for_metadata_file(cls, path: str | Path, source: str | Path, **kwargs: Any) -> FlickrSimulator:
@@ -124,7 +116,7 @@ class FlickrSimulator:
 
         from exifray.crawl.crawler import PLACEHOLDER_SERVER, read_metadata_file
 
-        borrowed = list(cls.from_crawl_dir(source).photos.values())
+        borrowed = photos_of_crawl_dir(source)
         if not borrowed:
             raise ValueError(f"{source} has no photos to serve")
         photos = []
@@ -299,6 +291,19 @@ class FlickrSimulator:
         if tag:
             ids = [pid for pid in ids if tag in self.photos[pid].text.lower().split()]
         return self._page(ids, params)
+
+
+def photos_of_crawl_dir(root: str | Path) -> list[SimPhoto]:
+    """The photos of a CRAWL DIR (JPEG bytes, getExif body, labels as searchable text)."""
+    crawl = CrawlDir(root)
+    photos = []
+    for _, record, _ in crawl.iter_records():
+        if record is None:
+            continue
+        exif = json.loads((crawl.root / record.exif).read_text()) if record.exif else None
+        photos.append(SimPhoto(record.id, record.secret, record.server, (crawl.root / record.image).read_bytes(),
+                               exif, text=" ".join(record.labels)))
+    return photos
 
 
 def handler_target(method: str, params: Mapping[str, str]) -> str | None:

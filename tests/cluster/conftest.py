@@ -29,8 +29,8 @@ def free_port() -> int:
 
 
 class Node:
-    def __init__(self, process: subprocess.Popen, log: Path, temp_dir: Path):
-        self.process, self.log, self.temp_dir = process, log, temp_dir
+    def __init__(self, process: subprocess.Popen, log: Path):
+        self.process, self.log = process, log
 
     def kill(self) -> None:
         """SIGKILL the node's whole process group (raylet, workers, and on the head GCS and dashboard)."""
@@ -60,23 +60,18 @@ class LocalCluster:
     def dashboard(self) -> str:
         return f"http://127.0.0.1:{self.dashboard_port}"
 
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.gcs_port}"
-
-    def _start(self, name: str, args: list[str], resources: str | None = None) -> Node:
+    def _start(self, name: str, args: list[str]) -> Node:
         temp_dir = self.root / name
         log = self.root / f"{name}.log"
         ports = ["--node-manager-port", str(free_port()), "--object-manager-port", str(free_port()),
                  "--metrics-export-port", str(free_port()), "--dashboard-agent-listen-port", str(free_port()),
                  "--runtime-env-agent-port", str(free_port()), "--min-worker-port", str(20000 + 1000 * len(self.nodes)),
                  "--max-worker-port", str(20999 + 1000 * len(self.nodes))]
-        extra = ["--resources", resources] if resources else []
         with log.open("wb") as out:
             process = subprocess.Popen([str(BIN / "ray"), "start", "--block", "--node-ip-address", "127.0.0.1",
-                                        "--temp-dir", str(temp_dir), *ports, *extra, *args], stdout=out,
+                                        "--temp-dir", str(temp_dir), *ports, *args], stdout=out,
                                        stderr=subprocess.STDOUT, env=self.env, start_new_session=True, cwd=self.root)
-        node = Node(process, log, temp_dir)
+        node = Node(process, log)
         self.nodes.append(node)
         return node
 
@@ -85,10 +80,6 @@ class LocalCluster:
                                     "--dashboard-port", str(self.dashboard_port), "--include-dashboard", "true",
                                     "--ray-client-server-port", str(free_port()), "--num-cpus", str(num_cpus)])
         self.wait_for(lambda: self._dashboard_up(), node, "the dashboard")
-        return node
-
-    def add_worker(self, name: str, num_cpus: int, resources: str | None = None) -> Node:
-        node = self._start(name, ["--address", self.address, "--num-cpus", str(num_cpus)], resources)
         return node
 
     def _dashboard_up(self) -> bool:
