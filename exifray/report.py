@@ -57,6 +57,10 @@ def _figure(width: float = 6.4, height: float = 4.0) -> tuple[Any, Any]:
 
 
 def _table(frame: pd.DataFrame, table_id: str) -> str:
+    # pandas prints missing nullable integers as "<NA>" whatever na_rep says: blank them like the rest.
+    nullable = [c for c in frame.columns if isinstance(frame[c].dtype, pd.Int64Dtype)]
+    frame = frame.astype({c: object for c in nullable})
+    frame[nullable] = frame[nullable].where(frame[nullable].notna(), "")
     body = frame.to_html(index=False, table_id=table_id, na_rep="", border=0, escape=True,
                          float_format=lambda v: f"{v:.6g}")
     return f'<div class="scroll">{body}</div>'
