@@ -80,39 +80,42 @@ def _arrays_for(config: TrialConfig, data: Mapping[int | None, DatasetArrays]) -
 
 # --- the trainable ----------------------------------------------------------------------------------------
 
-def _report_epoch(row: dict[str, Any], model: Any, improved: bool) -> None:
-    """Reports every epoch to Tune; attaches a checkpoint (the model so far) when validation loss improved."""
+def _report_epoch(row: dict[str, Any], state: Any) -> None:
+    """Reports every epoch to Tune with a checkpoint of the training state (model and optimizer, best weights,
+    history, emissions so far), so a trial that loses its node resumes at its next epoch."""
     from ray import tune
 
     metrics = {key: row[key] for key in (*schema.EPOCH_METRICS, schema.EPOCH, schema.PHASE)}
-    if not improved:
-        tune.report(metrics)
-        return
     with tempfile.TemporaryDirectory(prefix="exifray-ckpt-") as folder:
-        model.save(Path(folder) / schema.MODEL_FILE)
+        state.save(folder)
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
 
 def sweep_trainable(config: dict[str, Any], *, space: SearchSpace, data: Mapping[int | None, DatasetArrays]) -> None:
     """One Tune trial: the foundation's `run_trial` with per-epoch reports and a final report with test metrics.
 
-    Deterministic failures (bad settings, divergence) are recorded in the trial folder first, so that a
-    FailureConfig retry re-raises them at once instead of training again; other failures (a lost node, out
-    of memory) are retried for real.
+    A trial restarted by FailureConfig (its node or process was lost) continues from its last epoch's
+    checkpoint. Deterministic failures (bad settings, divergence) are recorded in the trial folder first, so
+    that a retry re-raises them at once instead of training again.
     """
     from ray import tune
 
-    from exifray.train import TrialFailed, run_trial, save_trial
+    from exifray.train import RESUME_FILE, TrialFailed, run_trial, save_trial
 
     marker = Path(tune.get_context().get_trial_dir()) / ERROR_MARKER
     if marker.exists():
         raise TrialFailed(f"(not retried: deterministic) {marker.read_text(encoding='utf-8')}")
-    try:
-        trial_config = space.trial_config(config, threads=space.resources.threads)
-        result = run_trial(trial_config, _arrays_for(trial_config, data), report=_report_epoch)
-    except (TrialFailed, ConfigError, DataError, KeyError) as exc:
-        marker.write_text(f"{type(exc).__name__}: {exc}", encoding="utf-8")
-        raise
+    with tempfile.TemporaryDirectory(prefix="exifray-resume-") as resume:
+        checkpoint = tune.get_checkpoint()
+        if checkpoint is not None:
+            checkpoint.to_directory(resume)
+        try:
+            trial_config = space.trial_config(config, threads=space.resources.threads)
+            result = run_trial(trial_config, _arrays_for(trial_config, data), report=_report_epoch,
+                               resume=resume if (Path(resume) / RESUME_FILE).exists() else None)
+        except (TrialFailed, ConfigError, DataError, KeyError) as exc:
+            marker.write_text(f"{type(exc).__name__}: {exc}", encoding="utf-8")
+            raise
     final = {key: value for key, value in result.metrics.items() if isinstance(value, int | float)}
     final[schema.EPOCH] = result.metrics["epochs"]
     with tempfile.TemporaryDirectory(prefix="exifray-final-") as folder:

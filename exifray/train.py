@@ -7,6 +7,11 @@ epoch it reports `val_loss, val_f1_macro, val_f1_micro, val_accuracy, emissions_
 epoch_time_s` through `report`; at the end it returns those plus `test_f1_macro, test_f1_micro,
 test_accuracy, train_time_s, params, inference_ms`. Validation loss drives early stopping and picks the
 weights kept; the test split is touched exactly once, after training.
+
+Every epoch can be saved as a resumable state (`TrainingState.save`: the model with its optimizer state,
+the best weights so far, the epoch history, the patience counter and the cumulative emissions). `run_trial(...,
+resume=FOLDER)` continues from such a folder: a trial whose node was lost restarts at its next epoch, in the
+phase it was in, instead of from scratch. The energy of the interrupted epoch itself was never measured.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import json
 import logging
 import math
 import time
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +38,9 @@ from exifray.metrics import crossentropy, f1_scores
 
 logger = logging.getLogger(__name__)
 
-Report = Callable[[dict[str, Any], Any, bool], None]  # (metrics, keras model, val loss improved) → None
+Report = Callable[[dict[str, Any], "TrainingState"], None]  # (epoch metrics, state after the epoch) → None
+RESUME_FILE = "resume.json"
+BEST_WEIGHTS_FILE = "best_weights.npz"
 
 
 class TrialFailed(ExifrayError, RuntimeError):
@@ -85,7 +93,7 @@ def model_inputs(split: SplitArrays, config: TrialConfig, encoder: ExifEncoder) 
 
 
 def array_batches(inputs: dict[str, np.ndarray], targets: np.ndarray | None, batch_size: int, *,
-                  shuffle: bool = False, seed: int = 0) -> Any:
+                  shuffle: bool = False, seed: int = 0, start_epoch: int = 0) -> Any:
     """A Keras PyDataset that slices one batch at a time out of the given arrays.
 
     Handing Keras whole numpy arrays makes it convert them into TensorFlow tensors, i.e. one private copy
@@ -99,7 +107,7 @@ def array_batches(inputs: dict[str, np.ndarray], targets: np.ndarray | None, bat
         def __init__(self) -> None:
             super().__init__(workers=1, use_multiprocessing=False)
             self.order = np.arange(n)
-            self.rng = np.random.default_rng(seed)
+            self.rng = np.random.default_rng((seed, start_epoch))  # a resumed trial does not replay epoch 1's order
             if shuffle:
                 self.rng.shuffle(self.order)
 
@@ -118,8 +126,9 @@ def array_batches(inputs: dict[str, np.ndarray], targets: np.ndarray | None, bat
     return ArrayBatches()
 
 
-class _EpochLoop:
-    """Keras callback logic: per-epoch validation metrics, emissions, report, best weights, patience."""
+class TrainingState:
+    """Where training stands after each epoch, as a Keras callback drives it: per-epoch validation metrics,
+    emissions, the report, the best weights, patience. `save` writes it as a resumable folder."""
 
     def __init__(self, model: Any, val: tuple[dict[str, np.ndarray], np.ndarray], multi_label: bool,
                  emissions: Any, report: Report | None, patience: int, batch_size: int):
@@ -129,16 +138,30 @@ class _EpochLoop:
         self.best_loss = math.inf
         self.best_weights: list[np.ndarray] | None = None
         self.best_row: dict[str, Any] | None = None
-        self.epoch = 0
+        self.epoch = 0  # epochs done, both phases
         self.phase = ""
-        self._wait = 0
+        self.phase_epoch = 0  # epochs done in this phase
+        self.phase_done = False  # early stopping ended this phase
+        self.improved = False  # the last epoch improved validation loss
+        self.wait = 0
+        self.resumed_from_epoch = 0
+        self._train_time_before = 0.0  # train time of earlier attempts (a resumed trial)
+        self._train_started = time.perf_counter()
         self._started = 0.0
+
+    @property
+    def train_time_s(self) -> float:
+        return self._train_time_before + time.perf_counter() - self._train_started
+
+    def start_phase(self, phase: str) -> None:
+        if phase != self.phase:
+            self.phase, self.phase_epoch, self.phase_done, self.wait = phase, 0, False, 0
 
     def callback(self, phase: str) -> Any:
         import keras
 
         loop = self
-        loop.phase, loop._wait = phase, 0
+        self.start_phase(phase)
 
         class Callback(keras.callbacks.Callback):
             def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
@@ -152,6 +175,7 @@ class _EpochLoop:
 
     def end_epoch(self, logs: dict[str, Any]) -> None:
         self.epoch += 1
+        self.phase_epoch += 1
         loss = float(logs.get("loss", math.nan))
         if not math.isfinite(loss):
             self.emissions.stop_segment()
@@ -166,22 +190,83 @@ class _EpochLoop:
                schema.VAL_ACCURACY: scores["accuracy"], schema.EMISSIONS_KG: totals.emissions_kg,
                schema.ENERGY_KWH: totals.energy_kwh, schema.EPOCH_TIME_S: time.perf_counter() - self._started}
         self.history.append(row)
-        improved = val_loss < self.best_loss
-        if improved:
-            self.best_loss, self.best_row, self._wait = val_loss, row, 0
+        self.improved = val_loss < self.best_loss
+        if self.improved:
+            self.best_loss, self.best_row, self.wait = val_loss, row, 0
             self.best_weights = self.model.get_weights()
         else:
-            self._wait += 1
-            if self._wait >= self.patience:
+            self.wait += 1
+            if self.wait >= self.patience:
                 self.model.stop_training = True
+                self.phase_done = True
         logger.info("epoch %d (%s): loss %.4f val_loss %.4f val_f1_macro %.4f val_accuracy %.4f emissions %.2e kg",
                     self.epoch, self.phase, loss, val_loss, scores["f1_macro"], scores["accuracy"], totals.emissions_kg)
         if self.report is not None:
-            self.report(dict(row), self.model, improved)
+            self.report(dict(row), self)
 
     def restore_best(self) -> None:
         if self.best_weights is not None:
             self.model.set_weights(self.best_weights)
+
+    def save(self, folder: str | Path) -> None:
+        """The model with its optimizer state, the best weights so far and `resume.json`: enough to continue."""
+        out = Path(folder)
+        self.model.save(out / schema.MODEL_FILE)
+        if self.best_weights is not None:
+            np.savez(out / BEST_WEIGHTS_FILE, *self.best_weights)
+        totals = self.emissions.totals
+        atomic_write_json(out / RESUME_FILE, {
+            "epoch": self.epoch, "phase": self.phase, "phase_epoch": self.phase_epoch,
+            "phase_done": self.phase_done, "wait": self.wait, "best_loss": self.best_loss,
+            "best_epoch": self.best_row[schema.EPOCH] if self.best_row else None,
+            "history": [_jsonable(row) for row in self.history], "train_time_s": self.train_time_s,
+            "weight_shapes": _weight_shapes(self.model),
+            "emissions": {name: getattr(totals, name) for name in totals.__dataclass_fields__}})
+
+    def resume(self, folder: str | Path, phase: str) -> None:
+        """Load a saved state into this (freshly built and compiled) model; `phase` is how the model is set up
+        now, which must be the phase the state was saved in."""
+        from exifray.emissions import EmissionsTotals
+
+        path = Path(folder)
+        state = saved_state(folder)
+        try:
+            if state["phase"] != phase:
+                raise TrialFailed(f"the checkpoint in {folder} is in phase {state['phase']!r}, the trial resumes "
+                                  f"into {phase!r}")
+            if state["weight_shapes"] != _weight_shapes(self.model):  # Keras would skip mismatched layers
+                raise TrialFailed(f"the checkpoint in {folder} holds a different model than this trial builds "
+                                  f"(weight shapes differ)")
+            self.model.optimizer.build(self.model.trainable_variables)
+            self.model.load_weights(path / schema.MODEL_FILE)  # a .keras file: weights and optimizer state
+            if state["best_epoch"] is not None:
+                with np.load(path / BEST_WEIGHTS_FILE) as best:
+                    self.best_weights = [best[f"arr_{i}"] for i in range(len(best.files))]
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+            raise TrialFailed(f"cannot resume from the checkpoint in {folder}: {type(exc).__name__}: {exc}") from exc
+        self.history = [{key: (math.nan if value is None else value) for key, value in row.items()}
+                        for row in state["history"]]
+        self.epoch, self.phase, self.phase_epoch = state["epoch"], state["phase"], state["phase_epoch"]
+        self.phase_done, self.wait, self.best_loss = state["phase_done"], state["wait"], state["best_loss"]
+        self.best_row = next((row for row in self.history if row[schema.EPOCH] == state["best_epoch"]), None)
+        self._train_time_before, self._train_started = state["train_time_s"], time.perf_counter()
+        self.emissions.totals = EmissionsTotals(**state["emissions"])
+        self.resumed_from_epoch = self.epoch
+        logger.info("resumed at epoch %d (%s, epoch %d of the phase) from %s", self.epoch, self.phase,
+                    self.phase_epoch, folder)
+
+
+def _weight_shapes(model: Any) -> list[list[int]]:
+    return [list(weight.shape) for weight in model.weights]
+
+
+def saved_state(folder: str | Path) -> dict[str, Any]:
+    """The `resume.json` of a folder written by `TrainingState.save`."""
+    path = Path(folder) / RESUME_FILE
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise TrialFailed(f"cannot resume from {path}: {type(exc).__name__}: {exc}") from exc
 
 
 def _compile(model: Any, learning_rate: float, multi_label: bool) -> None:
@@ -204,8 +289,10 @@ def inference_ms(model: Any, inputs: dict[str, np.ndarray], batch_size: int) -> 
 
 
 def run_trial(config: TrialConfig, data: DatasetArrays | str | Path, *, report: Report | None = None,
-              out_dir: str | Path | None = None, emissions_dir: str | None = None) -> TrialResult:
-    """Train and evaluate one configuration; `data` is a loaded dataset or a DATASET DIR path."""
+              out_dir: str | Path | None = None, emissions_dir: str | None = None,
+              resume: str | Path | None = None) -> TrialResult:
+    """Train and evaluate one configuration; `data` is a loaded dataset or a DATASET DIR path. `resume` is a
+    folder written by `TrainingState.save` for this configuration: training continues after its epoch."""
     from exifray.emissions import TrialEmissions
     from exifray.models.finetune import freeze, unfreeze_top
 
@@ -228,26 +315,42 @@ def run_trial(config: TrialConfig, data: DatasetArrays | str | Path, *, report: 
     built = build_model(config, len(data.classes), encoder.width, data.multi_label, image_size)
     model = built.model
     emissions = TrialEmissions(config.country, output_dir=emissions_dir)
-    loop = _EpochLoop(model, (x_val, data.val.targets), data.multi_label, emissions, report,
-                      config.early_stopping_patience, config.batch_size)
-    started = time.perf_counter()
+    loop = TrainingState(model, (x_val, data.val.targets), data.multi_label, emissions, report,
+                         config.early_stopping_patience, config.batch_size)
     two_phase = built.backbone is not None and built.pretrained
+    first_phase = "head" if two_phase else "train"
+    fine_tune = two_phase and config.fine_tune_layers > 0 and config.fine_tune_epochs > 0
+    saved_phase = saved_state(resume)["phase"] if resume is not None else None
+    if saved_phase not in (None, first_phase, *(("fine_tune",) if fine_tune else ())):
+        raise TrialFailed(f"the checkpoint in {resume} is in phase {saved_phase!r}, which this trial does not have")
+
+    def fit(phase: str, epochs: int) -> None:
+        if loop.phase == phase and (loop.phase_done or loop.phase_epoch >= epochs):
+            return  # the saved state had finished this phase
+        train_batches = array_batches(x_train, data.train.targets, config.batch_size, shuffle=True,
+                                      seed=config.seed, start_epoch=loop.epoch)
+        callback = loop.callback(phase)  # keeps the epoch and patience counters of a resumed phase
+        model.fit(train_batches, initial_epoch=loop.phase_epoch, epochs=epochs, verbose=0, callbacks=[callback])
+
     if two_phase:
         freeze(built.backbone)
     _compile(model, config.learning_rate, data.multi_label)
-    train_batches = array_batches(x_train, data.train.targets, config.batch_size, shuffle=True, seed=config.seed)
-    model.fit(train_batches, epochs=config.epochs, verbose=0,
-              callbacks=[loop.callback("head" if two_phase else "train")])
+    if saved_phase == first_phase:
+        loop.resume(resume, first_phase)
+    if saved_phase != "fine_tune":
+        fit(first_phase, config.epochs)
     fine_tuned = 0
-    if two_phase and config.fine_tune_layers > 0 and config.fine_tune_epochs > 0:
+    if fine_tune:
         loop.restore_best()
         fine_tuned = unfreeze_top(built.backbone, config.fine_tune_layers)
         _compile(model, config.learning_rate * config.fine_tune_learning_rate_factor, data.multi_label)
-        model.fit(train_batches, epochs=config.fine_tune_epochs, verbose=0, callbacks=[loop.callback("fine_tune")])
+        if saved_phase == "fine_tune":
+            loop.resume(resume, "fine_tune")
+        fit("fine_tune", config.fine_tune_epochs)
     elif config.fine_tune_layers > 0 and not two_phase and config.uses_image:
         logger.info("weights are 'none': the backbone trains from scratch in one phase; fine_tune_layers=%d "
                     "has no effect", config.fine_tune_layers)
-    train_time = time.perf_counter() - started
+    train_time = loop.train_time_s
     loop.restore_best()
     emissions.start_segment("test")
     test = f1_scores(data.test.targets, model.predict(array_batches(x_test, None, config.batch_size * 2), verbose=0),
@@ -264,6 +367,7 @@ def run_trial(config: TrialConfig, data: DatasetArrays | str | Path, *, report: 
                schema.EMISSIONS_KG: totals.emissions_kg, schema.ENERGY_KWH: totals.energy_kwh,
                schema.EPOCH_TIME_S: float(np.mean([row[schema.EPOCH_TIME_S] for row in loop.history])),
                "epochs": loop.epoch, "best_epoch": loop.best_row[schema.EPOCH],
+               "resumed_from_epoch": loop.resumed_from_epoch,
                "fine_tuned_layers": fine_tuned, "cpu_energy_kwh": totals.cpu_energy_kwh,
                "gpu_energy_kwh": totals.gpu_energy_kwh, "ram_energy_kwh": totals.ram_energy_kwh,
                "emissions_tracking_mode": emissions.tracking_mode, "country": config.country,

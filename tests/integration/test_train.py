@@ -20,7 +20,7 @@ from exifray.train import TrialFailed, model_inputs, run_trial
 def test_trial_reports_every_epoch_and_final_metrics(small_dataset: Path, tmp_path: Path, modality: str) -> None:
     reports: list[dict[str, Any]] = []
     config = TrialConfig(modality=modality, backbone="TestTinyCNN", epochs=3, early_stopping_patience=5, batch_size=32)
-    result = run_trial(config, small_dataset, report=lambda row, model, improved: reports.append(row), out_dir=tmp_path)
+    result = run_trial(config, small_dataset, report=lambda row, state: reports.append(row), out_dir=tmp_path)
     assert [row[schema.EPOCH] for row in reports] == [1, 2, 3]
     for row in reports:
         assert all(math.isfinite(row[key]) for key in schema.EPOCH_METRICS)
