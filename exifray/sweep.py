@@ -545,6 +545,9 @@ def _quiet_libraries() -> None:
     # Tune warns when per-epoch checkpoints force frequent experiment snapshots; with small models that is
     # expected and cheap, and the warning would repeat all sweep long.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # A grid's param_space holds each key's first value as a placeholder (see `param_space`); Tune warns for
+    # every other grid point that its value differs from that placeholder, which is the point of the grid.
+    logging.getLogger("ray.tune.search.variant_generator").setLevel(logging.ERROR)
 
 
 def _init_ray(address: str | None) -> bool:

@@ -1,7 +1,8 @@
 """Real Ray clusters on 127.0.0.1, started the way users start them (`ray start`), with token authentication.
 
-Each node runs `ray start --block` in its own process group with its own temp dir, HOME (so the token file
-is the test's, never the user's ~/.ray) and ports; stopping a node kills only that group.
+Each node runs `ray start --block` as the leader of its own session with its own temp dir, HOME (so the
+token file is the test's, never the user's ~/.ray) and ports. Ray puts each worker process in a process group
+of its own but leaves it in the node's session, so stopping a node kills exactly the processes of its session.
 """
 
 from __future__ import annotations
@@ -28,16 +29,30 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def session_processes(session: int) -> list[int]:
+    listing = subprocess.run(["ps", "-e", "-o", "pid=,sid="], capture_output=True, text=True, check=True).stdout
+    return [int(pid) for pid, sid in (line.split() for line in listing.splitlines()) if int(sid) == session]
+
+
 class Node:
     def __init__(self, process: subprocess.Popen, log: Path):
         self.process, self.log = process, log
 
-    def kill(self) -> None:
-        """SIGKILL the node's whole process group (raylet, workers, and on the head GCS and dashboard)."""
+    def owns(self, pid: int) -> bool:
+        """Whether the process belongs to this node (raylet, its workers, trial processes)."""
         try:
-            os.killpg(self.process.pid, signal.SIGKILL)
+            return os.getsid(pid) == self.process.pid
         except ProcessLookupError:
-            pass
+            return False
+
+    def kill(self) -> None:
+        """SIGKILL every process of the node's session at once: raylet, workers, trials (and on the head GCS
+        and dashboard), as when a machine goes away."""
+        for pid in session_processes(self.process.pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         self.process.wait(timeout=30)
 
 
@@ -82,6 +97,25 @@ class LocalCluster:
         self.wait_for(lambda: self._dashboard_up(), node, "the dashboard")
         return node
 
+    def add_worker(self, name: str, num_cpus: int) -> Node:
+        """A worker node joining the head (`ray start --address`), with the same token."""
+        node = self._start(name, ["--address", f"127.0.0.1:{self.gcs_port}", "--num-cpus", str(num_cpus)])
+        self.wait_for(lambda: self.alive_nodes() == len(self.nodes), node, f"worker node {name}")
+        return node
+
+    def alive_nodes(self) -> int:
+        import json
+        import urllib.request
+
+        request = urllib.request.Request(f"{self.dashboard}/nodes?view=summary",
+                                         headers={"Authorization": f"Bearer {self.token}"})
+        try:
+            with urllib.request.urlopen(request, timeout=5) as answer:
+                summary = json.load(answer)["data"]["summary"]
+        except (OSError, KeyError, ValueError):
+            return 0
+        return sum(1 for node in summary if node.get("raylet", {}).get("state") == "ALIVE")
+
     def _dashboard_up(self) -> bool:
         import urllib.request
 
@@ -108,8 +142,12 @@ class LocalCluster:
             node.kill()
 
     def leftover_processes(self) -> list[str]:
-        listing = subprocess.run(["ps", "-e", "-o", "pid=,args="], capture_output=True, text=True).stdout
-        return [line for line in listing.splitlines() if str(self.root) in line]
+        """Live processes of the test's nodes (killed ones whose parent died stay as zombies when nothing reaps
+        them, as in a container without an init process; they hold nothing)."""
+        listing = subprocess.run(["ps", "-e", "-o", "pid=,sid=,stat=,args="], capture_output=True, text=True).stdout
+        sessions = {str(node.process.pid) for node in self.nodes}
+        return [line for line in listing.splitlines()
+                if (str(self.root) in line or line.split()[1] in sessions) and not line.split()[2].startswith("Z")]
 
 
 @pytest.fixture
