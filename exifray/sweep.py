@@ -143,6 +143,23 @@ class ExperimentFiles:
     def path(self, filename: str) -> str:
         return f"{self.root}/{filename}"
 
+    def check_reachable(self) -> None:
+        """Remote storage: the bucket must exist and answer (Tune would fail late, deep in a trial, otherwise)."""
+        if self.local:
+            return
+        import pyarrow.fs as pafs
+
+        bucket = self.root.split("/", 1)[0]
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        where = f" at {endpoint} (AWS_ENDPOINT_URL)" if endpoint else ""
+        try:
+            info = self.fs.get_file_info(bucket)
+        except OSError as exc:
+            raise ConfigError(f"cannot reach the storage of {self.uri}{where}: {exc}") from None
+        if info.type != pafs.FileType.Directory:
+            raise ConfigError(f"the bucket {bucket!r} of --storage-path {self.uri} does not exist{where}; create it "
+                              f"first")
+
     def exists(self, filename: str = "") -> bool:
         import pyarrow.fs as pafs
 
@@ -467,6 +484,7 @@ def run_sweep(space: SearchSpace, data_dir: str | Path, *, name: str | None = No
     name = name or space.name
     storage = _storage_uri(storage_path)
     files = ExperimentFiles(storage, name)
+    files.check_reachable()
     if resume and not files.exists(SWEEP_FILE):
         raise InputNotFoundError(f"nothing to resume: no sweep at {files.uri}")
     if not resume and files.exists(SWEEP_FILE):
@@ -512,7 +530,8 @@ def experiment_trials(space: SearchSpace, storage_path: str, name: str) -> tuple
     states = files.fs.get_file_info(pafs.FileSelector(files.root)) if files.exists() else []
     if not any(Path(info.path).name.startswith("experiment_state") for info in states):
         return leaderboard_frame(space, [], {}), {}
-    analysis = ExperimentAnalysis(files.uri, storage_filesystem=None if files.local else files.fs)
+    # With an explicit filesystem Tune wants the path inside it (bucket/key), not the s3:// URI.
+    analysis = ExperimentAnalysis(files.root, storage_filesystem=files.fs)
     best_val, histories = {}, {}
     for trial_id, frame in analysis.trial_dataframes.items():
         if schema.VAL_F1_MACRO in frame:

@@ -1,0 +1,160 @@
+"""Shared storage: a sweep with `--storage-path s3://...` against moto's S3 server on 127.0.0.1, read back by
+`exifray leaderboard s3://...` and `exifray export-best s3://...`. Every command runs as a user runs it (its
+own process, the endpoint in AWS_ENDPOINT_URL), so Tune's trials upload their checkpoints through pyarrow's S3
+filesystem themselves."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+BIN = Path(sys.executable).parent
+SPACE = """
+name: shared
+seed: 1
+max_concurrent: 2
+scheduler: none
+resources: {cpus: 1}
+fixed: {backbone: TestTinyCNN, epochs: 3, batch_size: 32, exif_tags: [ExposureTime, FNumber, ISO], fusion_width: 8}
+params:
+  modality: {grid: [image, fusion, exif]}
+"""
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """moto's S3 server in its own process; yields the environment a user would set to reach it."""
+    port = _free_port()
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    with log.open("wb") as out:
+        server = subprocess.Popen([str(BIN / "python"), "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                                  stdout=out, stderr=subprocess.STDOUT)
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and server.poll() is None, log.read_text()[-2000:]
+                time.sleep(0.3)
+        env = {**os.environ, "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "exifray-test",
+               "AWS_SECRET_ACCESS_KEY": "exifray-test", "AWS_DEFAULT_REGION": "us-east-1",
+               "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+        env.pop("RAY_ADDRESS", None)
+        yield env
+    finally:
+        server.kill()
+        server.wait(timeout=30)
+
+
+def _exifray(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "exifray"), *args], env=env, cwd=cwd, capture_output=True, text=True,
+                          timeout=600)
+
+
+def _bucket(env: dict[str, str], name: str) -> tuple[object, str]:
+    import pyarrow.fs as pafs
+
+    previous = {key: os.environ.get(key) for key in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID",
+                                                     "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}
+    os.environ.update({key: env[key] for key in previous})
+    try:
+        fs, _ = pafs.FileSystem.from_uri(f"s3://{name}?allow_bucket_creation=true")
+    finally:
+        for key, value in previous.items():
+            os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
+    fs.create_dir(name)
+    return fs, name
+
+
+def _files(fs: object, root: str) -> dict[str, int]:
+    import pyarrow.fs as pafs
+
+    infos = fs.get_file_info(pafs.FileSelector(root, recursive=True))  # type: ignore[attr-defined]
+    return {info.path[len(root) + 1:]: info.size for info in infos if info.type == pafs.FileType.File}
+
+
+def _read(fs: object, path: str) -> bytes:
+    with fs.open_input_stream(path) as stream:  # type: ignore[attr-defined]
+        return stream.readall()
+
+
+def test_a_sweep_on_s3_is_read_back_by_leaderboard_and_export(s3: dict[str, str], small_dataset: Path,
+                                                              tmp_path: Path) -> None:
+    fs, bucket = _bucket(s3, "exifray-results")
+    space = tmp_path / "shared.yaml"
+    space.write_text(SPACE)
+    work = tmp_path / "cwd"
+    work.mkdir()
+    sweep = _exifray(s3, work, "sweep", "--space", str(space), "--data", str(small_dataset),
+                     "--storage-path", f"s3://{bucket}/experiments")
+    assert sweep.returncode == 0, (sweep.stdout + sweep.stderr)[-4000:]
+    assert f"experiment:   s3://{bucket}/experiments/shared" in sweep.stdout
+    assert list(work.iterdir()) == []  # nothing landed on the local disk instead
+
+    stored = _files(fs, f"{bucket}/experiments/shared")
+    for name in ("sweep.yaml", "leaderboard.csv", "optuna.journal"):
+        assert stored.get(name, 0) > 0, (name, sorted(stored))
+    assert any(name.startswith("experiment_state") for name in stored)
+    finals = [name for name in stored if name.endswith("/metrics.json")]
+    assert len(finals) == 3  # each trial's final checkpoint, uploaded by the trial itself
+    for final in finals:
+        folder = final.rsplit("/", 1)[0]
+        assert stored[f"{folder}/model.keras"] > 0 and f"{folder}/settings.json" in stored
+    board = pd.read_csv(io.BytesIO(_read(fs, f"{bucket}/experiments/shared/leaderboard.csv")))
+    assert len(board) == 3 and set(board["status"]) == {"complete"}
+    assert all(str(path).startswith(f"{bucket}/experiments/shared/trial_") for path in board["checkpoint"])
+
+    # The analysis reads the experiment from S3 and writes its tables next to it there (the default --out).
+    analysis = _exifray(s3, work, "leaderboard", f"s3://{bucket}/experiments/shared", "--format", "csv,html")
+    assert analysis.returncode == 0, (analysis.stdout + analysis.stderr)[-4000:]
+    tables = _files(fs, f"{bucket}/experiments/shared/analysis")
+    assert {"leaderboard.csv", "pareto.csv", "fusion_vs_image.csv", "report.html"} <= set(tables), sorted(tables)
+    ranked = pd.read_csv(io.BytesIO(_read(fs, f"{bucket}/experiments/shared/analysis/leaderboard.csv")))
+    assert sorted(ranked["trial_id"]) == sorted(board["trial_id"])
+    by_trial = board.set_index("trial_id")
+    for row in ranked.itertuples():
+        assert row.test_f1_macro == pytest.approx(by_trial.loc[row.trial_id, "test_f1_macro"], abs=1e-12)
+
+    bundle = tmp_path / "bundle"
+    exported = _exifray(s3, work, "export-best", f"s3://{bucket}/experiments/shared", "--out", str(bundle))
+    assert exported.returncode == 0, (exported.stdout + exported.stderr)[-4000:]
+    manifest = json.loads((bundle / "bundle.json").read_text())
+    best = board[board["trial_id"] == manifest["trial_id"]].iloc[0]
+    assert json.loads((bundle / "metrics.json").read_text())["test_f1_macro"] == pytest.approx(best["test_f1_macro"])
+
+
+def test_a_missing_bucket_or_unreachable_endpoint_fails_before_the_sweep(s3: dict[str, str], small_dataset: Path,
+                                                                        tmp_path: Path) -> None:
+    space = tmp_path / "shared.yaml"
+    space.write_text(SPACE)
+    missing = _exifray(s3, tmp_path, "sweep", "--space", str(space), "--data", str(small_dataset),
+                       "--storage-path", "s3://no-such-bucket/experiments")
+    assert missing.returncode == 2
+    assert "the bucket 'no-such-bucket' of --storage-path s3://no-such-bucket/experiments/shared does not exist" \
+        in missing.stderr and s3["AWS_ENDPOINT_URL"] in missing.stderr
+    closed = {**s3, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{_free_port()}"}
+    unreachable = _exifray(closed, tmp_path, "sweep", "--space", str(space), "--data", str(small_dataset),
+                           "--storage-path", "s3://exifray-results/experiments")
+    assert unreachable.returncode == 2 and "cannot reach the storage of s3://exifray-results" in unreachable.stderr
+    assert "Traceback" not in missing.stderr + unreachable.stderr
