@@ -1,12 +1,14 @@
 """Reading a DATASET DIR into arrays for training (pyarrow only: no Ray, no TensorFlow).
 
     arrays = load_arrays("data/dataset", image_size=50)
+    arrays = load_arrays("s3://bucket/dataset", image_size=50)   # any pyarrow filesystem URI, read-only
 
 The sweep loads these once and puts them in the Ray object store; `exifray train` loads them directly.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,22 +17,46 @@ from typing import Any
 import numpy as np
 
 from exifray import schema
-from exifray.errors import ConfigError, DataError, InputNotFoundError
+from exifray.errors import ConfigError, DataError, ExifrayError, InputNotFoundError
 from exifray.exif.encode import ExifEncoder
 from exifray.exif.tags import TAG_NAMES
 
 
-def read_card(dataset_dir: str | Path) -> dict[str, Any]:
-    root = Path(dataset_dir)
-    card_path = root / schema.DATASET_CARD
-    if not root.exists():
-        raise InputNotFoundError(f"dataset directory does not exist: {root}")
-    if not card_path.is_file():
-        raise DataError(f"not a dataset dir (no {schema.DATASET_CARD}): {root}; create one with `exifray ingest`")
+def _filesystem(dataset_dir: str | Path) -> tuple[Any, str]:
+    """(pyarrow filesystem, path inside it) of a local DATASET DIR or a remote one (`s3://bucket/dataset`)."""
+    import pyarrow.fs as pafs
+
+    text = str(dataset_dir)
+    if "://" not in text:
+        return pafs.LocalFileSystem(), str(Path(text).resolve())
     try:
-        return json.loads(card_path.read_text(encoding="utf-8"))
+        fs, root = pafs.FileSystem.from_uri(text)
+    except (ValueError, OSError) as exc:
+        raise InputNotFoundError(f"cannot open the dataset {text}: {exc}") from None
+    return fs, root.rstrip("/")
+
+
+def read_card(dataset_dir: str | Path) -> dict[str, Any]:
+    import pyarrow.fs as pafs
+
+    fs, root = _filesystem(dataset_dir)
+    card_path = f"{root}/{schema.DATASET_CARD}"
+    try:
+        if fs.get_file_info(root).type == pafs.FileType.NotFound:
+            raise InputNotFoundError(f"dataset directory does not exist: {dataset_dir}")
+        if fs.get_file_info(card_path).type != pafs.FileType.File:
+            raise DataError(f"not a dataset dir (no {schema.DATASET_CARD}): {dataset_dir}; create one with "
+                            f"`exifray ingest`")
+        with fs.open_input_stream(card_path) as stream:
+            text = stream.readall().decode("utf-8")
+    except ExifrayError:
+        raise
+    except OSError as exc:
+        raise InputNotFoundError(f"cannot read the dataset {dataset_dir}: {exc}") from None
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise DataError(f"{card_path} is not valid JSON: {exc}") from exc
+        raise DataError(f"{dataset_dir}/{schema.DATASET_CARD} is not valid JSON: {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -81,13 +107,18 @@ def load_arrays(dataset_dir: str | Path, image_size: int | None) -> DatasetArray
     if image_size is not None and image_size not in card["image_sizes"]:
         raise ConfigError(f"image_size {image_size} is not in the dataset; it has sizes {card['image_sizes']} "
                           f"(re-run `exifray ingest --sizes`)")
-    shard_paths = sorted((Path(dataset_dir) / schema.SHARDS_DIR).glob("part-*.parquet"))
+    import pyarrow.fs as pafs
+
+    fs, root = _filesystem(dataset_dir)
+    shards = fs.get_file_info(pafs.FileSelector(f"{root}/{schema.SHARDS_DIR}", allow_not_found=True))
+    shard_paths = sorted(info.path for info in shards
+                         if info.type == pafs.FileType.File and fnmatch.fnmatch(Path(info.path).name, "part-*.parquet"))
     if not shard_paths:
         raise DataError(f"dataset {dataset_dir} has no shards/part-*.parquet files")
     columns = [schema.COL_PHOTO_ID, schema.COL_LABELS, schema.COL_SPLIT, *(schema.exif_column(t) for t in TAG_NAMES)]
     if image_size is not None:
         columns.append(schema.image_column(image_size))
-    table = pq.ParquetDataset(shard_paths).read(columns=columns)
+    table = pq.ParquetDataset(shard_paths, filesystem=fs).read(columns=columns)
     class_index = {name: i for i, name in enumerate(card["classes"])}
     split_column = np.asarray(table[schema.COL_SPLIT].to_pylist())
     result = {}

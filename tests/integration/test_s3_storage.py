@@ -1,5 +1,6 @@
-"""Shared storage: a sweep with `--storage-path s3://...` against moto's S3 server on 127.0.0.1, read back by
-`exifray leaderboard s3://...` and `exifray export-best s3://...`. Every command runs as a user runs it (its
+"""Shared storage: a sweep of a dataset on S3 with `--storage-path s3://...` against moto's S3 server on
+127.0.0.1, read back by `exifray leaderboard s3://...`, `exifray export-best s3://...` and `exifray evaluate
+--data s3://...`. Every command runs as a user runs it (its
 own process, the endpoint in AWS_ENDPOINT_URL), so Tune's trials upload their checkpoints through pyarrow's S3
 filesystem themselves."""
 
@@ -73,16 +74,12 @@ def _exifray(env: dict[str, str], cwd: Path, *args: str) -> subprocess.Completed
 
 
 def _bucket(env: dict[str, str], name: str) -> tuple[object, str]:
+    """The test's own view of the server (explicit credentials: nothing taken from this process's environment)."""
     import pyarrow.fs as pafs
 
-    previous = {key: os.environ.get(key) for key in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID",
-                                                     "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}
-    os.environ.update({key: env[key] for key in previous})
-    try:
-        fs, _ = pafs.FileSystem.from_uri(f"s3://{name}?allow_bucket_creation=true")
-    finally:
-        for key, value in previous.items():
-            os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
+    fs = pafs.S3FileSystem(access_key=env["AWS_ACCESS_KEY_ID"], secret_key=env["AWS_SECRET_ACCESS_KEY"],
+                           region=env["AWS_DEFAULT_REGION"], endpoint_override=env["AWS_ENDPOINT_URL"],
+                           allow_bucket_creation=True)
     fs.create_dir(name)
     return fs, name
 
@@ -101,12 +98,15 @@ def _read(fs: object, path: str) -> bytes:
 
 def test_a_sweep_on_s3_is_read_back_by_leaderboard_and_export(s3: dict[str, str], small_dataset: Path,
                                                               tmp_path: Path) -> None:
+    import pyarrow.fs as pafs
+
     fs, bucket = _bucket(s3, "exifray-results")
+    pafs.copy_files(str(small_dataset), f"{bucket}/dataset", destination_filesystem=fs)  # `aws s3 sync` for short
     space = tmp_path / "shared.yaml"
     space.write_text(SPACE)
     work = tmp_path / "cwd"
     work.mkdir()
-    sweep = _exifray(s3, work, "sweep", "--space", str(space), "--data", str(small_dataset),
+    sweep = _exifray(s3, work, "sweep", "--space", str(space), "--data", f"s3://{bucket}/dataset",
                      "--storage-path", f"s3://{bucket}/experiments")
     assert sweep.returncode == 0, (sweep.stdout + sweep.stderr)[-4000:]
     assert f"experiment:   s3://{bucket}/experiments/shared" in sweep.stdout
@@ -142,6 +142,10 @@ def test_a_sweep_on_s3_is_read_back_by_leaderboard_and_export(s3: dict[str, str]
     manifest = json.loads((bundle / "bundle.json").read_text())
     best = board[board["trial_id"] == manifest["trial_id"]].iloc[0]
     assert json.loads((bundle / "metrics.json").read_text())["test_f1_macro"] == pytest.approx(best["test_f1_macro"])
+    scored = _exifray(s3, work, "evaluate", str(bundle), "--data", f"s3://{bucket}/dataset")
+    assert scored.returncode == 0, (scored.stdout + scored.stderr)[-4000:]
+    assert json.loads(scored.stdout.strip().splitlines()[-1])["test_f1_macro"] == pytest.approx(best["test_f1_macro"],
+                                                                                              abs=1e-9)
 
 
 def test_a_missing_bucket_or_unreachable_endpoint_fails_before_the_sweep(s3: dict[str, str], small_dataset: Path,
