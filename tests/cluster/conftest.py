@@ -90,10 +90,12 @@ class LocalCluster:
         self.nodes.append(node)
         return node
 
-    def start_head(self, num_cpus: int) -> Node:
+    def start_head(self, num_cpus: int, num_gpus: int | None = None) -> Node:
+        """The head; `num_gpus` declares GPUs to Ray's scheduler (bookkeeping: Ray does not check they exist)."""
+        gpus = ["--num-gpus", str(num_gpus)] if num_gpus is not None else []
         node = self._start("head", ["--head", "--port", str(self.gcs_port), "--dashboard-host", "127.0.0.1",
                                     "--dashboard-port", str(self.dashboard_port), "--include-dashboard", "true",
-                                    "--ray-client-server-port", str(free_port()), "--num-cpus", str(num_cpus)])
+                                    "--ray-client-server-port", str(free_port()), "--num-cpus", str(num_cpus), *gpus])
         self.wait_for(lambda: self._dashboard_up(), node, "the dashboard")
         return node
 
