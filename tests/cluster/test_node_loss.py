@@ -73,7 +73,7 @@ def test_a_sweep_survives_losing_a_worker_node(local_cluster: LocalCluster, tmp_
     cluster = local_cluster
     cluster.start_head(num_cpus=0)
     worker_a = cluster.add_worker("worker-a", num_cpus=1)
-    cluster.add_worker("worker-b", num_cpus=1)
+    worker_b = cluster.add_worker("worker-b", num_cpus=1)
     assert cluster.alive_nodes() == 3
 
     ingest = _submit(cluster, "jobs/ingest.py", "--smoke-test", "--out", str(tmp_path / "ingest"))
@@ -85,16 +85,20 @@ def test_a_sweep_survives_losing_a_worker_node(local_cluster: LocalCluster, tmp_
                     "--storage-path", str(tmp_path / "experiments"), wait=False)
     try:
         # Wait for a finished trial and a trial on worker A with two epochs (two checkpoints) behind it.
-        deadline, victim, finished = time.monotonic() + 240, None, {}
+        deadline, victim, finished, placed = time.monotonic() + 240, None, {}, {}
         while victim is None:
             assert time.monotonic() < deadline and sweep.poll() is None, "no trial ran on worker A in time"
             trials = {folder.name: _results(folder) for folder in experiment.glob("trial_*")}
             finished = {name: rows for name, rows in trials.items() if _complete(rows)}
             for name, rows in trials.items():
+                for node, worker in (("A", worker_a), ("B", worker_b)):
+                    if rows and worker.owns(rows[-1]["pid"]):
+                        placed[name] = node
                 if finished and not _complete(rows) and len(rows) >= 2 and worker_a.owns(rows[-1]["pid"]):
                     victim = name
             time.sleep(0.2)
         epochs_before = len(_results(experiment / victim))
+        assert set(placed.values()) == {"A", "B"}, placed  # the trials were spread over both workers
         snapshot = {name: (experiment / name / "result.json").read_text() for name in finished}
         worker_a.kill()
         output, _ = sweep.communicate(timeout=420)
