@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 JOBS = Path(__file__).parents[2] / "jobs"
 
 
@@ -21,3 +23,15 @@ def test_bench_crawl_smoke_prints_ratios_and_keeps_to_the_rate_limit() -> None:
     assert share is not None, result.stdout
     # n requests pass an evenly spacing limiter in (n - 1) intervals: 30 photos (62 requests) allow 1/61 over
     assert float(share.group(2)) <= 100 * 62 / 61 + 0.5, result.stdout
+
+
+def test_bench_checkpoint_smoke_prints_both_runs_and_the_ratio() -> None:
+    result = subprocess.run([sys.executable, str(JOBS / "bench_checkpoint.py"), "--smoke-test"], capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    baseline = re.search(r"baseline, no checkpoints +: +([\d.]+) s/epoch +\(1\.00x\)", result.stdout)
+    saved = re.search(r"checkpoint after every epoch +: +([\d.]+) s/epoch +\(([\d.]+)x\)", result.stdout)
+    save = re.search(r"one save \(state \+ copy\) +: +([\d.]+) ms, ([\d.]+) MB per checkpoint", result.stdout)
+    assert baseline and saved and save, result.stdout
+    assert float(saved.group(2)) == pytest.approx(float(saved.group(1)) / float(baseline.group(1)), abs=0.01)
+    assert float(save.group(1)) > 0 and float(save.group(2)) > 0.1  # a model with its optimizer state
