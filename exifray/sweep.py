@@ -13,6 +13,7 @@ experiment) and `SweepCallback` writes each finished trial into `optuna.journal`
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -91,6 +92,35 @@ def _report_epoch(row: dict[str, Any], state: Any) -> None:
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
 
+def finished_checkpoint(checkpoint: Any) -> Any:
+    """The final checkpoint a trial saved after `checkpoint` (the one Tune restores it from), if any.
+
+    When the driver dies after a trial's final report was saved but before Tune's experiment state recorded
+    it, the restored sweep runs that trial again from an earlier checkpoint. The final checkpoint is still in
+    the trial's folder, and re-reporting it keeps the finished result instead of evaluating (or training)
+    again."""
+    import pyarrow.fs as pafs
+
+    from ray import tune
+
+    parent, name = checkpoint.path.rstrip("/").rsplit("/", 1)
+    listing = checkpoint.filesystem.get_file_info(pafs.FileSelector(parent))
+    later = sorted(info.path for info in listing if info.type == pafs.FileType.Directory
+                   and info.base_name.startswith("checkpoint_") and info.base_name > name)
+    for path in reversed(later):
+        if checkpoint.filesystem.get_file_info(f"{path}/{schema.METRICS_FILE}").type == pafs.FileType.File:
+            return tune.Checkpoint(path, filesystem=checkpoint.filesystem)
+    return None
+
+
+def _final_report(metrics: Mapping[str, Any], folder: str | Path) -> None:
+    from ray import tune
+
+    final = {key: value for key, value in metrics.items() if isinstance(value, int | float)}
+    final[schema.EPOCH] = metrics["epochs"]
+    tune.report(final, checkpoint=tune.Checkpoint.from_directory(folder))
+
+
 def sweep_trainable(config: dict[str, Any], *, space: SearchSpace, data: Mapping[int | None, DatasetArrays]) -> None:
     """One Tune trial: the foundation's `run_trial` with per-epoch reports and a final report with test metrics.
 
@@ -107,6 +137,12 @@ def sweep_trainable(config: dict[str, Any], *, space: SearchSpace, data: Mapping
         raise TrialFailed(f"(not retried: deterministic) {marker.read_text(encoding='utf-8')}")
     with tempfile.TemporaryDirectory(prefix="exifray-resume-") as resume:
         checkpoint = tune.get_checkpoint()
+        finished = finished_checkpoint(checkpoint) if checkpoint is not None else None
+        if finished is not None:
+            finished.to_directory(resume)
+            logger.info("trial had finished before the sweep was restored: reporting its saved result")
+            _final_report(json.loads((Path(resume) / schema.METRICS_FILE).read_text(encoding="utf-8")), resume)
+            return
         if checkpoint is not None:
             checkpoint.to_directory(resume)
         try:
@@ -116,11 +152,9 @@ def sweep_trainable(config: dict[str, Any], *, space: SearchSpace, data: Mapping
         except (TrialFailed, ConfigError, DataError, KeyError) as exc:
             marker.write_text(f"{type(exc).__name__}: {exc}", encoding="utf-8")
             raise
-    final = {key: value for key, value in result.metrics.items() if isinstance(value, int | float)}
-    final[schema.EPOCH] = result.metrics["epochs"]
     with tempfile.TemporaryDirectory(prefix="exifray-final-") as folder:
         save_trial(result, folder)
-        tune.report(final, checkpoint=tune.Checkpoint.from_directory(folder))
+        _final_report(result.metrics, folder)
 
 
 # --- experiment files -------------------------------------------------------------------------------------

@@ -170,3 +170,21 @@ def test_sweep_data_reaches_trials_without_a_copy(small_dataset: Path) -> None:
     writeable, owndata, checksum = ray.get(inspect.remote(reference))
     assert not writeable and not owndata
     assert checksum == int(data[32].train.images.sum() % 1000)
+
+
+def test_a_trial_finished_after_the_restored_checkpoint_is_found_not_rerun(tmp_path: Path) -> None:
+    """The driver died after a trial's final checkpoint was saved but before Tune's state recorded it."""
+    from ray import tune
+
+    from exifray.sweep import finished_checkpoint
+
+    trial = tmp_path / "trial_x"
+    for index, files in ((1, ["resume.json"]), (2, ["resume.json"]), (3, ["metrics.json", "model.keras"])):
+        (trial / f"checkpoint_{index:06d}").mkdir(parents=True)
+        for name in files:
+            (trial / f"checkpoint_{index:06d}" / name).write_text("{}")
+    found = finished_checkpoint(tune.Checkpoint(str(trial / "checkpoint_000002")))
+    assert found is not None and Path(found.path).name == "checkpoint_000003"
+    assert finished_checkpoint(tune.Checkpoint(str(trial / "checkpoint_000003"))) is None  # nothing after it
+    (trial / "checkpoint_000003" / "metrics.json").unlink()  # a later per-epoch checkpoint is not a final one
+    assert finished_checkpoint(tune.Checkpoint(str(trial / "checkpoint_000001"))) is None
