@@ -16,6 +16,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -117,6 +118,16 @@ class LocalCluster:
         except (OSError, KeyError, ValueError):
             return 0
         return sum(1 for node in summary if node.get("raylet", {}).get("state") == "ALIVE")
+
+    def submit(self, *entrypoint: str, env: dict[str, str] | None = None, wait: bool = True) -> Any:
+        """`ray job submit --runtime-env jobs/runtime_env.yaml -- python ENTRYPOINT...` from the repository, as a
+        user runs it: the finished process (output captured), or with `wait=False` the running one."""
+        command = [str(BIN / "ray"), "job", "submit", "--address", self.dashboard, "--runtime-env",
+                   "jobs/runtime_env.yaml", "--", "python", *entrypoint]
+        if not wait:
+            return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                    env=env or self.env, cwd=REPO)
+        return subprocess.run(command, capture_output=True, text=True, env=env or self.env, cwd=REPO, timeout=400)
 
     def _dashboard_up(self) -> bool:
         import urllib.request

@@ -6,15 +6,11 @@ from __future__ import annotations
 
 import itertools
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-BIN = Path(sys.executable).parent
-REPO = Path(__file__).parents[2]
 LocalCluster = Any  # tests/cluster/conftest.py
 
 SPACE = """
@@ -29,12 +25,6 @@ params:
 """
 
 
-def _submit(cluster: LocalCluster, *args: str) -> subprocess.CompletedProcess:
-    command = [str(BIN / "ray"), "job", "submit", "--address", cluster.dashboard, "--runtime-env",
-               "jobs/runtime_env.yaml", "--", "python", *args]
-    return subprocess.run(command, capture_output=True, text=True, env=cluster.env, cwd=REPO, timeout=400)
-
-
 def _interval(trial_dir: Path) -> tuple[float, float]:
     """When the trial ran: from its first result back by that result's running time, to its last result."""
     rows = [json.loads(line) for line in (trial_dir / "result.json").read_text().splitlines()]
@@ -44,11 +34,11 @@ def _interval(trial_dir: Path) -> tuple[float, float]:
 def test_half_gpu_trials_share_one_gpu_two_at_a_time(local_cluster: LocalCluster, tmp_path: Path) -> None:
     cluster = local_cluster
     cluster.start_head(num_cpus=2, num_gpus=1)
-    ingest = _submit(cluster, "jobs/ingest.py", "--smoke-test", "--out", str(tmp_path / "ingest"))
+    ingest = cluster.submit("jobs/ingest.py", "--smoke-test", "--out", str(tmp_path / "ingest"))
     assert ingest.returncode == 0, (ingest.stdout + ingest.stderr)[-3000:]
     space = tmp_path / "halves.yaml"
     space.write_text(SPACE)
-    sweep = _submit(cluster, "jobs/sweep.py", "--space", str(space), "--data", str(tmp_path / "ingest" / "dataset"),
+    sweep = cluster.submit("jobs/sweep.py", "--space", str(space), "--data", str(tmp_path / "ingest" / "dataset"),
                     "--storage-path", str(tmp_path / "experiments"))
     output = sweep.stdout + sweep.stderr
     assert sweep.returncode == 0, output[-4000:]

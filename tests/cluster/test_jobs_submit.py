@@ -14,14 +14,7 @@ from typing import Any
 import pandas as pd
 
 BIN = Path(sys.executable).parent
-REPO = Path(__file__).parents[2]
 LocalCluster = Any  # tests/cluster/conftest.py
-
-
-def _submit(cluster: LocalCluster, *entrypoint: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    command = [str(BIN / "ray"), "job", "submit", "--address", cluster.dashboard, "--runtime-env",
-               "jobs/runtime_env.yaml", "--", "python", *entrypoint]
-    return subprocess.run(command, capture_output=True, text=True, env=env or cluster.env, cwd=REPO, timeout=300)
 
 
 def _status(cluster: LocalCluster, headers: dict[str, str]) -> int:
@@ -41,12 +34,12 @@ def test_every_job_smoke_test_runs_under_ray_job_submit_with_token_auth(local_cl
     assert _status(cluster, {"Authorization": "Bearer wrong-token"}) in (401, 403)
     assert _status(cluster, {"Authorization": f"Bearer {cluster.token}"}) == 200
     tokenless = {**cluster.env, "HOME": str(tmp_path), "RAY_AUTH_MODE": "disabled"}
-    refused = _submit(cluster, "jobs/crawl.py", "--smoke-test", env=tokenless)
+    refused = cluster.submit("jobs/crawl.py", "--smoke-test", env=tokenless)
     assert refused.returncode != 0 and "Authentication" in refused.stdout + refused.stderr
 
     logs = {}
     for job in ("crawl", "ingest", "sweep", "leaderboard"):
-        result = _submit(cluster, f"jobs/{job}.py", "--smoke-test", "--out", str(tmp_path / job))
+        result = cluster.submit(f"jobs/{job}.py", "--smoke-test", "--out", str(tmp_path / job))
         logs[job] = result.stdout + result.stderr
         assert result.returncode == 0 and "succeeded" in logs[job], logs[job][-3000:]
     assert cluster.token not in "".join(logs.values())

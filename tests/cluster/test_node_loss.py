@@ -10,16 +10,12 @@ run again or changed.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-BIN = Path(sys.executable).parent
-REPO = Path(__file__).parents[2]
 LocalCluster = Any  # tests/cluster/conftest.py
 
 SPACE = """
@@ -41,15 +37,6 @@ fixed:
 params:
   learning_rate: {grid: [0.001, 0.002, 0.003, 0.004]}
 """
-
-
-def _submit(cluster: LocalCluster, *args: str, wait: bool = True) -> Any:
-    command = [str(BIN / "ray"), "job", "submit", "--address", cluster.dashboard, "--runtime-env",
-               "jobs/runtime_env.yaml", "--", "python", *args]
-    if wait:
-        return subprocess.run(command, capture_output=True, text=True, env=cluster.env, cwd=REPO, timeout=300)
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=cluster.env,
-                            cwd=REPO)
 
 
 def _results(trial_dir: Path) -> list[dict[str, Any]]:
@@ -76,12 +63,12 @@ def test_a_sweep_survives_losing_a_worker_node(local_cluster: LocalCluster, tmp_
     worker_b = cluster.add_worker("worker-b", num_cpus=1)
     assert cluster.alive_nodes() == 3
 
-    ingest = _submit(cluster, "jobs/ingest.py", "--smoke-test", "--out", str(tmp_path / "ingest"))
+    ingest = cluster.submit("jobs/ingest.py", "--smoke-test", "--out", str(tmp_path / "ingest"))
     assert ingest.returncode == 0, (ingest.stdout + ingest.stderr)[-3000:]
     space = tmp_path / "nodeloss.yaml"
     space.write_text(SPACE)
     experiment = tmp_path / "experiments" / "nodeloss"
-    sweep = _submit(cluster, "jobs/sweep.py", "--space", str(space), "--data", str(tmp_path / "ingest" / "dataset"),
+    sweep = cluster.submit("jobs/sweep.py", "--space", str(space), "--data", str(tmp_path / "ingest" / "dataset"),
                     "--storage-path", str(tmp_path / "experiments"), wait=False)
     try:
         # Wait for a finished trial and a trial on worker A with two epochs (two checkpoints) behind it.
