@@ -1,4 +1,4 @@
-"""Crash-safe file writes: write to a temporary name in the same folder, fsync, rename."""
+"""Crash-safe file writes (temporary name in the same folder, fsync, rename), and local-or-remote locations."""
 
 from __future__ import annotations
 
@@ -71,3 +71,16 @@ def staged_directory(target: str | os.PathLike[str]) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def filesystem_and_path(location: str | os.PathLike[str]) -> tuple[Any, str]:
+    """(pyarrow filesystem, path inside it) of a local path or a URI such as `s3://bucket/key` (S3-compatible
+    servers through AWS_ENDPOINT_URL, which `FileSystem.from_uri` honours). Raises ValueError/OSError for a
+    URI pyarrow cannot open."""
+    import pyarrow.fs as pafs
+
+    text = str(location)
+    if "://" not in text:
+        return pafs.LocalFileSystem(), str(Path(text).resolve())
+    fs, path = pafs.FileSystem.from_uri(text)
+    return fs, path.rstrip("/")

@@ -163,16 +163,12 @@ class ExperimentFiles:
     """Files exifray keeps next to Tune's results, on a local path or any pyarrow filesystem (s3://...)."""
 
     def __init__(self, storage_path: str, name: str):
-        import pyarrow.fs as pafs
+        from exifray.fsutil import filesystem_and_path
 
         self.local = "://" not in storage_path
-        if self.local:
-            self.fs, self.root = pafs.LocalFileSystem(), str(Path(storage_path).resolve() / name)
-            self.uri = self.root
-        else:
-            self.fs, root = pafs.FileSystem.from_uri(storage_path)
-            self.root = root.rstrip("/") + "/" + name
-            self.uri = storage_path.rstrip("/") + "/" + name
+        self.fs, base = filesystem_and_path(storage_path)
+        self.root = f"{base}/{name}"
+        self.uri = self.root if self.local else storage_path.rstrip("/") + "/" + name
 
     def path(self, filename: str) -> str:
         return f"{self.root}/{filename}"

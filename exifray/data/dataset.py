@@ -20,20 +20,14 @@ from exifray import schema
 from exifray.errors import ConfigError, DataError, ExifrayError, InputNotFoundError
 from exifray.exif.encode import ExifEncoder
 from exifray.exif.tags import TAG_NAMES
+from exifray.fsutil import filesystem_and_path
 
 
 def _filesystem(dataset_dir: str | Path) -> tuple[Any, str]:
-    """(pyarrow filesystem, path inside it) of a local DATASET DIR or a remote one (`s3://bucket/dataset`)."""
-    import pyarrow.fs as pafs
-
-    text = str(dataset_dir)
-    if "://" not in text:
-        return pafs.LocalFileSystem(), str(Path(text).resolve())
     try:
-        fs, root = pafs.FileSystem.from_uri(text)
+        return filesystem_and_path(dataset_dir)
     except (ValueError, OSError) as exc:
-        raise InputNotFoundError(f"cannot open the dataset {text}: {exc}") from None
-    return fs, root.rstrip("/")
+        raise InputNotFoundError(f"cannot open the dataset {dataset_dir}: {exc}") from None
 
 
 def read_card(dataset_dir: str | Path) -> dict[str, Any]:
