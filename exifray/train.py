@@ -142,7 +142,6 @@ class TrainingState:
         self.phase = ""
         self.phase_epoch = 0  # epochs done in this phase
         self.phase_done = False  # early stopping ended this phase
-        self.improved = False  # the last epoch improved validation loss
         self.wait = 0
         self.resumed_from_epoch = 0
         self._train_time_before = 0.0  # train time of earlier attempts (a resumed trial)
@@ -190,8 +189,7 @@ class TrainingState:
                schema.VAL_ACCURACY: scores["accuracy"], schema.EMISSIONS_KG: totals.emissions_kg,
                schema.ENERGY_KWH: totals.energy_kwh, schema.EPOCH_TIME_S: time.perf_counter() - self._started}
         self.history.append(row)
-        self.improved = val_loss < self.best_loss
-        if self.improved:
+        if val_loss < self.best_loss:
             self.best_loss, self.best_row, self.wait = val_loss, row, 0
             self.best_weights = self.model.get_weights()
         else:
@@ -223,17 +221,13 @@ class TrainingState:
             "weight_shapes": _weight_shapes(self.model),
             "emissions": {name: getattr(totals, name) for name in totals.__dataclass_fields__}})
 
-    def resume(self, folder: str | Path, phase: str) -> None:
-        """Load a saved state into this (freshly built and compiled) model; `phase` is how the model is set up
-        now, which must be the phase the state was saved in."""
+    def resume(self, folder: str | Path, state: dict[str, Any]) -> None:
+        """Load a saved state (`saved_state(folder)`) into this freshly built model, compiled for the phase the
+        state was saved in."""
         from exifray.emissions import EmissionsTotals
 
         path = Path(folder)
-        state = saved_state(folder)
         try:
-            if state["phase"] != phase:
-                raise TrialFailed(f"the checkpoint in {folder} is in phase {state['phase']!r}, the trial resumes "
-                                  f"into {phase!r}")
             if state["weight_shapes"] != _weight_shapes(self.model):  # Keras would skip mismatched layers
                 raise TrialFailed(f"the checkpoint in {folder} holds a different model than this trial builds "
                                   f"(weight shapes differ)")
@@ -320,7 +314,8 @@ def run_trial(config: TrialConfig, data: DatasetArrays | str | Path, *, report: 
     two_phase = built.backbone is not None and built.pretrained
     first_phase = "head" if two_phase else "train"
     fine_tune = two_phase and config.fine_tune_layers > 0 and config.fine_tune_epochs > 0
-    saved_phase = saved_state(resume)["phase"] if resume is not None else None
+    saved = saved_state(resume) if resume is not None else None
+    saved_phase = saved["phase"] if saved is not None else None
     if saved_phase not in (None, first_phase, *(("fine_tune",) if fine_tune else ())):
         raise TrialFailed(f"the checkpoint in {resume} is in phase {saved_phase!r}, which this trial does not have")
 
@@ -336,7 +331,7 @@ def run_trial(config: TrialConfig, data: DatasetArrays | str | Path, *, report: 
         freeze(built.backbone)
     _compile(model, config.learning_rate, data.multi_label)
     if saved_phase == first_phase:
-        loop.resume(resume, first_phase)
+        loop.resume(resume, saved)
     if saved_phase != "fine_tune":
         fit(first_phase, config.epochs)
     fine_tuned = 0
@@ -345,7 +340,7 @@ def run_trial(config: TrialConfig, data: DatasetArrays | str | Path, *, report: 
         fine_tuned = unfreeze_top(built.backbone, config.fine_tune_layers)
         _compile(model, config.learning_rate * config.fine_tune_learning_rate_factor, data.multi_label)
         if saved_phase == "fine_tune":
-            loop.resume(resume, "fine_tune")
+            loop.resume(resume, saved)
         fit("fine_tune", config.fine_tune_epochs)
     elif config.fine_tune_layers > 0 and not two_phase and config.uses_image:
         logger.info("weights are 'none': the backbone trains from scratch in one phase; fine_tune_layers=%d "
