@@ -56,6 +56,9 @@ def _complete(rows: list[dict[str, Any]]) -> bool:
     return any("test_f1_macro" in row for row in rows)
 
 
+MAX_EPOCHS_BEFORE_KILL = 15  # of 40
+
+
 def test_a_sweep_survives_losing_a_worker_node(local_cluster: LocalCluster, tmp_path: Path) -> None:
     cluster = local_cluster
     cluster.start_head(num_cpus=0)
@@ -71,19 +74,23 @@ def test_a_sweep_survives_losing_a_worker_node(local_cluster: LocalCluster, tmp_
     sweep = cluster.submit("jobs/sweep.py", "--space", str(space), "--data", str(tmp_path / "ingest" / "dataset"),
                     "--storage-path", str(tmp_path / "experiments"), wait=False)
     try:
-        # Wait for a finished trial and a trial on worker A with two epochs (two checkpoints) behind it.
+        # Wait for a finished trial and a trial on worker A with two epochs (two checkpoints) behind it and most
+        # of its epochs ahead (an epoch takes ~0.2 s: a trial near its end would finish before the kill lands).
         deadline, victim, finished, placed = time.monotonic() + 240, None, {}, {}
         while victim is None:
-            assert time.monotonic() < deadline and sweep.poll() is None, "no trial ran on worker A in time"
+            assert time.monotonic() < deadline and sweep.poll() is None, (
+                f"no trial on worker A between epochs 2 and {MAX_EPOCHS_BEFORE_KILL} after one had finished: {placed}")
+            time.sleep(0.1)
             trials = {folder.name: _results(folder) for folder in experiment.glob("trial_*")}
             finished = {name: rows for name, rows in trials.items() if _complete(rows)}
             for name, rows in trials.items():
                 for node, worker in (("A", worker_a), ("B", worker_b)):
                     if rows and worker.owns(rows[-1]["pid"]):
                         placed[name] = node
-                if finished and not _complete(rows) and len(rows) >= 2 and worker_a.owns(rows[-1]["pid"]):
+                if (finished and not _complete(rows) and 2 <= len(rows) <= MAX_EPOCHS_BEFORE_KILL
+                        and worker_a.owns(rows[-1]["pid"])):
                     victim = name
-            time.sleep(0.2)
+                    break
         epochs_before = len(_results(experiment / victim))
         assert set(placed.values()) == {"A", "B"}, placed  # the trials were spread over both workers
         snapshot = {name: (experiment / name / "result.json").read_text() for name in finished}
@@ -104,7 +111,7 @@ def test_a_sweep_survives_losing_a_worker_node(local_cluster: LocalCluster, tmp_
 
     analysis = ExperimentAnalysis(str(experiment))
     failures = {f"trial_{trial.trial_id}": trial.run_metadata.num_failures for trial in analysis.trials}
-    assert failures[victim] == 1 and sum(failures.values()) == 1, failures
+    assert failures[victim] == 1 and sum(failures.values()) == 1, (victim, epochs_before, failures)
     final = _results(experiment / victim)[-1]
     # It continued from its last checkpoint (epoch 2 or later), not from epoch 1, and trained each epoch once.
     assert 2 <= final["resumed_from_epoch"] <= epochs_before + 1 and final["epochs"] == 40, final
