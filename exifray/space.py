@@ -52,7 +52,7 @@ RESERVED: Final = ("threads",)
 SMOKE_BACKBONE: Final = "TestTinyCNN"
 
 _TOP_LEVEL: Final = ("name", "metric", "mode", "seed", "n_startup_trials", "num_samples", "max_concurrent",
-                     "scheduler", "resources", "max_failures", "tag_subsets", "fixed", "params")
+                     "scheduler", "resources", "max_failures", "checkpoint_every", "tag_subsets", "fixed", "params")
 _TRIAL_FIELDS: Final = tuple(f.name for f in fields(TrialConfig) if f.name not in RESERVED)
 
 
@@ -106,6 +106,7 @@ class SearchSpace:
     scheduler: Scheduler = field(default_factory=Scheduler)
     resources: Resources = field(default_factory=Resources)
     max_failures: int = 1
+    checkpoint_every: int = 1  # epochs between a trial's resume checkpoints (the final one is always saved)
     tag_subsets: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     fixed: Mapping[str, Any] = field(default_factory=dict)
     params: tuple[Param, ...] = ()
@@ -257,6 +258,7 @@ class SearchSpace:
                 **({} if self.is_grid else {"num_samples": self.num_samples}),
                 "max_concurrent": self.max_concurrent, "scheduler": self.scheduler.to_yaml(),
                 "resources": vars(self.resources).copy(), "max_failures": self.max_failures,
+                "checkpoint_every": self.checkpoint_every,
                 "tag_subsets": {k: list(v) for k, v in self.tag_subsets.items()},
                 "fixed": dict(self.fixed), "params": {p.name: p.to_yaml() for p in self.params}}
 
@@ -336,6 +338,7 @@ def parse_space(data: Any, default_name: str = "sweep") -> SearchSpace:
         max_concurrent=_integer(data, "max_concurrent", 1, minimum=1),
         scheduler=scheduler, resources=_resources(data.get("resources") or {}),
         max_failures=_integer(data, "max_failures", 1, minimum=-1),
+        checkpoint_every=_integer(data, "checkpoint_every", 1, minimum=1),
         tag_subsets=tag_subsets, fixed=fixed, params=params)
     _check_modalities(space)
     return space

@@ -13,6 +13,7 @@ experiment) and `SweepCallback` writes each finished trial into `optuna.journal`
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -81,12 +82,16 @@ def _arrays_for(config: TrialConfig, data: Mapping[int | None, DatasetArrays]) -
 
 # --- the trainable ----------------------------------------------------------------------------------------
 
-def _report_epoch(row: dict[str, Any], state: Any) -> None:
-    """Reports every epoch to Tune with a checkpoint of the training state (model and optimizer, best weights,
-    history, emissions so far), so a trial that loses its node resumes at its next epoch."""
+def _report_epoch(row: dict[str, Any], state: Any, *, every: int = 1) -> None:
+    """Reports every epoch to Tune, every `every`-th with a checkpoint of the training state (model and
+    optimizer, best weights, history, emissions so far), so a trial that loses its node resumes after the last
+    checkpointed epoch."""
     from ray import tune
 
     metrics = {key: row[key] for key in (*schema.EPOCH_METRICS, schema.EPOCH, schema.PHASE)}
+    if row[schema.EPOCH] % every:
+        tune.report(metrics)
+        return
     with tempfile.TemporaryDirectory(prefix="exifray-ckpt-") as folder:
         state.save(folder)
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
@@ -147,7 +152,8 @@ def sweep_trainable(config: dict[str, Any], *, space: SearchSpace, data: Mapping
             checkpoint.to_directory(resume)
         try:
             trial_config = space.trial_config(config, threads=space.resources.threads)
-            result = run_trial(trial_config, _arrays_for(trial_config, data), report=_report_epoch,
+            report = functools.partial(_report_epoch, every=space.checkpoint_every)
+            result = run_trial(trial_config, _arrays_for(trial_config, data), report=report,
                                resume=resume if (Path(resume) / RESUME_FILE).exists() else None)
         except (TrialFailed, ConfigError, DataError, KeyError) as exc:
             marker.write_text(f"{type(exc).__name__}: {exc}", encoding="utf-8")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -101,6 +102,25 @@ def test_sweep_goes_on_when_a_configuration_always_fails(small_dataset: Path, tm
     assert board.loc[1e30, "status"] == "error" and "diverged" in board.loc[1e30, "error"]
     states = sorted(t.state.name for t in _journal_trials(tmp_path / "failing", "failing"))
     assert states == ["COMPLETE", "FAIL"]
+
+
+def test_checkpoint_every_n_epochs_keeps_the_last_checkpointed_epoch_and_the_final_result(
+        small_dataset: Path, tmp_path: Path) -> None:
+    space = _space("sparse", num_samples=None, checkpoint_every=3,
+                   fixed={"modality": "exif", "epochs": 7, "early_stopping_patience": 100, "batch_size": 32},
+                   params={"learning_rate": {"grid": [0.001]}})
+    assert space.checkpoint_every == 3 and parse_space(space.to_yaml()).checkpoint_every == 3
+    result = run_sweep(space, small_dataset, storage_path=str(tmp_path))
+    assert list(result.leaderboard["status"]) == ["complete"]
+    (trial,) = (tmp_path / "sparse").glob("trial_*")
+    rows = [json.loads(line) for line in (trial / "result.json").read_text().splitlines()]
+    assert [row["epoch"] for row in rows] == [1, 2, 3, 4, 5, 6, 7, 7]  # every epoch reported, then the final
+    # Checkpoints after epochs 3 and 6 and the final one; Tune keeps the last two. Every epoch would have
+    # made 8 checkpoints (checkpoint_000006 and _000007 kept).
+    assert sorted(path.name for path in trial.glob("checkpoint_*")) == ["checkpoint_000001", "checkpoint_000002"]
+    resume = json.loads((trial / "checkpoint_000001" / "resume.json").read_text())
+    assert resume["epoch"] == 6 and [row["epoch"] for row in resume["history"]] == [1, 2, 3, 4, 5, 6]
+    assert (trial / "checkpoint_000002" / "metrics.json").is_file()
 
 
 def _count_finished(board: Path) -> int:

@@ -120,6 +120,7 @@ BAD = [
     ({"metric": ["val_f1_macro", "emissions_kg"], "mode": ["max", "min"]}, r"scheduler: a multi-objective sweep"),
     ({"num_samples": 0}, r"num_samples must be an integer >= 1, got 0"),
     ({"max_concurrent": "two"}, r"max_concurrent must be an integer >= 1, got 'two'"),
+    ({"checkpoint_every": 0}, r"checkpoint_every must be an integer >= 1, got 0"),
     ({"scheduler": "hyperband"}, r"scheduler.type must be one of asha, median, none, got 'hyperband'"),
     ({"scheduler": {"type": "asha", "reduction_factor": 1}}, r"scheduler.reduction_factor must be >= 2, got 1"),
     ({"resources": {"cpus": 0}}, r"resources.cpus must be a number > 0, got 0"),
