@@ -31,9 +31,12 @@ def _filesystem(dataset_dir: str | Path) -> tuple[Any, str]:
 
 
 def read_card(dataset_dir: str | Path) -> dict[str, Any]:
+    return _read_card(*_filesystem(dataset_dir), dataset_dir)
+
+
+def _read_card(fs: Any, root: str, dataset_dir: str | Path) -> dict[str, Any]:
     import pyarrow.fs as pafs
 
-    fs, root = _filesystem(dataset_dir)
     card_path = f"{root}/{schema.DATASET_CARD}"
     try:
         if fs.get_file_info(root).type == pafs.FileType.NotFound:
@@ -97,13 +100,13 @@ def load_arrays(dataset_dir: str | Path, image_size: int | None) -> DatasetArray
     """Every split as numpy arrays; `image_size=None` skips pixels (EXIF-only training)."""
     import pyarrow.parquet as pq
 
-    card = read_card(dataset_dir)
-    if image_size is not None and image_size not in card["image_sizes"]:
-        raise ConfigError(f"image_size {image_size} is not in the dataset; it has sizes {card['image_sizes']} "
-                          f"(re-run `exifray ingest --sizes`)")
     import pyarrow.fs as pafs
 
     fs, root = _filesystem(dataset_dir)
+    card = _read_card(fs, root, dataset_dir)
+    if image_size is not None and image_size not in card["image_sizes"]:
+        raise ConfigError(f"image_size {image_size} is not in the dataset; it has sizes {card['image_sizes']} "
+                          f"(re-run `exifray ingest --sizes`)")
     shards = fs.get_file_info(pafs.FileSelector(f"{root}/{schema.SHARDS_DIR}", allow_not_found=True))
     shard_paths = sorted(info.path for info in shards
                          if info.type == pafs.FileType.File and fnmatch.fnmatch(Path(info.path).name, "part-*.parquet"))
