@@ -1,8 +1,9 @@
-"""Reading an experiment directory and the comparisons a researcher asks of it.
+"""The comparisons a researcher asks of an experiment, as tables (pure: reading is `experiment.py`'s, writing
+`report.py`'s).
 
-    experiment = open_experiment("experiments/fusion")          # or s3://bucket/experiments/fusion
-    tables = analyse(experiment, metric="val_f1_macro", by="modality")
-    write_tables(tables, "experiments/fusion/analysis", formats=("csv", "md", "html"))
+    experiment = open_experiment("experiments/fusion")          # exifray.experiment; or s3://bucket/...
+    analysis = analyse(experiment, metric="val_f1_macro", by="modality")
+    write_analysis(analysis, "experiments/fusion/analysis", formats=("csv", "md", "html"))  # exifray.report
 
 Works on a finished sweep and on one still running (it reads what Tune has written so far). Selection,
 ranking and the Pareto front use a validation metric unless `metric` says otherwise; test columns are shown,
@@ -11,118 +12,27 @@ never used to choose.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from exifray import schema
-from exifray.errors import ConfigError, InputNotFoundError
-from exifray.leaderboard import STATUS_COMPLETE
+from exifray.errors import ConfigError
+from exifray.experiment import Experiment
 from exifray.space import SearchSpace
 
 logger = logging.getLogger(__name__)
 
-FORMATS = ("csv", "md", "html", "json", "parquet")
 BY_CHOICES = ("modality", "backbone", "image_size")
 # Metrics where lower is better; every other numeric column is maximised.
 MIN_METRICS = frozenset({schema.VAL_LOSS, schema.EMISSIONS_KG, schema.ENERGY_KWH, schema.TRAIN_TIME_S,
-                         schema.INFERENCE_MS, schema.PARAMS, "epochs", schema.EPOCH_TIME_S})
+                         schema.INFERENCE_MS, schema.PARAMS, schema.EPOCHS, schema.EPOCH_TIME_S})
 PARETO_COST = schema.EMISSIONS_KG
-
-
-@dataclass
-class Experiment:
-    uri: str
-    name: str
-    space: SearchSpace
-    frame: pd.DataFrame  # one row per trial (leaderboard.COLUMNS + label_mode), in Tune's ranking
-    histories: dict[str, pd.DataFrame]  # trial id → per-epoch rows (training_iteration, val_f1_macro, ...)
-    files: Any  # sweep.ExperimentFiles
-    study: Any = None  # the Optuna study mirrored in optuna.journal (None when there is none yet)
-
-
-def split_experiment_path(path: str) -> tuple[str, str]:
-    """`experiments/demo` → (`experiments`, `demo`); `s3://b/x/demo` → (`s3://b/x`, `demo`)."""
-    text = path.rstrip("/")
-    if "://" in text:
-        scheme, rest = text.split("://", 1)
-        head, _, name = rest.rpartition("/")
-        if not head or not name:
-            raise ConfigError(f"experiment URI needs a bucket and a name: {path!r}")
-        return f"{scheme}://{head}", name
-    resolved = Path(text).resolve()
-    return str(resolved.parent), resolved.name
-
-
-def open_experiment(path: str) -> Experiment:
-    """An experiment directory as Tune wrote it, finished or still running; clear errors when there is none."""
-    import yaml
-
-    from exifray.space import parse_space
-    from exifray.sweep import SWEEP_FILE, ExperimentFiles, experiment_trials
-
-    storage, name = split_experiment_path(path)
-    files = ExperimentFiles(storage, name)
-    if not files.exists():
-        raise InputNotFoundError(f"no experiment at {path}: the directory does not exist")
-    if not files.exists(SWEEP_FILE):
-        raise InputNotFoundError(f"{path} is not an exifray experiment: it has no {SWEEP_FILE} "
-                                 f"(written by `exifray sweep` when a sweep starts)")
-    space = parse_space(yaml.safe_load(files.read_text(SWEEP_FILE)), default_name=name)
-    frame, histories = experiment_trials(space, storage, name)
-    if frame.empty:
-        raise InputNotFoundError(f"experiment {path} has no trials yet (Tune has not saved its state; try again "
-                                 f"once the first trial has started)")
-    settings = [_checkpoint_settings(files, c) for c in frame["checkpoint"]]
-    frame.insert(frame.columns.get_loc("modality"), "label_mode", [s.get("label_mode") for s in settings])
-    # A space that leaves image_size to the dataset: show the size the trial resolved and trained with.
-    resolved = pd.array([s.get("image_size") for s in settings], dtype="Int64")
-    uses_image = frame["modality"].isin(("image", "fusion"))
-    frame["image_size"] = frame["image_size"].where(frame["image_size"].notna() | ~uses_image, resolved)
-    return Experiment(files.uri, name, space, frame, histories, files, _load_study(files, name))
-
-
-def _checkpoint_settings(files: Any, checkpoint: Any) -> dict[str, Any]:
-    """A trial's final `settings.json` (label mode, resolved image size, ...); empty for trials without one."""
-    if not isinstance(checkpoint, str) or not checkpoint:
-        return {}
-    try:
-        with files.fs.open_input_stream(f"{checkpoint}/{schema.SETTINGS_FILE}") as stream:
-            return dict(json.loads(stream.readall()))
-    except (FileNotFoundError, OSError):  # an intermediate checkpoint (the trial is still running) has no settings
-        return {}
-
-
-def _load_study(files: Any, name: str) -> Any:
-    import optuna
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-
-    from exifray.sweep import JOURNAL_FILE
-
-    if not files.exists(JOURNAL_FILE):
-        return None
-    with tempfile.TemporaryDirectory(prefix="exifray-journal-") as folder:  # read a copy: never lock the live file
-        local = Path(folder) / JOURNAL_FILE
-        local.write_text(files.read_text(JOURNAL_FILE), encoding="utf-8")
-        storage = JournalStorage(JournalFileBackend(str(local)))
-        try:
-            study = optuna.load_study(study_name=name, storage=storage)
-        except KeyError:
-            return None
-        # Copy into memory: the temporary file goes away with this block.
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        copy = optuna.create_study(directions=study.directions)
-        copy.add_trials(study.trials)
-        return copy
 
 
 # --- metric choice, Pareto front --------------------------------------------------------------------------
@@ -140,7 +50,7 @@ def check_metric(frame: pd.DataFrame, metric: str) -> None:
 
 def pareto_flags(score: Sequence[float], cost: Sequence[float]) -> list[bool]:
     """True where no other point has score >= and cost <= with one of them strict (NaN: never on the front)."""
-    points = [(float(s), float(c)) for s, c in zip(score, cost)]
+    points = [(float(s), float(c)) for s, c in zip(score, cost, strict=True)]
     flags = []
     for i, (s, c) in enumerate(points):
         if math.isnan(s) or math.isnan(c):
@@ -163,14 +73,14 @@ def ranked(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
 def with_pareto(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
     """Adds `pareto` (F1 against CO2-eq, complete trials) and `f1_per_gram_co2` (the same F1 per gram)."""
     score_column = metric if metric_mode(metric) == "max" else schema.VAL_F1_MACRO
-    complete = frame["status"] == STATUS_COMPLETE
+    complete = frame["status"] == schema.STATUS_COMPLETE
     score = pd.to_numeric(frame[score_column], errors="coerce").where(complete)
     cost = pd.to_numeric(frame[PARETO_COST], errors="coerce").where(complete)
     out = frame.copy()
-    out["pareto"] = pareto_flags(score.to_numpy(float), cost.to_numpy(float))
+    out["pareto"] = pareto_flags(score.to_numpy(float).tolist(), cost.to_numpy(float).tolist())
     grams = cost * 1000.0
     out["f1_per_gram_co2"] = (score / grams).where(grams > 0)
-    position = out.columns.get_loc("checkpoint")
+    position = list(out.columns).index("checkpoint")
     columns = [c for c in out.columns if c not in ("pareto", "f1_per_gram_co2")]
     columns[position:position] = ["pareto", "f1_per_gram_co2"]
     return out[columns]
@@ -183,20 +93,22 @@ def best_row(rows: pd.DataFrame, metric: str) -> pd.Series | None:
     rows = rows[pd.to_numeric(rows[metric], errors="coerce").notna()]
     if rows.empty:
         return None
-    values = pd.to_numeric(rows[metric])
-    return rows.loc[values.idxmax() if metric_mode(metric) == "max" else values.idxmin()]
+    values = pd.to_numeric(rows[metric]).to_numpy(float)
+    best = rows.iloc[int(values.argmax() if metric_mode(metric) == "max" else values.argmin())]
+    assert isinstance(best, pd.Series)
+    return best
 
 
 def fusion_vs_image(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
     """The thesis' headline table: per backbone × image size × label mode, the best image-only and the best
     fusion trial (chosen by `metric`), their test macro F1 and its delta, the best EXIF-only trial's test F1
     for that label mode, and the deltas in training time and emissions (fusion minus image)."""
-    done = frame[frame["status"] == STATUS_COMPLETE]
+    done = frame[frame["status"] == schema.STATUS_COMPLETE]
     columns = ["backbone", "image_size", "label_mode", "image_trials", "fusion_trials", "image_trial",
                "fusion_trial", "image_test_f1_macro", "fusion_test_f1_macro", "delta_test_f1_macro",
                "exif_only_test_f1_macro", "image_train_time_s", "fusion_train_time_s", "delta_train_time_s",
                "image_emissions_kg", "fusion_emissions_kg", "delta_emissions_kg"]
-    visual = done[done["modality"].isin(("image", "fusion"))]
+    visual = done[done["modality"].isin(schema.IMAGE_MODALITIES)]
     rows = []
     keys = visual[["backbone", "image_size", "label_mode"]].astype(object).drop_duplicates()
     for _, key in keys.sort_values(["backbone", "image_size"], key=lambda s: s.astype(str)).iterrows():
@@ -229,10 +141,10 @@ def grouped(frame: pd.DataFrame, by: str, metric: str) -> pd.DataFrame:
     """Per value of `by`: trials, complete, the best trial by `metric` with its test F1, mean metric, emissions."""
     rows = []
     for value, group in frame.groupby(frame[by].astype(object).where(frame[by].notna(), "(n/a)"), sort=True):
-        done = group[group["status"] == STATUS_COMPLETE]
+        done = group[group["status"] == schema.STATUS_COMPLETE]
         best = best_row(done, metric)
         rows.append({by: value, "trials": len(group), "complete": len(done),
-                     "errored": int((group["status"] == "error").sum()),
+                     "errored": int((group["status"] == schema.STATUS_ERROR).sum()),
                      f"best_{metric}": np.nan if best is None else float(best[metric]),
                      f"mean_{metric}": float(pd.to_numeric(done[metric], errors="coerce").mean()),
                      "best_trial": None if best is None else best["trial_id"],
@@ -244,7 +156,7 @@ def grouped(frame: pd.DataFrame, by: str, metric: str) -> pd.DataFrame:
 def hyperparameter_effects(frame: pd.DataFrame, space: SearchSpace, metric: str, bins: int = 4) -> pd.DataFrame:
     """How `metric` depends on each searched hyperparameter: per value (numbers in quantile bins when there
     are more than `bins` distinct values), the complete trials' count, mean and best."""
-    done = frame[frame["status"] == STATUS_COMPLETE]
+    done = frame[frame["status"] == schema.STATUS_COMPLETE]
     score = pd.to_numeric(done[metric], errors="coerce")
     rows = []
 
@@ -295,7 +207,8 @@ def _searched_columns(space: SearchSpace, frame: pd.DataFrame) -> list[str]:
 
 
 def optuna_importance(study: Any, space: SearchSpace) -> pd.DataFrame:
-    """Optuna's PED-ANOVA importance (no scikit-learn needed) per objective, over the parameters every finished trial has (Optuna's
+    """Optuna's PED-ANOVA importance (no scikit-learn needed) per objective, over the parameters every finished
+    trial has (Optuna's
     rule for conditional spaces); `exif_tag_*` rows are the sweep's view of each tag's importance."""
     import optuna
 
@@ -346,72 +259,6 @@ def analyse(experiment: Experiment, metric: str | None = None, by: str = "modali
         "optuna_importance": optuna_importance(experiment.study, experiment.space),
     }
     return Analysis(experiment, metric, by, tables, importance)
-
-
-def table_bytes(frame: pd.DataFrame, fmt: str) -> bytes:
-    if fmt == "csv":
-        return frame.to_csv(index=False).encode("utf-8")
-    if fmt == "md":
-        return (frame.astype(object).where(frame.notna(), "").to_markdown(index=False, floatfmt=".6g") + "\n"
-                ).encode("utf-8")
-    if fmt == "json":
-        return (frame.to_json(orient="records", indent=1, double_precision=15) + "\n").encode("utf-8")
-    if fmt == "parquet":
-        import io
-
-        buffer = io.BytesIO()
-        frame.astype({c: "string" for c in frame.columns if frame[c].dtype == object}).to_parquet(buffer, index=False)
-        return buffer.getvalue()
-    raise ConfigError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
-
-
-def parse_formats(text: str) -> tuple[str, ...]:
-    formats = tuple(f.strip() for f in text.split(",") if f.strip())
-    unknown = [f for f in formats if f not in FORMATS]
-    if unknown or not formats:
-        raise ConfigError(f"--format {text!r}: unknown {', '.join(unknown) or '(empty)'}; choose from "
-                          f"{', '.join(FORMATS)}")
-    return formats
-
-
-def write_analysis(analysis: Analysis, out: str, formats: Sequence[str]) -> list[str]:
-    """Every table in every format (html: one self-contained `report.html`); returns the paths written.
-
-    `out` is a local folder or a folder on the experiment's filesystem (e.g. `s3://bucket/exp/analysis`).
-    """
-    from exifray.sweep import ExperimentFiles
-
-    storage, name = split_experiment_path(out)
-    target = ExperimentFiles(storage, name)
-    written = []
-    for fmt in formats:
-        if fmt == "html":
-            from exifray.report import render_report
-
-            target.write_bytes("report.html", render_report(analysis).encode("utf-8"))
-            written.append(target.path("report.html"))
-            continue
-        for table_name, frame in analysis.tables.items():
-            filename = f"{table_name}.{fmt}"
-            target.write_bytes(filename, table_bytes(frame, fmt))
-            written.append(target.path(filename))
-    return written
-
-
-def read_importance(paths: Sequence[str]) -> pd.DataFrame | None:
-    frames = []
-    for path in paths:
-        try:
-            frames.append(pd.read_csv(path))
-        except FileNotFoundError:
-            raise InputNotFoundError(f"--importance file does not exist: {path}") from None
-    if not frames:
-        return None
-    frame = pd.concat(frames, ignore_index=True)
-    missing = {"tag", "mean_drop", "std_drop", "model"} - set(frame.columns)
-    if missing:
-        raise ConfigError(f"--importance files must come from `exifray importance`; missing columns {sorted(missing)}")
-    return frame
 
 
 def format_summary(analysis: Analysis, k: int = 10) -> str:

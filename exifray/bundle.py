@@ -18,26 +18,32 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from exifray import schema
 from exifray.errors import ConfigError, DataError, InputNotFoundError
+from exifray.experiment import TRIAL_FILES, open_experiment
+
+if TYPE_CHECKING:
+    import keras
+
+    from exifray.data.dataset import SplitArrays
+    from exifray.exif.encode import ExifEncoder
 
 logger = logging.getLogger(__name__)
 
 BUNDLE_FILE = "bundle.json"
 BUNDLE_FORMAT = "exifray-model-bundle"
 BUNDLE_VERSION = 1
-TRIAL_FILES = (schema.MODEL_FILE, schema.SETTINGS_FILE, schema.METRICS_FILE, schema.HISTORY_FILE)
 
 
 @dataclass
 class LoadedModel:
     path: str
-    model: Any
+    model: keras.Model
     settings: dict[str, Any]
     metrics: dict[str, Any]
 
@@ -46,21 +52,27 @@ class LoadedModel:
         return str(self.settings["modality"])
 
     @property
+    def uses_image(self) -> bool:
+        return schema.uses_image(self.modality)
+
+    @property
     def uses_exif(self) -> bool:
-        return self.modality in ("exif", "fusion")
+        return schema.uses_exif(self.modality)
 
     @property
     def multi_label(self) -> bool:
         return self.settings["label_mode"] == "multi"
 
-    def encoder(self) -> Any:
+    def encoder(self) -> ExifEncoder:
         from exifray.exif.encode import ExifEncoder
 
         return ExifEncoder.from_dict(self.settings["exif_encoder"])
 
-    def inputs(self, split: Any) -> dict[str, np.ndarray]:
+    def inputs(self, split: SplitArrays) -> dict[str, np.ndarray]:
         inputs: dict[str, np.ndarray] = {}
-        if self.modality in ("image", "fusion"):
+        if self.uses_image:
+            if split.images is None:
+                raise DataError(f"{self.path} is an {self.modality} model, but the split was loaded without images")
             inputs["image"] = split.images
         if self.uses_exif:
             inputs["exif"] = self.encoder().transform(split.exif_columns())
@@ -91,11 +103,11 @@ def load_model(path: str | Path) -> LoadedModel:
     return LoadedModel(str(folder), model, settings, metrics)
 
 
-def load_split(loaded: LoadedModel, dataset_dir: str | Path, split: str = "test") -> Any:
+def load_split(loaded: LoadedModel, dataset_dir: str | Path, split: str = "test") -> SplitArrays:
     """One split of a DATASET DIR, checked to have the classes the model was trained on."""
     from exifray.data.dataset import load_arrays
 
-    size = loaded.settings.get("image_size") if loaded.modality in ("image", "fusion") else None
+    size = loaded.settings.get("image_size") if loaded.uses_image else None
     data = load_arrays(dataset_dir, size)
     if list(data.classes) != list(loaded.settings["classes"]):
         raise DataError(f"dataset {dataset_dir} has classes {data.classes}; the model was trained on "
@@ -166,9 +178,9 @@ def best_trial(frame: pd.DataFrame, metric: str, modality: str | None = None) ->
     from exifray.analysis import best_row, check_metric
 
     check_metric(frame, metric)
-    if modality is not None and modality not in ("image", "exif", "fusion"):
+    if modality is not None and modality not in schema.MODALITIES:
         raise ConfigError(f"--modality must be image, exif or fusion, got {modality!r}")
-    rows = frame[(frame["status"] == "complete") & frame["checkpoint"].notna()]
+    rows = frame[(frame["status"] == schema.STATUS_COMPLETE) & frame["checkpoint"].notna()]
     if modality is not None:
         rows = rows[rows["modality"] == modality]
     best = best_row(rows, metric)
@@ -182,7 +194,6 @@ def export_best(experiment_path: str, out: str | Path, metric: str | None = None
                 modality: str | None = None) -> dict[str, Any]:
     """Copy the best trial's final checkpoint into a self-contained bundle at `out` (created whole or not at all)."""
     from exifray import __version__
-    from exifray.analysis import open_experiment
 
     target = Path(out)
     if target.exists() and any(target.iterdir()):

@@ -1,92 +1,139 @@
-"""Frozen, validated configurations. They travel to Ray workers as plain data (`to_dict`/`from_tune`).
+"""Frozen, validated configurations: one dataclass per command's settings, and the only place their defaults,
+choices and help live (the CLI reads them from here). They travel to Ray workers as plain data.
 
-Validation happens up front and every message names the setting and the bad value.
+Validation happens up front and every message names the setting and the bad value. Values from YAML, Tune
+and the command line are checked against each field's type (pydantic, lax mode: `"16"` and `16.0` are 16,
+`16.7`, `True` and `"maybe"` are errors, never silently truncated).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
+import math
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal
+from typing import Any, Final, Literal, TypeVar
 
-from exifray.errors import ConfigError
+from exifray import schema
+from exifray.errors import ConfigError, require
 from exifray.exif.tags import TAG_NAMES, resolve_tags
 
-MODALITIES = ("image", "exif", "fusion")
-LABEL_LEVELS = ("super", "sub")
-LABEL_MODES = ("auto", "single", "multi")
-INPUT_FORMATS = ("auto", "crawl", "thesis", "mirflickr", "folder")
-DEFAULT_COUNTRY = "DEU"  # CodeCarbon's grid-intensity country when the config does not name one
+MODALITIES: Final = schema.MODALITIES
+LABEL_LEVELS: Final = ("super", "sub")
+LABEL_MODES: Final = ("auto", "single", "multi")
+INPUT_FORMATS: Final = ("auto", "crawl", "thesis", "mirflickr", "folder")
+CRAWL_MODES: Final = ("group", "search", "photos")
+FLICKR_SIZES: Final = ("", "s", "q", "t", "m", "n", "w", "z", "c", "b", "h", "k", "3k", "4k", "f", "5k", "6k", "o")
+DEFAULT_API_URL: Final = "https://www.flickr.com/services/rest/"
+DEFAULT_STATIC_URL: Final = "https://live.staticflickr.com"
+DEFAULT_COUNTRY: Final = "DEU"  # CodeCarbon's grid-intensity country when the config does not name one
+
+T = TypeVar("T")
 
 
-def _check(condition: bool, message: str) -> None:
-    if not condition:
-        raise ConfigError(message)
+def setting(default: T, help: str, choices: tuple[Any, ...] | None = None) -> T:
+    """A dataclass field with its command-line help (and choices) beside its default."""
+    return field(default=default, metadata={"help": help, "choices": choices})
+
+
+def setting_factory(factory: typing.Callable[[], T], help: str) -> T:
+    return field(default_factory=factory, metadata={"help": help})
+
+
+def field_of(cls: type, name: str) -> dataclasses.Field[Any]:
+    """A config dataclass's field by name (its default and metadata are what the CLI shows)."""
+    return {f.name: f for f in fields(cls)}[name]
+
+
+@functools.cache
+def _type_hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def coerce(cls: type, name: str, value: Any) -> Any:
+    """`value` as the type of `cls.name`, or a ConfigError naming the setting and the value."""
+    from pydantic import TypeAdapter, ValidationError
+
+    expected = _type_hints(cls)[name]
+    if isinstance(value, bool) and expected not in (bool, bool | None):
+        raise ConfigError(f"{name} must be {_type_name(expected)}, got {value!r}")
+    try:
+        return TypeAdapter(expected).validate_python(value)
+    except ValidationError as exc:
+        reason = exc.errors()[0]["msg"]
+        raise ConfigError(f"{name} must be {_type_name(expected)}, got {value!r} ({reason})") from None
+
+
+def _type_name(annotation: Any) -> str:
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
 
 
 @dataclass(frozen=True)
 class TrialConfig:
     """One training configuration: the settings a sweep samples, plus fixed run settings."""
 
-    modality: str = "fusion"
-    backbone: str = "TestTinyCNN"
-    weights: str = "auto"  # "auto" (imagenet where the backbone has it, else none) | imagenet | none | PATH
-    image_size: int | None = None  # None: the dataset's first size
-    fine_tune_layers: int = 0
-    exif_tags: tuple[str, ...] = TAG_NAMES
-    fusion_width: int = 64
-    learning_rate: float = 1e-3
-    fine_tune_learning_rate_factor: float = 0.1
-    batch_size: int = 32
-    epochs: int = 10  # phase 1: head (and EXIF branch) with the backbone frozen
-    fine_tune_epochs: int = 5  # phase 2: top `fine_tune_layers` unfrozen, BatchNorm kept frozen
-    dropout: float = 0.2
-    augment: bool = False
-    early_stopping_patience: int = 3
-    seed: int = 0
-    country: str = DEFAULT_COUNTRY
-    threads: int | None = None  # TF intra/inter-op threads; None: the CPUs Ray gave the trial
+    modality: str = setting("fusion", "what the model sees", choices=MODALITIES)
+    backbone: str = setting("TestTinyCNN", "registered backbone (see `exifray backbones`)")
+    weights: str = setting("auto", "auto (imagenet where the backbone has it, else none) | imagenet | none | PATH "
+                                   "to a weights file")
+    image_size: int | None = setting(None, "one of the dataset's sizes (default: its first)")
+    fine_tune_layers: int = setting(0, "top backbone layers unfrozen in phase 2")
+    exif_tags: tuple[str, ...] = setting(TAG_NAMES, "comma-separated EXIF tags (default: all 14)")
+    fusion_width: int = setting(64, "fusion projection width")
+    learning_rate: float = setting(1e-3, "phase-1 learning rate")
+    fine_tune_learning_rate_factor: float = setting(0.1, "phase-2 learning rate as a factor of phase 1's")
+    batch_size: int = setting(32, "photos per batch")
+    epochs: int = setting(10, "phase-1 epochs: head (and EXIF branch) with the backbone frozen")
+    fine_tune_epochs: int = setting(5, "phase-2 epochs: top fine_tune_layers unfrozen, BatchNorm kept frozen")
+    dropout: float = setting(0.2, "dropout before the head")
+    augment: bool = setting(False, "random flips, rotations and translations of the training images")
+    early_stopping_patience: int = setting(3, "early-stopping patience on val_loss, per phase")
+    seed: int = setting(0, "weights, shuffling and augmentation seed")
+    country: str = setting(DEFAULT_COUNTRY, "ISO 3166 alpha-3 country for CodeCarbon's grid intensity")
+    threads: int | None = setting(None, "TensorFlow threads (default: the CPUs Ray gave the trial)")
 
     def __post_init__(self) -> None:
-        _check(self.modality in MODALITIES, f"modality must be one of {MODALITIES}, got {self.modality!r}")
+        require(self.modality in MODALITIES, f"modality must be one of {MODALITIES}, got {self.modality!r}")
         object.__setattr__(self, "exif_tags", resolve_tags(self.exif_tags))
-        _check(self.image_size is None or self.image_size >= 8, f"image_size must be >= 8, got {self.image_size!r}")
-        _check(self.fine_tune_layers >= 0, f"fine_tune_layers must be >= 0, got {self.fine_tune_layers!r}")
-        _check(self.fusion_width > 0, f"fusion_width must be > 0, got {self.fusion_width!r}")
-        _check(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate!r}")
-        _check(0 < self.fine_tune_learning_rate_factor <= 1,
-               f"fine_tune_learning_rate_factor must be in (0, 1], got {self.fine_tune_learning_rate_factor!r}")
-        _check(self.batch_size > 0, f"batch_size must be > 0, got {self.batch_size!r}")
-        _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs!r}")
-        _check(self.fine_tune_epochs >= 0, f"fine_tune_epochs must be >= 0, got {self.fine_tune_epochs!r}")
-        _check(0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout!r}")
-        _check(self.early_stopping_patience >= 1,
-               f"early_stopping_patience must be >= 1, got {self.early_stopping_patience!r}")
-        _check(len(self.country) == 3 and self.country.isalpha(),
-               f"country must be an ISO 3166 alpha-3 code such as 'DEU', got {self.country!r}")
-        _check(self.threads is None or self.threads >= 1, f"threads must be >= 1, got {self.threads!r}")
+        require(self.image_size is None or self.image_size >= 8, f"image_size must be >= 8, got {self.image_size!r}")
+        require(self.fine_tune_layers >= 0, f"fine_tune_layers must be >= 0, got {self.fine_tune_layers!r}")
+        require(self.fusion_width > 0, f"fusion_width must be > 0, got {self.fusion_width!r}")
+        require(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate!r}")
+        require(0 < self.fine_tune_learning_rate_factor <= 1,
+                f"fine_tune_learning_rate_factor must be in (0, 1], got {self.fine_tune_learning_rate_factor!r}")
+        require(self.batch_size > 0, f"batch_size must be > 0, got {self.batch_size!r}")
+        require(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs!r}")
+        require(self.fine_tune_epochs >= 0, f"fine_tune_epochs must be >= 0, got {self.fine_tune_epochs!r}")
+        require(0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout!r}")
+        require(self.early_stopping_patience >= 1,
+                f"early_stopping_patience must be >= 1, got {self.early_stopping_patience!r}")
+        require(len(self.country) == 3 and self.country.isalpha(),
+                f"country must be an ISO 3166 alpha-3 code such as 'DEU', got {self.country!r}")
+        require(self.threads is None or self.threads >= 1, f"threads must be >= 1, got {self.threads!r}")
 
     @property
     def uses_image(self) -> bool:
-        return self.modality in ("image", "fusion")
+        return schema.uses_image(self.modality)
 
     @property
     def uses_exif(self) -> bool:
-        return self.modality in ("exif", "fusion")
+        return schema.uses_exif(self.modality)
 
     @classmethod
     def from_tune(cls, params: Mapping[str, Any]) -> TrialConfig:
-        """Build from a flat settings dict (a Tune `config`, a JSON file, CLI flags); unknown keys fail."""
-        known = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(params) - set(known))
+        """Build from a flat settings dict (a Tune `config`, a JSON file, CLI flags); unknown keys and values of
+        the wrong type fail."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(params) - known)
         if unknown:
             close = {key: difflib.get_close_matches(key, known, n=1) for key in unknown}
             hints = ", ".join(f"{key!r}" + (f" (did you mean {c[0]!r}?)" if c else "") for key, c in close.items())
             raise ConfigError(f"unknown trial setting(s): {hints}")
-        values = {key: _coerce(known[key], value) for key, value in params.items() if value is not None
-                  or key in ("image_size", "threads")}
+        values = {key: value if key == "exif_tags" else coerce(cls, key, value) for key, value in params.items()
+                  if value is not None or key in ("image_size", "threads")}
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
@@ -95,56 +142,155 @@ class TrialConfig:
         return data
 
 
-def _coerce(spec: dataclasses.Field[Any], value: Any) -> Any:
-    """Tune and YAML hand over numpy scalars and strings; turn them into the field's type."""
-    if spec.name == "exif_tags":
-        return value
-    annotation = str(spec.type)
-    try:
-        if annotation.startswith("int"):
-            return None if value is None else int(value)
-        if annotation == "float":
-            return float(value)
-        if annotation == "bool":
-            if isinstance(value, str):
-                return value.strip().lower() in ("1", "true", "yes", "on")
-            return bool(value)
-        if annotation == "str":
-            return str(value)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{spec.name} must be {annotation}, got {value!r}") from exc
-    return value
-
-
 @dataclass(frozen=True)
 class IngestConfig:
     inputs: tuple[str, ...]
     out: str
-    sizes: tuple[int, ...] = (50, 150)
-    label_level: Literal["super", "sub"] = "super"
-    label_mode: Literal["auto", "single", "multi"] = "auto"
-    concepts: tuple[str, ...] = ()  # keep only these classes (after choosing the level); empty = all
-    input_format: str = "auto"
-    split_fractions: tuple[float, float, float] = (0.7, 0.2, 0.1)
-    seed: int = 0
-    shard_size: int = 512
-    max_pixels: int = 50_000_000  # larger images are rejected as decompression bombs
+    sizes: tuple[int, ...] = setting((50, 150), "image sizes in px, comma-separated")
+    label_level: Literal["super", "sub"] = setting("super", "class level", choices=LABEL_LEVELS)
+    label_mode: Literal["auto", "single", "multi"] = setting(
+        "auto", "single-label (softmax) or multi-label (sigmoid); auto: multi when a photo has several classes",
+        choices=LABEL_MODES)
+    concepts: tuple[str, ...] = setting((), "keep only these classes, comma-separated (after choosing the level)")
+    input_format: str = setting("auto", "input layout (auto: detect)", choices=INPUT_FORMATS)
+    split_fractions: tuple[float, float, float] = setting((0.7, 0.2, 0.1), "train,val,test fractions")
+    seed: int = setting(0, "split seed")
+    shard_size: int = setting(512, "photos per Parquet shard")
+    max_pixels: int = setting(50_000_000, "reject larger images as decompression bombs")
     max_file_bytes: int = 50 * 1024 * 1024
-    address: str | None = None
-    num_cpus: int | None = None
+    address: str | None = setting(None, "Ray cluster address (default: start Ray in-process)")
+    num_cpus: int | None = setting(None, "CPUs for an in-process Ray (default: all)")
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        _check(len(self.inputs) > 0, "ingest needs at least one input directory")
-        _check(len(self.sizes) > 0 and all(8 <= s <= 1024 for s in self.sizes),
-               f"sizes must be image sizes in pixels between 8 and 1024, got {self.sizes!r}")
-        _check(len(set(self.sizes)) == len(self.sizes), f"sizes must not repeat, got {self.sizes!r}")
-        _check(self.label_level in LABEL_LEVELS, f"labels must be one of {LABEL_LEVELS}, got {self.label_level!r}")
-        _check(self.label_mode in LABEL_MODES, f"label_mode must be one of {LABEL_MODES}, got {self.label_mode!r}")
-        _check(self.input_format in INPUT_FORMATS,
-               f"format must be one of {INPUT_FORMATS}, got {self.input_format!r}")
-        _check(len(self.split_fractions) == 3 and all(f >= 0 for f in self.split_fractions)
-               and abs(sum(self.split_fractions) - 1.0) < 1e-6 and self.split_fractions[0] > 0,
-               f"split fractions must be three non-negative numbers summing to 1, got {self.split_fractions!r}")
-        _check(self.shard_size >= 1, f"shard_size must be >= 1, got {self.shard_size!r}")
-        _check(self.max_pixels >= 1, f"max_pixels must be >= 1, got {self.max_pixels!r}")
+        require(len(self.inputs) > 0, "ingest needs at least one input directory")
+        require(len(self.sizes) > 0 and all(8 <= s <= 1024 for s in self.sizes),
+                f"sizes must be image sizes in pixels between 8 and 1024, got {self.sizes!r}")
+        require(len(set(self.sizes)) == len(self.sizes), f"sizes must not repeat, got {self.sizes!r}")
+        require(self.label_level in LABEL_LEVELS, f"labels must be one of {LABEL_LEVELS}, got {self.label_level!r}")
+        require(self.label_mode in LABEL_MODES, f"label_mode must be one of {LABEL_MODES}, got {self.label_mode!r}")
+        require(self.input_format in INPUT_FORMATS,
+                f"format must be one of {INPUT_FORMATS}, got {self.input_format!r}")
+        require(len(self.split_fractions) == 3 and all(f >= 0 for f in self.split_fractions)
+                and abs(sum(self.split_fractions) - 1.0) < 1e-6 and self.split_fractions[0] > 0,
+                f"split fractions must be three non-negative numbers summing to 1, got {self.split_fractions!r}")
+        require(self.shard_size >= 1, f"shard_size must be >= 1, got {self.shard_size!r}")
+        require(self.max_pixels >= 1, f"max_pixels must be >= 1, got {self.max_pixels!r}")
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """The Flickr HTTP client: endpoints, connections, rate limit, timeouts, retries, size bounds."""
+
+    api_url: str = setting(DEFAULT_API_URL, "REST endpoint")
+    static_url: str = setting(DEFAULT_STATIC_URL, "image host")
+    concurrency: int = setting(8, "open connections at most")
+    rate_limit: float = setting(3500.0, "requests per hour, API and images together (Flickr allows 3600 per key)")
+    connect_timeout_s: float = 10.0
+    read_timeout_s: float = setting(30.0, "seconds to wait for data on a connection before retrying")
+    max_attempts: int = setting(5, "tries per request before giving up")
+    backoff_initial_s: float = setting(1.0, "first retry delay in seconds, doubled per attempt with jitter, at most "
+                                            "60; a 429's Retry-After wins when longer")
+    backoff_max_s: float = 60.0
+    max_image_bytes: int = 50 * 1024 * 1024
+    max_json_bytes: int = 10 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        require(self.concurrency >= 1, f"concurrency must be >= 1, got {self.concurrency!r}")
+        require(self.rate_limit > 0, f"rate_limit must be > 0 requests per hour, got {self.rate_limit!r}")
+        require(self.max_attempts >= 1, f"max_attempts must be >= 1, got {self.max_attempts!r}")
+        for name in ("api_url", "static_url"):
+            value = getattr(self, name)
+            require(value.startswith(("http://", "https://")), f"{name} must be an http(s) URL, got {value!r}")
+
+
+@dataclass(frozen=True)
+class CrawlConfig:
+    mode: str
+    target: str  # group id, search text, or metadata file path
+    out: str
+    exif: bool = setting(False, "also save flickr.photos.getExif bodies")
+    require_tags: tuple[str, ...] = setting((), "keep only photos whose EXIF has all these tags (needs --exif)")
+    size: str = setting("", "Flickr size key: s q t m n w z c b h k 3k 4k f 5k 6k o (empty = 500 px)")
+    per_page: int = setting(100, "photos per listing page, max 500")
+    start_page: int = setting(1, "first listing page")
+    page_limit: int | None = setting(None, "listing pages to read (default: all)")
+    filter_tag: str | None = setting(None, "group mode: only photos with this tag")
+    labels: tuple[str, ...] = setting((), "labels for group/search photos and list metadata files, comma-separated "
+                                          "(e.g. indoor,kitchen; default for a list file: its name, as in the "
+                                          "thesis' indoor,kitchen.json)")
+    metadata_only: bool = setting(False, "write the id list, download nothing")
+    metadata_out: str | None = setting(None, "with --metadata-only: the thesis-format JSON file")
+    client: ClientConfig = field(default_factory=ClientConfig)
+    progress_every_s: float = setting(30.0, "seconds between progress log lines when stderr is not a terminal (a "
+                                            "terminal gets a progress bar)")
+
+    def __post_init__(self) -> None:
+        require(self.mode in CRAWL_MODES, f"mode must be one of {CRAWL_MODES}, got {self.mode!r}")
+        require(bool(self.target), f"{self.mode} needs a {'file' if self.mode == 'photos' else 'value'}")
+        require(self.size in FLICKR_SIZES, f"size must be one of Flickr's size keys "
+                                           f"{' '.join(repr(s) for s in FLICKR_SIZES)}, got {self.size!r}")
+        require(1 <= self.per_page <= 500, f"per_page must be 1..500, got {self.per_page!r}")
+        require(self.start_page >= 1, f"start_page must be >= 1, got {self.start_page!r}")
+        require(self.page_limit is None or self.page_limit >= 1, f"page_limit must be >= 1, got {self.page_limit!r}")
+        require(not self.metadata_only or bool(self.metadata_out), "--metadata-only needs --metadata-out FILE")
+        require(not self.require_tags or self.exif, "--require-tags needs --exif (the tags come from getExif)")
+        if self.require_tags:
+            object.__setattr__(self, "require_tags", resolve_tags(list(self.require_tags)))
+
+
+# --- how a sweep runs (as opposed to what it searches: space.SearchSpace) -----------------------------------
+
+@dataclass(frozen=True)
+class Resources:
+    cpus: float = 1.0
+    gpus: float = 0.0
+
+    @property
+    def threads(self) -> int:
+        return max(1, math.ceil(self.cpus))
+
+    @classmethod
+    def from_yaml(cls, data: Any) -> Resources:
+        require(isinstance(data, dict), f"resources must be a mapping with cpus and gpus, got {data!r}")
+        unknown = sorted(set(data) - {"cpus", "gpus"})
+        require(not unknown, f"resources.{unknown[0] if unknown else ''}: unknown key; allowed: cpus, gpus")
+        cpus, gpus = data.get("cpus", 1), data.get("gpus", 0)
+        require(isinstance(cpus, int | float) and not isinstance(cpus, bool) and cpus > 0,
+                f"resources.cpus must be a number > 0, got {cpus!r}")
+        require(isinstance(gpus, int | float) and not isinstance(gpus, bool) and gpus >= 0,
+                f"resources.gpus must be a number >= 0 (fractions share a GPU), got {gpus!r}")
+        require(gpus <= 1 or float(gpus).is_integer(), f"resources.gpus above 1 must be whole GPUs, got {gpus!r}")
+        return cls(cpus=float(cpus), gpus=float(gpus))
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """Run settings of a sweep: per-trial resources, retries, checkpointing, and whether it is a smoke test."""
+
+    resources: Resources = field(default_factory=Resources)
+    max_failures: int = 1  # retries of a trial whose process or node died (-1: forever)
+    checkpoint_every: int = 1  # epochs between a trial's resume checkpoints (the final one is always saved)
+    smoke_test: bool = False  # set by --smoke-test; resources then shrink to what the cluster has
+
+    def __post_init__(self) -> None:
+        require(self.max_failures >= -1, f"max_failures must be an integer >= -1, got {self.max_failures!r}")
+        require(self.checkpoint_every >= 1, f"checkpoint_every must be an integer >= 1, got {self.checkpoint_every!r}")
+
+    def to_yaml(self) -> dict[str, Any]:
+        return {"resources": vars(self.resources).copy(), "max_failures": self.max_failures,
+                "checkpoint_every": self.checkpoint_every}
+
+    def fit(self, cluster: Mapping[str, float], can_grow: bool) -> SweepConfig:
+        """Check per-trial resources against the Ray cluster's; a smoke test shrinks them to one CPU and, when
+        the cluster has GPUs, at most one GPU (so `--smoke-test` of a GPU file also runs on a laptop)."""
+        cpus, gpus = float(cluster.get("CPU", 0)), float(cluster.get("GPU", 0))
+        wanted = self.resources
+        if self.smoke_test:
+            fitted = Resources(cpus=min(wanted.cpus, 1.0), gpus=min(wanted.gpus, 1.0) if gpus >= 1 else 0.0)
+            return dataclasses.replace(self, resources=fitted)
+        if not can_grow and (wanted.cpus > cpus or wanted.gpus > gpus):
+            raise ConfigError(f"resources: each trial asks for {wanted.cpus:g} CPUs and {wanted.gpus:g} GPUs, but "
+                              f"this Ray cluster has {cpus:g} CPUs and {gpus:g} GPUs; lower `resources` in the file "
+                              f"or run it on a cluster (--address)")
+        return self

@@ -13,12 +13,25 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import tempfile
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from types import TracebackType
+from typing import Protocol, Self
 
 logger = logging.getLogger(__name__)
+
+
+class _Measured(Protocol):
+    """What CodeCarbon's `EmissionsData` offers for one measured task."""
+
+    emissions: float | None
+    energy_consumed: float | None
+    cpu_energy: float | None
+    gpu_energy: float | None
+    ram_energy: float | None
+    duration: float | None
 
 
 @dataclass
@@ -30,7 +43,7 @@ class EmissionsTotals:
     ram_energy_kwh: float = 0.0
     duration_s: float = 0.0
 
-    def add(self, data: Any) -> None:
+    def add(self, data: _Measured) -> None:
         self.emissions_kg += float(data.emissions or 0.0)
         self.energy_kwh += float(data.energy_consumed or 0.0)
         self.cpu_energy_kwh += float(data.cpu_energy or 0.0)
@@ -40,14 +53,17 @@ class EmissionsTotals:
 
 
 class TrialEmissions:
-    """Cumulative emissions of one trial, measured segment by segment."""
+    """Cumulative emissions of one trial, measured segment by segment. A context manager: leaving it (also by an
+    exception) closes the open segment, so CodeCarbon's power-sampling thread never outlives the trial."""
 
     def __init__(self, country: str, *, output_dir: str | None = None, tracking_mode: str = "process",
                  project_name: str = "exifray"):
         from codecarbon import OfflineEmissionsTracker
 
+        self._own_dir = output_dir is None  # a temporary folder of ours, removed on close
         directory = output_dir or tempfile.mkdtemp(prefix="exifray-codecarbon-")
         os.makedirs(directory, exist_ok=True)
+        self._directory = directory
         self.country = country
         self.tracking_mode = tracking_mode
         self.totals = EmissionsTotals()
@@ -76,4 +92,24 @@ class TrialEmissions:
 
     def close(self) -> EmissionsTotals:
         self.stop_segment()
+        if self._own_dir:
+            shutil.rmtree(self._directory, ignore_errors=True)
         return self.totals
+
+    @property
+    def is_open(self) -> bool:
+        """Whether a segment is being measured."""
+        return self._open is not None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        if kind is None:
+            self.close()
+            return
+        try:  # training failed: close what is open without hiding the original error
+            self.close()
+        except Exception as exc:
+            logger.warning("CodeCarbon could not close its measurement after %s: %s", kind.__name__, exc)

@@ -26,3 +26,9 @@ class UnknownNameError(ConfigError, KeyError):
 
 class ExifParseError(DataError):
     """A whole EXIF source (file, JSON body) could not be read. Single bad values never raise."""
+
+
+def require(condition: bool, message: str) -> None:
+    """Validation in one line: a ConfigError with `message` (which names the setting and the bad value)."""
+    if not condition:
+        raise ConfigError(message)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -51,6 +52,12 @@ def atomic_write_jsonl(path: str | os.PathLike[str], rows: Iterable[Any]) -> Non
     atomic_write_text(path, "".join(json.dumps(row, sort_keys=True) + "\n" for row in rows))
 
 
+def jsonable(row: dict[str, Any]) -> dict[str, Any]:
+    """A flat record as JSON allows it: numpy scalars as numbers, NaN and infinities as null."""
+    return {key: (None if isinstance(value, float) and not math.isfinite(value) else value)
+            for key, value in json.loads(json.dumps(row, default=float)).items()}
+
+
 @contextmanager
 def staged_directory(target: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a sibling staging folder; on success it replaces `target` whole, on failure it is removed,
@@ -73,6 +80,11 @@ def staged_directory(target: str | os.PathLike[str]) -> Iterator[Path]:
         raise
 
 
+def is_uri(location: str | os.PathLike[str]) -> bool:
+    """`s3://bucket/key`, `gs://...`, `file:///...`: a location pyarrow opens by scheme (not a plain path)."""
+    return "://" in str(location)
+
+
 def filesystem_and_path(location: str | os.PathLike[str]) -> tuple[Any, str]:
     """(pyarrow filesystem, path inside it) of a local path or a URI such as `s3://bucket/key` (S3-compatible
     servers through AWS_ENDPOINT_URL, which `FileSystem.from_uri` honours). Raises ValueError/OSError for a
@@ -80,7 +92,7 @@ def filesystem_and_path(location: str | os.PathLike[str]) -> tuple[Any, str]:
     import pyarrow.fs as pafs
 
     text = str(location)
-    if "://" not in text:
+    if not is_uri(text):
         return pafs.LocalFileSystem(), str(Path(text).resolve())
     fs, path = pafs.FileSystem.from_uri(text)
     return fs, path.rstrip("/")

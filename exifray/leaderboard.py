@@ -11,24 +11,26 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from exifray import schema
 
-STATUS_COMPLETE: Final = "complete"  # ran to the end and reported test metrics
-STATUS_STOPPED: Final = "stopped"  # stopped early by the scheduler (no test metrics)
-STATUS_ERROR: Final = "error"
-STATUS_RUNNING: Final = "running"
-STATUS_PENDING: Final = "pending"
+if TYPE_CHECKING:
+    import pandas as pd
+    from ray.tune.experiment import Trial
+
+    from exifray.space import SearchSpace
 
 SETTING_COLUMNS: Final = ("modality", "backbone", "image_size", "fine_tune_layers", "exif_tags", "fusion_width",
                           "learning_rate", "batch_size", "dropout")
 METRIC_COLUMNS: Final = (schema.VAL_F1_MACRO, schema.VAL_LOSS, schema.TEST_F1_MACRO, schema.TEST_F1_MICRO,
                          schema.TEST_ACCURACY, schema.EMISSIONS_KG, schema.ENERGY_KWH, schema.TRAIN_TIME_S,
-                         "epochs", schema.PARAMS, schema.INFERENCE_MS)
+                         schema.EPOCHS, schema.PARAMS, schema.INFERENCE_MS)
 COLUMNS: Final = ("rank", "trial_id", "status", *SETTING_COLUMNS, *METRIC_COLUMNS, "checkpoint", "error")
-INTEGER_COLUMNS: Final = ("image_size", "fine_tune_layers", "fusion_width", "batch_size", "epochs", schema.PARAMS)
-_STATUS_ORDER: Final = {STATUS_COMPLETE: 0, STATUS_STOPPED: 1, STATUS_RUNNING: 2, STATUS_PENDING: 3, STATUS_ERROR: 4}
+INTEGER_COLUMNS: Final = ("image_size", "fine_tune_layers", "fusion_width", "batch_size", schema.EPOCHS,
+                          schema.PARAMS)
+_STATUS_ORDER: Final = {schema.STATUS_COMPLETE: 0, schema.STATUS_STOPPED: 1, schema.STATUS_RUNNING: 2,
+                        schema.STATUS_PENDING: 3, schema.STATUS_ERROR: 4}
 
 
 def readable_tags(tags: Sequence[str] | str | None) -> str | None:
@@ -40,23 +42,21 @@ def readable_tags(tags: Sequence[str] | str | None) -> str | None:
 def trial_row(trial_id: str, status: str, settings: Mapping[str, Any], result: Mapping[str, Any] | None, *,
               best_val: float | None = None, checkpoint: str | None = None, error: str | None = None) -> dict[str, Any]:
     """One leaderboard row. Settings a trial's modality does not use are left empty."""
-    from exifray.space import APPLIES_TO
-
     result = result or {}
     modality = settings.get("modality", "fusion")
     row: dict[str, Any] = {"trial_id": trial_id, "status": status}
     for name in SETTING_COLUMNS:
-        used = modality in APPLIES_TO.get(name, (modality,))
+        used = modality in schema.applies_to(name)
         value = settings.get(name) if used else None
         row[name] = readable_tags(value) if name == "exif_tags" else value
     for name in METRIC_COLUMNS:
         row[name] = _number(result.get(name))
     # A complete trial reports the validation F1 of the epoch whose weights it kept (lowest val loss); a
     # trial stopped early or still running has no such report, so it shows its best epoch so far.
-    if best_val is not None and status != STATUS_COMPLETE:
+    if best_val is not None and status != schema.STATUS_COMPLETE:
         row[schema.VAL_F1_MACRO] = best_val
-    if row["epochs"] is None and result.get(schema.EPOCH) is not None:
-        row["epochs"] = _number(result.get(schema.EPOCH))
+    if row[schema.EPOCHS] is None and result.get(schema.EPOCH) is not None:
+        row[schema.EPOCHS] = _number(result.get(schema.EPOCH))
     row["checkpoint"] = checkpoint
     row["error"] = error
     return row
@@ -68,7 +68,7 @@ def _number(value: Any) -> float | int | None:
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
-def rank(rows: Sequence[Mapping[str, Any]], metric: str = schema.VAL_F1_MACRO, mode: str = "max") -> Any:
+def rank(rows: Sequence[Mapping[str, Any]], metric: str = schema.VAL_F1_MACRO, mode: str = "max") -> pd.DataFrame:
     """A pandas DataFrame in COLUMNS order: finished trials by `metric` (best first), then the rest by status."""
     import pandas as pd
 
@@ -78,7 +78,7 @@ def rank(rows: Sequence[Mapping[str, Any]], metric: str = schema.VAL_F1_MACRO, m
     return order(frame, metric, mode)
 
 
-def order(frame: Any, metric: str, mode: str) -> Any:
+def order(frame: pd.DataFrame, metric: str, mode: str) -> pd.DataFrame:
     """`frame` (any leaderboard columns) re-ranked: finished trials by `metric`, then the rest by status; the
     `rank` column renumbered."""
     import pandas as pd
@@ -93,7 +93,7 @@ def order(frame: Any, metric: str, mode: str) -> Any:
     return out
 
 
-def format_top(frame: Any, k: int = 10) -> str:
+def format_top(frame: pd.DataFrame, k: int = 10) -> str:
     """A compact plain-text table of the top `k` rows for terminals and job logs."""
     shown = ["rank", "status", "modality", "backbone", "image_size", "exif_tags", schema.VAL_F1_MACRO,
              schema.TEST_F1_MACRO, schema.EMISSIONS_KG, schema.TRAIN_TIME_S]
@@ -105,3 +105,43 @@ def format_top(frame: Any, k: int = 10) -> str:
     top["exif_tags"] = top["exif_tags"].map(lambda v: "" if not isinstance(v, str) else
                                             (v if len(v) <= 40 else v[:37] + "..."))
     return top.astype(object).where(top.notna(), "").to_string(index=False)
+
+
+# --- Tune's trial objects → rows ----------------------------------------------------------------------------
+
+def trial_status(trial: Trial) -> str:
+    """A Tune trial's leaderboard status: complete only when its final report (with test metrics) arrived."""
+    if trial.status == "ERROR":
+        return schema.STATUS_ERROR
+    if trial.status == "TERMINATED":
+        return schema.STATUS_COMPLETE if schema.is_final(trial.last_result) else schema.STATUS_STOPPED
+    return schema.STATUS_RUNNING if trial.status == "RUNNING" else schema.STATUS_PENDING
+
+
+def error_summary(trial: Trial) -> str | None:
+    """The last line of an errored trial's exception, with its type; None for other trials."""
+    if trial.status != "ERROR":
+        return None
+    try:
+        error = trial.get_pickled_error()
+    except Exception as exc:  # the error file may be unreadable on remote storage; say so rather than hide it
+        return f"(error details unreadable: {exc})"
+    cause = getattr(error, "cause", None) or error
+    if cause is None:
+        text = trial.get_error() or "unknown error"
+        return str(text).strip().splitlines()[-1]
+    message = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {message[-1] if message else ''}"[:500]
+
+
+def trials_frame(space: SearchSpace, trials: Sequence[Trial], best_val: Mapping[str, float]) -> pd.DataFrame:
+    """Tune trials as a ranked leaderboard (validation macro F1, best first); `best_val` is each trial's best
+    epoch so far, shown for trials that have not finished."""
+    rows = []
+    for trial in trials:
+        settings = space.trial_settings({**space.fixed, **(trial.config or {})})
+        checkpoint = trial.checkpoint.path if trial.checkpoint is not None else None
+        rows.append(trial_row(trial.trial_id, trial_status(trial), settings, trial.last_result,
+                              best_val=best_val.get(trial.trial_id), checkpoint=checkpoint,
+                              error=error_summary(trial)))
+    return rank(rows, schema.VAL_F1_MACRO, "max")

@@ -1,4 +1,7 @@
-"""The self-contained HTML report of an experiment: tables and inline SVG plots (matplotlib), no network.
+"""Writing an analysis: every table in CSV/Markdown/JSON/Parquet, and the self-contained HTML report (tables and
+inline SVG plots by matplotlib, no network).
+
+    write_analysis(analyse(open_experiment("experiments/demo")), "experiments/demo/analysis", ("csv", "html"))
 
 Sections: the leaderboard, the F1/CO2 Pareto scatter, fusion vs image (table and delta bars per backbone
 and image size), validation-F1 curves of the top trials, the per-hyperparameter effects, Optuna's
@@ -9,7 +12,8 @@ from __future__ import annotations
 
 import html
 import io
-from datetime import datetime, timezone
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -17,6 +21,10 @@ import pandas as pd
 
 from exifray import schema
 from exifray.analysis import PARETO_COST, Analysis, metric_mode
+from exifray.errors import ConfigError, InputNotFoundError
+from exifray.experiment import ExperimentFiles
+
+FORMATS = ("csv", "md", "html", "json", "parquet")
 
 MODALITY_COLOURS = {"exif": "#d95f02", "image": "#1b9e77", "fusion": "#7570b3"}
 TOP_CURVES = 8
@@ -69,7 +77,7 @@ def _table(frame: pd.DataFrame, table_id: str) -> str:
 def _pareto_plot(analysis: Analysis) -> str:
     board = analysis.tables["leaderboard"]
     score = analysis.metric if metric_mode(analysis.metric) == "max" else schema.VAL_F1_MACRO
-    done = board[(board["status"] == "complete") & board[PARETO_COST].notna() & board[score].notna()]
+    done = board[(board["status"] == schema.STATUS_COMPLETE) & board[PARETO_COST].notna() & board[score].notna()]
     if done.empty:
         return '<p class="note">No complete trial with emissions yet.</p>'
     fig, ax = _figure()
@@ -92,7 +100,7 @@ def _delta_plot(analysis: Analysis) -> str:
     if table.empty:
         return '<p class="note">No backbone × image size has both a complete image-only and a fusion trial.</p>'
     fig, ax = _figure(6.4, 0.6 + 0.45 * len(table))
-    labels = [f"{r.backbone} {r.image_size}px {r.label_mode or ''}" for r in table.itertuples()]
+    labels = [f"{row['backbone']} {row['image_size']}px {row['label_mode'] or ''}" for _, row in table.iterrows()]
     deltas = table["delta_test_f1_macro"].to_numpy(float)
     ax.barh(labels, deltas, color=["#1b9e77" if d >= 0 else "#d95f02" for d in deltas])
     ax.axvline(0, color="black", linewidth=0.8)
@@ -121,7 +129,7 @@ def _curves_plot(analysis: Analysis) -> str:
 
 def _effects_plot(analysis: Analysis) -> str:
     board = analysis.tables["leaderboard"]
-    done = board[board["status"] == "complete"]
+    done = board[board["status"] == schema.STATUS_COMPLETE]
     names = [n for n in dict.fromkeys(analysis.tables["hyperparameters"]["hyperparameter"])
              if not n.startswith("exif_tags has")]
     if done.empty or not names:
@@ -132,7 +140,7 @@ def _effects_plot(analysis: Analysis) -> str:
     columns = min(len(names), 4)
     fig, axes = plt.subplots((len(names) + columns - 1) // columns, columns,
                              figsize=(3.2 * columns, 2.8 * ((len(names) + columns - 1) // columns)), squeeze=False)
-    for ax, name in zip(axes.flat, names):
+    for ax, name in zip(axes.flat, names, strict=False):  # the grid may have spare axes
         values = done[name]
         score = pd.to_numeric(done[analysis.metric], errors="coerce")
         if pd.api.types.is_numeric_dtype(values.dropna().infer_objects()) and values.nunique() > 4:
@@ -196,7 +204,7 @@ def _tag_section(analysis: Analysis) -> str:
 def render_report(analysis: Analysis) -> str:
     experiment = analysis.experiment
     counts = ", ".join(f"{n} {s}" for s, n in experiment.frame["status"].value_counts().items())
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     sections = [
         ("Leaderboard", f'<p class="note">Ranked by {html.escape(analysis.metric)} '
                         f'({metric_mode(analysis.metric)}); test columns are shown, never used to choose. '
@@ -218,3 +226,66 @@ def render_report(analysis: Analysis) -> str:
             f"<h1>exifray experiment <code>{html.escape(experiment.name)}</code></h1>"
             f'<p class="note">{html.escape(experiment.uri)} · {len(experiment.frame)} trials ({counts}) · '
             f"written {stamp}</p>{body}</body></html>\n")
+
+
+# --- writing tables and the report --------------------------------------------------------------------------
+
+def table_bytes(frame: pd.DataFrame, fmt: str) -> bytes:
+    if fmt == "csv":
+        return frame.to_csv(index=False).encode("utf-8")
+    if fmt == "md":
+        return (frame.astype(object).where(frame.notna(), "").to_markdown(index=False, floatfmt=".6g") + "\n"
+                ).encode("utf-8")
+    if fmt == "json":
+        return (frame.to_json(orient="records", indent=1, double_precision=15) + "\n").encode("utf-8")
+    if fmt == "parquet":
+        import io
+
+        buffer = io.BytesIO()
+        frame.astype({c: "string" for c in frame.columns if frame[c].dtype == object}).to_parquet(buffer, index=False)
+        return buffer.getvalue()
+    raise ConfigError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+
+
+def parse_formats(text: str) -> tuple[str, ...]:
+    formats = tuple(f.strip() for f in text.split(",") if f.strip())
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise ConfigError(f"--format {text!r}: unknown {', '.join(unknown) or '(empty)'}; choose from "
+                          f"{', '.join(FORMATS)}")
+    return formats
+
+
+def write_analysis(analysis: Analysis, out: str, formats: Sequence[str]) -> list[str]:
+    """Every table in every format (html: one self-contained `report.html`); returns the paths written.
+
+    `out` is a local folder or a folder on the experiment's filesystem (e.g. `s3://bucket/exp/analysis`).
+    """
+    target = ExperimentFiles.at(out)
+    written = []
+    for fmt in formats:
+        if fmt == "html":
+            target.write_bytes("report.html", render_report(analysis).encode("utf-8"))
+            written.append(target.path("report.html"))
+            continue
+        for table_name, frame in analysis.tables.items():
+            filename = f"{table_name}.{fmt}"
+            target.write_bytes(filename, table_bytes(frame, fmt))
+            written.append(target.path(filename))
+    return written
+
+
+def read_importance(paths: Sequence[str]) -> pd.DataFrame | None:
+    frames = []
+    for path in paths:
+        try:
+            frames.append(pd.read_csv(path))
+        except FileNotFoundError:
+            raise InputNotFoundError(f"--importance file does not exist: {path}") from None
+    if not frames:
+        return None
+    frame = pd.concat(frames, ignore_index=True)
+    missing = {"tag", "mean_drop", "std_drop", "model"} - set(frame.columns)
+    if missing:
+        raise ConfigError(f"--importance files must come from `exifray importance`; missing columns {sorted(missing)}")
+    return frame

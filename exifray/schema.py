@@ -3,7 +3,8 @@
 These strings are the contract between crawl, ingest, train, sweep and leaderboard (DESIGN.md).
 """
 
-from typing import Final
+from collections.abc import Mapping
+from typing import Any, Final
 
 # --- CRAWL DIR -------------------------------------------------------------------------------
 PHOTOS_FILE: Final = "photos.jsonl"
@@ -56,3 +57,60 @@ MODEL_FILE: Final = "model.keras"
 METRICS_FILE: Final = "metrics.json"
 SETTINGS_FILE: Final = "settings.json"
 HISTORY_FILE: Final = "history.jsonl"
+
+# Keys only a trial's final result carries (with the FINAL_METRICS above).
+EPOCHS: Final = "epochs"
+BEST_EPOCH: Final = "best_epoch"
+RESUMED_FROM_EPOCH: Final = "resumed_from_epoch"
+FINE_TUNED_LAYERS: Final = "fine_tuned_layers"
+# The explicit marker of a trial's final report (the one with test metrics and the final checkpoint).
+FINAL_RESULT: Final = "final_result"
+
+
+def is_final(result: Mapping[str, Any] | None) -> bool:
+    """Whether a Tune result (or metrics.json) is a trial's final report."""
+    return result is not None and bool(result.get(FINAL_RESULT, False))
+
+
+# --- Modalities and which settings they use ----------------------------------------------------
+IMAGE: Final = "image"
+EXIF: Final = "exif"
+FUSION: Final = "fusion"
+MODALITIES: Final = (IMAGE, EXIF, FUSION)
+IMAGE_MODALITIES: Final = (IMAGE, FUSION)
+EXIF_MODALITIES: Final = (EXIF, FUSION)
+
+
+def uses_image(modality: str) -> bool:
+    return modality in IMAGE_MODALITIES
+
+
+def uses_exif(modality: str) -> bool:
+    return modality in EXIF_MODALITIES
+
+
+# Which modalities a trial setting affects; settings not listed affect every modality.
+APPLIES_TO: Final[Mapping[str, tuple[str, ...]]] = {
+    "backbone": IMAGE_MODALITIES,
+    "weights": IMAGE_MODALITIES,
+    "image_size": IMAGE_MODALITIES,
+    "fine_tune_layers": IMAGE_MODALITIES,
+    "fine_tune_learning_rate_factor": IMAGE_MODALITIES,
+    "fine_tune_epochs": IMAGE_MODALITIES,
+    "augment": IMAGE_MODALITIES,
+    "exif_tags": EXIF_MODALITIES,
+    "fusion_width": (FUSION,),
+}
+
+
+def applies_to(setting: str) -> tuple[str, ...]:
+    return APPLIES_TO.get(setting, MODALITIES)
+
+
+# --- Trial status (leaderboard, journal mirror, progress) -------------------------------------
+STATUS_COMPLETE: Final = "complete"  # ran to the end and reported test metrics
+STATUS_STOPPED: Final = "stopped"  # stopped early by the scheduler (no test metrics)
+STATUS_ERROR: Final = "error"
+STATUS_RUNNING: Final = "running"
+STATUS_PENDING: Final = "pending"
+FINISHED_STATUSES: Final = (STATUS_COMPLETE, STATUS_STOPPED, STATUS_ERROR)

@@ -24,7 +24,7 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -33,14 +33,19 @@ from exifray.config import TrialConfig
 from exifray.data.dataset import DatasetArrays, SplitArrays, load_arrays, read_card
 from exifray.errors import ConfigError, ExifrayError
 from exifray.exif.encode import ExifEncoder
-from exifray.fsutil import atomic_write_json, atomic_write_jsonl
+from exifray.experiment import BEST_WEIGHTS_FILE, RESUME_FILE
+from exifray.fsutil import atomic_write_json, atomic_write_jsonl, jsonable
 from exifray.metrics import crossentropy, f1_scores
+
+if TYPE_CHECKING:
+    import keras
+
+    from exifray.emissions import EmissionsTotals, TrialEmissions
+    from exifray.models.fusion import BuiltModel
 
 logger = logging.getLogger(__name__)
 
 Report = Callable[[dict[str, Any], "TrainingState"], None]  # (epoch metrics, state after the epoch) → None
-RESUME_FILE = "resume.json"
-BEST_WEIGHTS_FILE = "best_weights.npz"
 
 
 class TrialFailed(ExifrayError, RuntimeError):
@@ -51,7 +56,7 @@ class TrialFailed(ExifrayError, RuntimeError):
 class TrialResult:
     metrics: dict[str, Any]
     history: list[dict[str, Any]]
-    model: Any = field(repr=False)
+    model: keras.Model = field(repr=False)
     settings: dict[str, Any]
 
 
@@ -72,16 +77,6 @@ def configure_tensorflow(threads: int | None) -> None:
             logger.debug("TF thread pools already fixed in this process")
 
 
-def resolve_image_size(config: TrialConfig, card: dict[str, Any]) -> int | None:
-    if not config.uses_image:
-        return None
-    sizes = list(card["image_sizes"])
-    size = config.image_size if config.image_size is not None else sizes[0]
-    if size not in sizes:
-        raise ConfigError(f"image_size {size} is not in the dataset; it has sizes {sizes}")
-    return int(size)
-
-
 def model_inputs(split: SplitArrays, config: TrialConfig, encoder: ExifEncoder) -> dict[str, np.ndarray]:
     inputs: dict[str, np.ndarray] = {}
     if config.uses_image:
@@ -93,7 +88,7 @@ def model_inputs(split: SplitArrays, config: TrialConfig, encoder: ExifEncoder) 
 
 
 def array_batches(inputs: dict[str, np.ndarray], targets: np.ndarray | None, batch_size: int, *,
-                  shuffle: bool = False, seed: int = 0, start_epoch: int = 0) -> Any:
+                  shuffle: bool = False, seed: int = 0, start_epoch: int = 0) -> keras.utils.PyDataset:
     """A Keras PyDataset that slices one batch at a time out of the given arrays.
 
     Handing Keras whole numpy arrays makes it convert them into TensorFlow tensors, i.e. one private copy
@@ -130,8 +125,8 @@ class TrainingState:
     """Where training stands after each epoch, as a Keras callback drives it: per-epoch validation metrics,
     emissions, the report, the best weights, patience. `save` writes it as a resumable folder."""
 
-    def __init__(self, model: Any, val: tuple[dict[str, np.ndarray], np.ndarray], multi_label: bool,
-                 emissions: Any, report: Report | None, patience: int, batch_size: int):
+    def __init__(self, model: keras.Model, val: tuple[dict[str, np.ndarray], np.ndarray], multi_label: bool,
+                 emissions: TrialEmissions, report: Report | None, patience: int, batch_size: int):
         self.model, self.val, self.multi_label = model, val, multi_label
         self.emissions, self.report, self.patience, self.batch_size = emissions, report, patience, batch_size
         self.history: list[dict[str, Any]] = []
@@ -156,7 +151,7 @@ class TrainingState:
         if phase != self.phase:
             self.phase, self.phase_epoch, self.phase_done, self.wait = phase, 0, False, 0
 
-    def callback(self, phase: str) -> Any:
+    def callback(self, phase: str) -> keras.callbacks.Callback:
         import keras
 
         loop = self
@@ -217,7 +212,7 @@ class TrainingState:
             "epoch": self.epoch, "phase": self.phase, "phase_epoch": self.phase_epoch,
             "phase_done": self.phase_done, "wait": self.wait, "best_loss": self.best_loss,
             "best_epoch": self.best_row[schema.EPOCH] if self.best_row else None,
-            "history": [_jsonable(row) for row in self.history], "train_time_s": self.train_time_s,
+            "history": [jsonable(row) for row in self.history], "train_time_s": self.train_time_s,
             "weight_shapes": _weight_shapes(self.model),
             "emissions": {name: getattr(totals, name) for name in totals.__dataclass_fields__}})
 
@@ -250,7 +245,7 @@ class TrainingState:
                     self.phase_epoch, folder)
 
 
-def _weight_shapes(model: Any) -> list[list[int]]:
+def _weight_shapes(model: keras.Model) -> list[list[int]]:
     return [list(weight.shape) for weight in model.weights]
 
 
@@ -263,14 +258,14 @@ def saved_state(folder: str | Path) -> dict[str, Any]:
         raise TrialFailed(f"cannot resume from {path}: {type(exc).__name__}: {exc}") from exc
 
 
-def _compile(model: Any, learning_rate: float, multi_label: bool) -> None:
+def _compile(model: keras.Model, learning_rate: float, multi_label: bool) -> None:
     import keras
 
     model.compile(optimizer=keras.optimizers.Adam(learning_rate),
                   loss="binary_crossentropy" if multi_label else "categorical_crossentropy")
 
 
-def inference_ms(model: Any, inputs: dict[str, np.ndarray], batch_size: int) -> float:
+def inference_ms(model: keras.Model, inputs: dict[str, np.ndarray], batch_size: int) -> float:
     """Milliseconds per photo for batched prediction, after one warm-up call."""
     n = len(next(iter(inputs.values())))
     if n == 0:
@@ -282,103 +277,155 @@ def inference_ms(model: Any, inputs: dict[str, np.ndarray], batch_size: int) -> 
     return (time.perf_counter() - started) * 1000 / len(next(iter(sample.values())))
 
 
+@dataclass(frozen=True)
+class Phase:
+    """One training phase: its name, epochs, learning rate, and the backbone's state during it (None: leave it
+    as built; 0: frozen; N: the top N layers trainable, BatchNorm kept frozen)."""
+
+    name: str
+    epochs: int
+    learning_rate: float
+    unfreeze: int | None
+
+
+def plan_phases(config: TrialConfig, two_phase: bool) -> list[Phase]:
+    """A pretrained backbone: the head with the backbone frozen, then (when asked) fine-tuning the top layers at a
+    lower learning rate. Otherwise one phase in which everything trains."""
+    if not two_phase:
+        return [Phase("train", config.epochs, config.learning_rate, None)]
+    phases = [Phase("head", config.epochs, config.learning_rate, 0)]
+    if config.fine_tune_layers > 0 and config.fine_tune_epochs > 0:
+        phases.append(Phase("fine_tune", config.fine_tune_epochs,
+                            config.learning_rate * config.fine_tune_learning_rate_factor, config.fine_tune_layers))
+    return phases
+
+
+def _trial_data(config: TrialConfig, data: DatasetArrays | str | Path) -> DatasetArrays:
+    """The loaded dataset, checked against the trial before TensorFlow loads (it is slow and noisy to start)."""
+    if not isinstance(data, DatasetArrays):
+        card = read_card(data)
+        data = load_arrays(data, card.resolve_image_size(config.image_size) if config.uses_image else None)
+    if config.uses_image:
+        image_size = data.card.resolve_image_size(config.image_size)
+        if data.image_size != image_size:
+            raise ConfigError(f"the loaded arrays hold {data.image_size} px images, the trial wants {image_size}")
+    if len(data.train) == 0 or len(data.val) == 0:
+        raise ConfigError(f"the dataset needs train and val photos, has {len(data.train)} / {len(data.val)}")
+    return data
+
+
+def _saved_phase_index(resume: str | Path | None, phases: list[Phase]) -> tuple[dict[str, Any] | None, int]:
+    """The saved state to resume from and the index of its phase (0 when starting afresh)."""
+    if resume is None:
+        return None, 0
+    saved = saved_state(resume)
+    names = [phase.name for phase in phases]
+    if saved["phase"] not in names:
+        raise TrialFailed(f"the checkpoint in {resume} is in phase {saved['phase']!r}, which this trial does not have")
+    return saved, names.index(saved["phase"])
+
+
+def _train_phases(loop: TrainingState, built: BuiltModel, phases: list[Phase], config: TrialConfig,
+                  train: tuple[dict[str, np.ndarray], np.ndarray], resume: str | Path | None) -> int:
+    """Every phase in order; a resumed trial fast-forwards to the saved phase and continues after its epoch.
+    Returns how many backbone layers were fine-tuned."""
+    from exifray.models.finetune import freeze, unfreeze_top
+
+    saved, start = _saved_phase_index(resume, phases)
+    fine_tuned = 0
+    for index, phase in enumerate(phases[start:], start):
+        if index > 0:
+            loop.restore_best()  # a phase starts from the best weights of the one before
+        if phase.unfreeze == 0:
+            freeze(built.backbone)
+        elif phase.unfreeze is not None:
+            fine_tuned = unfreeze_top(built.backbone, phase.unfreeze)
+        _compile(loop.model, phase.learning_rate, loop.multi_label)
+        if saved is not None and resume is not None and index == start:
+            loop.resume(resume, saved)
+        loop.start_phase(phase.name)
+        if loop.phase_done or loop.phase_epoch >= phase.epochs:
+            continue  # the saved state had finished this phase
+        batches = array_batches(train[0], train[1], config.batch_size, shuffle=True, seed=config.seed,
+                                start_epoch=loop.epoch)
+        loop.model.fit(batches, initial_epoch=loop.phase_epoch, epochs=phase.epochs, verbose=0,
+                       callbacks=[loop.callback(phase.name)])
+    return fine_tuned
+
+
+def _test_scores(model: keras.Model, data: DatasetArrays, x_test: dict[str, np.ndarray], batch_size: int
+                 ) -> dict[str, float]:
+    if not len(data.test):
+        return {"f1_macro": math.nan, "f1_micro": math.nan, "accuracy": math.nan}
+    probabilities = model.predict(array_batches(x_test, None, batch_size * 2), verbose=0)
+    return f1_scores(data.test.targets, probabilities, data.multi_label)
+
+
 def run_trial(config: TrialConfig, data: DatasetArrays | str | Path, *, report: Report | None = None,
               out_dir: str | Path | None = None, emissions_dir: str | None = None,
               resume: str | Path | None = None) -> TrialResult:
     """Train and evaluate one configuration; `data` is a loaded dataset or a DATASET DIR path. `resume` is a
     folder written by `TrainingState.save` for this configuration: training continues after its epoch."""
     from exifray.emissions import TrialEmissions
-    from exifray.models.finetune import freeze, unfreeze_top
-
     from exifray.models.fusion import build_model, resolve_weights
     from exifray.models.registry import get_backbone_spec
 
-    # Everything a user can get wrong is checked before TensorFlow loads (it is slow and noisy to start).
-    if not isinstance(data, DatasetArrays):
-        data = load_arrays(data, resolve_image_size(config, read_card(data)))
-    image_size = resolve_image_size(config, data.card)
-    if config.uses_image and data.image_size != image_size:
-        raise ConfigError(f"the loaded arrays hold {data.image_size} px images, the trial wants {image_size}")
-    if len(data.train) == 0 or len(data.val) == 0:
-        raise ConfigError(f"the dataset needs train and val photos, has {len(data.train)} / {len(data.val)}")
+    data = _trial_data(config, data)
+    image_size = data.card.resolve_image_size(config.image_size) if config.uses_image else None
     if config.uses_image:
         resolve_weights(config.weights, get_backbone_spec(config.backbone))
     encoder = data.encoder.subset(config.exif_tags)
     configure_tensorflow(config.threads)
     x_train, x_val, x_test = (model_inputs(s, config, encoder) for s in (data.train, data.val, data.test))
     built = build_model(config, len(data.classes), encoder.width, data.multi_label, image_size)
-    model = built.model
-    emissions = TrialEmissions(config.country, output_dir=emissions_dir)
-    loop = TrainingState(model, (x_val, data.val.targets), data.multi_label, emissions, report,
-                         config.early_stopping_patience, config.batch_size)
-    two_phase = built.backbone is not None and built.pretrained
-    first_phase = "head" if two_phase else "train"
-    fine_tune = two_phase and config.fine_tune_layers > 0 and config.fine_tune_epochs > 0
-    saved = saved_state(resume) if resume is not None else None
-    saved_phase = saved["phase"] if saved is not None else None
-    if saved_phase not in (None, first_phase, *(("fine_tune",) if fine_tune else ())):
-        raise TrialFailed(f"the checkpoint in {resume} is in phase {saved_phase!r}, which this trial does not have")
-
-    def fit(phase: str, epochs: int) -> None:
-        if loop.phase == phase and (loop.phase_done or loop.phase_epoch >= epochs):
-            return  # the saved state had finished this phase
-        train_batches = array_batches(x_train, data.train.targets, config.batch_size, shuffle=True,
-                                      seed=config.seed, start_epoch=loop.epoch)
-        callback = loop.callback(phase)  # keeps the epoch and patience counters of a resumed phase
-        model.fit(train_batches, initial_epoch=loop.phase_epoch, epochs=epochs, verbose=0, callbacks=[callback])
-
-    if two_phase:
-        freeze(built.backbone)
-    _compile(model, config.learning_rate, data.multi_label)
-    if saved_phase == first_phase:
-        loop.resume(resume, saved)
-    if saved_phase != "fine_tune":
-        fit(first_phase, config.epochs)
-    fine_tuned = 0
-    if fine_tune:
-        loop.restore_best()
-        fine_tuned = unfreeze_top(built.backbone, config.fine_tune_layers)
-        _compile(model, config.learning_rate * config.fine_tune_learning_rate_factor, data.multi_label)
-        if saved_phase == "fine_tune":
-            loop.resume(resume, saved)
-        fit("fine_tune", config.fine_tune_epochs)
-    elif config.fine_tune_layers > 0 and not two_phase and config.uses_image:
+    phases = plan_phases(config, two_phase=built.backbone is not None and built.pretrained)
+    if config.fine_tune_layers > 0 and phases[0].name == "train" and config.uses_image:
         logger.info("weights are 'none': the backbone trains from scratch in one phase; fine_tune_layers=%d "
                     "has no effect", config.fine_tune_layers)
-    train_time = loop.train_time_s
-    loop.restore_best()
-    emissions.start_segment("test")
-    test = f1_scores(data.test.targets, model.predict(array_batches(x_test, None, config.batch_size * 2), verbose=0),
-                     data.multi_label) if len(data.test) else {"f1_macro": math.nan, "f1_micro": math.nan,
-                                                                 "accuracy": math.nan}
-    latency = inference_ms(model, x_test if len(data.test) else x_val, config.batch_size)
-    totals = emissions.close()
-    assert loop.best_row is not None
-    metrics = {**{key: loop.best_row[key] for key in (schema.VAL_LOSS, schema.VAL_F1_MACRO, schema.VAL_F1_MICRO,
-                                                      schema.VAL_ACCURACY)},
-               schema.TEST_F1_MACRO: test["f1_macro"], schema.TEST_F1_MICRO: test["f1_micro"],
-               schema.TEST_ACCURACY: test["accuracy"], schema.TRAIN_TIME_S: train_time,
-               schema.PARAMS: int(model.count_params()), schema.INFERENCE_MS: latency,
-               schema.EMISSIONS_KG: totals.emissions_kg, schema.ENERGY_KWH: totals.energy_kwh,
-               schema.EPOCH_TIME_S: float(np.mean([row[schema.EPOCH_TIME_S] for row in loop.history])),
-               "epochs": loop.epoch, "best_epoch": loop.best_row[schema.EPOCH],
-               "resumed_from_epoch": loop.resumed_from_epoch,
-               "fine_tuned_layers": fine_tuned, "cpu_energy_kwh": totals.cpu_energy_kwh,
-               "gpu_energy_kwh": totals.gpu_energy_kwh, "ram_energy_kwh": totals.ram_energy_kwh,
-               "emissions_tracking_mode": emissions.tracking_mode, "country": config.country,
-               "train_photos": len(data.train), "val_photos": len(data.val), "test_photos": len(data.test)}
-    settings = {**config.to_dict(), "image_size": image_size, "classes": data.classes,
-                "label_mode": data.card["label_mode"], "label_level": data.card["label_level"],
-                "exif_encoder": encoder.to_dict(),
-                "preprocessing": built.spec.preprocessing if built.spec else None}
-    result = TrialResult(metrics, loop.history, model, settings)
+    with TrialEmissions(config.country, output_dir=emissions_dir) as emissions:
+        loop = TrainingState(built.model, (x_val, data.val.targets), data.multi_label, emissions, report,
+                             config.early_stopping_patience, config.batch_size)
+        fine_tuned = _train_phases(loop, built, phases, config, (x_train, data.train.targets), resume)
+        train_time = loop.train_time_s
+        loop.restore_best()
+        emissions.start_segment("test")
+        test = _test_scores(built.model, data, x_test, config.batch_size)
+        latency = inference_ms(built.model, x_test if len(data.test) else x_val, config.batch_size)
+        totals = emissions.close()
+    metrics = _final_metrics(loop, test, latency, train_time, totals, data) | {
+        schema.FINE_TUNED_LAYERS: fine_tuned, "emissions_tracking_mode": emissions.tracking_mode,
+        "country": config.country}
+    settings = {**config.to_dict(), "image_size": image_size, "classes": list(data.classes),
+                "label_mode": data.card.label_mode, "label_level": data.card.label_level,
+                "exif_encoder": encoder.to_dict(), "preprocessing": built.spec.preprocessing if built.spec else None}
+    result = TrialResult(metrics, loop.history, built.model, settings)
     if out_dir is not None:
         save_trial(result, out_dir)
     return result
 
 
+def _final_metrics(loop: TrainingState, test: dict[str, float], latency: float, train_time: float,
+                   totals: EmissionsTotals, data: DatasetArrays) -> dict[str, Any]:
+    """What only a trial's final result carries, with the kept epoch's validation metrics."""
+    assert loop.best_row is not None  # at least one epoch ran
+    best = loop.best_row
+    return {**{key: best[key] for key in (schema.VAL_LOSS, schema.VAL_F1_MACRO, schema.VAL_F1_MICRO,
+                                          schema.VAL_ACCURACY)},
+            schema.TEST_F1_MACRO: test["f1_macro"], schema.TEST_F1_MICRO: test["f1_micro"],
+            schema.TEST_ACCURACY: test["accuracy"], schema.TRAIN_TIME_S: train_time,
+            schema.PARAMS: int(loop.model.count_params()), schema.INFERENCE_MS: latency,
+            schema.EMISSIONS_KG: totals.emissions_kg, schema.ENERGY_KWH: totals.energy_kwh,
+            schema.EPOCH_TIME_S: float(np.mean([row[schema.EPOCH_TIME_S] for row in loop.history])),
+            schema.EPOCHS: loop.epoch, schema.BEST_EPOCH: best[schema.EPOCH],
+            schema.RESUMED_FROM_EPOCH: loop.resumed_from_epoch, "cpu_energy_kwh": totals.cpu_energy_kwh,
+            "gpu_energy_kwh": totals.gpu_energy_kwh, "ram_energy_kwh": totals.ram_energy_kwh,
+            "train_photos": len(data.train), "val_photos": len(data.val), "test_photos": len(data.test),
+            schema.FINAL_RESULT: True}
+
+
 def save_trial(result: TrialResult, out_dir: str | Path) -> None:
-    """`model.keras`, `metrics.json`, `settings.json` and `history.jsonl`, each written atomically."""
+    """A trial's final folder (the EXPERIMENT DIR's TRIAL_FILES): `model.keras`, `metrics.json`, `settings.json`
+    and `history.jsonl`, each written atomically."""
     import tempfile
 
     out = Path(out_dir)
@@ -387,12 +434,6 @@ def save_trial(result: TrialResult, out_dir: str | Path) -> None:
         staged = Path(staging) / schema.MODEL_FILE
         result.model.save(staged)
         staged.replace(out / schema.MODEL_FILE)
-    atomic_write_json(out / schema.METRICS_FILE, _jsonable(result.metrics))
+    atomic_write_json(out / schema.METRICS_FILE, jsonable(result.metrics))
     atomic_write_json(out / schema.SETTINGS_FILE, result.settings)
-    atomic_write_jsonl(out / schema.HISTORY_FILE, (_jsonable(row) for row in result.history))
-
-
-def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
-    """NaN is not JSON: write null instead."""
-    return {key: (None if isinstance(value, float) and not math.isfinite(value) else value)
-            for key, value in json.loads(json.dumps(row, default=float)).items()}
+    atomic_write_jsonl(out / schema.HISTORY_FILE, (jsonable(row) for row in result.history))

@@ -37,17 +37,15 @@ def main() -> None:
         args.photos, args.backbone, args.epochs = 120, "TestTinyCNN", 3
 
     from exifray import schema
-    from exifray.config import IngestConfig, TrialConfig
+    from exifray.config import TrialConfig
     from exifray.data.dataset import load_arrays
-    from exifray.data.ingest import run_ingest
-    from exifray.data.synth import SynthConfig, generate
+    from exifray.testing.datasets import make_dataset
     from exifray.train import TrainingState, run_trial
 
     with tempfile.TemporaryDirectory(prefix="bench-checkpoint-") as tmp:
         root = Path(tmp)
-        generate(root / "crawl", SynthConfig(photos=args.photos, seed=0, image_size=max(48, args.image_size)))
-        run_ingest(IngestConfig(inputs=(str(root / "crawl"),), out=str(root / "dataset"), sizes=(args.image_size,)))
-        data = load_arrays(root / "dataset", args.image_size)
+        dataset = make_dataset(root, photos=args.photos, image_size=max(48, args.image_size), sizes=(args.image_size,))
+        data = load_arrays(dataset, args.image_size)
         config = TrialConfig(modality="fusion", backbone=args.backbone, weights="none", image_size=args.image_size,
                              epochs=args.epochs, early_stopping_patience=args.epochs + 1, batch_size=32)
         saves: list[float] = []

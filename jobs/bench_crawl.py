@@ -3,7 +3,7 @@
     python jobs/bench_crawl.py
     ray job submit --working-dir . -- python jobs/bench_crawl.py --smoke-test
 
-The fake Flickr (`exifray/crawl/simulator.py`) runs in its own process and answers every API call and
+The fake Flickr (`exifray/testing/simulator.py`) runs in its own process and answers every API call and
 image after `--latency` seconds, as a distant server would. Each run is a whole `exifray crawl group ...
 --exif` (key check, listing, getExif + image per photo, files written) into a fresh CRAWL DIR:
 
@@ -28,7 +28,7 @@ KEY = "bench-key"
 
 def _serve(source: str, latency_s: float, groups: dict[str, int], ready: multiprocessing.Queue,
            stop: multiprocessing.Event) -> None:  # type: ignore[type-arg]
-    from exifray.crawl.simulator import FlickrSimulator
+    from exifray.testing.simulator import FlickrSimulator
 
     async def run() -> None:
         simulator = FlickrSimulator.from_crawl_dir(source, api_keys={KEY}, latency_s=latency_s)
@@ -42,8 +42,8 @@ def _serve(source: str, latency_s: float, groups: dict[str, int], ready: multipr
 
 
 def _crawl(api: str, static: str, group: str, out: Path, concurrency: int, rate_limit: float):
-    from exifray.crawl.client import ClientConfig
-    from exifray.crawl.crawler import CrawlConfig, crawl
+    from exifray.config import ClientConfig, CrawlConfig
+    from exifray.crawl.crawler import crawl
 
     client = ClientConfig(api_url=api, static_url=static, concurrency=concurrency, rate_limit=rate_limit)
     config = CrawlConfig(mode="group", target=group, out=str(out), exif=True, per_page=500, client=client)

@@ -66,9 +66,9 @@ class PeakSampler(threading.Thread):
 
 
 def _space(image_size: int, epochs: int, concurrent: int, name: str):
-    from exifray.space import parse_space
+    from exifray.space_file import parse_sweep
 
-    return parse_space({
+    return parse_sweep({
         "name": name, "num_samples": 2, "max_concurrent": concurrent, "scheduler": "none",
         "resources": {"cpus": 1},
         "fixed": {"modality": "fusion", "backbone": "SmallCNN", "weights": "none", "image_size": image_size,
@@ -96,7 +96,8 @@ def main() -> None:
         data = Path(args.data) if args.data else _synthetic(Path(tmp), args.photos, args.image_size)
         if not ray.is_initialized():
             ray.init(address=os.environ.get("RAY_ADDRESS"), log_to_driver=False)
-        dataset_mb = sum(a.nbytes for a in load_sweep_data(_space(args.image_size, 1, 1, "x"), data).values()) / 2**20
+        arrays = load_sweep_data(_space(args.image_size, 1, 1, "x").space, data)
+        dataset_mb = sum(a.nbytes for a in arrays.values()) / 2**20
         idle = PeakSampler.sample()
         runs = {"1 at a time, shared arrays": (1, True), "2 at a time, shared arrays": (2, True),
                 "2 at a time, a copy per trial": (2, False)}
@@ -135,27 +136,24 @@ class _PerTrialData(Mapping):
         return len(self.sizes)
 
 
-def _run(space, data: Path, tmp: Path, shared: bool) -> None:
+def _run(plan, data: Path, tmp: Path, shared: bool) -> None:
     from ray import tune
 
     from exifray.sweep import build_tuner, load_sweep_data, sweep_trainable
 
     def arrays() -> Mapping:  # not kept by the driver: with_parameters puts it in the object store
-        return load_sweep_data(space, data) if shared else _PerTrialData(str(data.resolve()), space.image_sizes())
+        return (load_sweep_data(plan.space, data) if shared
+                else _PerTrialData(str(data.resolve()), plan.space.image_sizes()))
 
-    trainable = tune.with_resources(tune.with_parameters(sweep_trainable, space=space, data=arrays()),
-                                    {"cpu": space.resources.cpus})
-    build_tuner(space, trainable, str(tmp / "experiments"), space.name).fit()
+    trainable = tune.with_resources(tune.with_parameters(sweep_trainable, plan=plan, data=arrays()),
+                                    {"cpu": plan.config.resources.cpus})
+    build_tuner(plan, trainable, str(tmp / "experiments"), plan.name).fit()
 
 
 def _synthetic(root: Path, photos: int, image_size: int) -> Path:
-    from exifray.config import IngestConfig
-    from exifray.data.ingest import run_ingest
-    from exifray.data.synth import SynthConfig, generate
+    from exifray.testing.datasets import make_dataset
 
-    generate(root / "crawl", SynthConfig(photos=photos, seed=0, image_size=max(image_size, 64)))
-    run_ingest(IngestConfig(inputs=(str(root / "crawl"),), out=str(root / "dataset"), sizes=(image_size,)))
-    return root / "dataset"
+    return make_dataset(root, photos=photos, image_size=max(image_size, 64), sizes=(image_size,))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ environment: job submissions and their runtime envs are visible on the dashboard
     ray job submit --runtime-env jobs/runtime_env.yaml -- python jobs/crawl.py --smoke-test
 
 `--smoke-test [--out DIR]` needs no key and no network: it renders 60 synthetic photos, serves them from
-the fake Flickr in `exifray/crawl/simulator.py` on 127.0.0.1 (with a few injected faults) and crawls them
+the fake Flickr in `exifray/testing/simulator.py` on 127.0.0.1 (with a few injected faults) and crawls them
 into DIR/crawl (default: a fresh temporary folder).
 """
 
@@ -21,8 +21,8 @@ from pathlib import Path
 
 async def _smoke(root: Path) -> int:
     from exifray.cli import main as cli
-    from exifray.crawl.simulator import FlickrSimulator
     from exifray.data.synth import SynthConfig, generate
+    from exifray.testing.simulator import FlickrSimulator
 
     generate(root / "source", SynthConfig(photos=60, seed=0, image_size=96))
     key = "smoke-test-key"
@@ -43,7 +43,7 @@ async def _smoke(root: Path) -> int:
 
 def main() -> int:
     if "--smoke-test" in sys.argv[1:]:
-        from exifray.jobs import smoke_arguments
+        from exifray.testing.smoke import smoke_arguments
 
         out = smoke_arguments(sys.argv[1:], "crawl")
         print(f"crawl smoke test: writing to {out}", flush=True)

@@ -15,13 +15,13 @@ import sys
 
 def main(argv: list[str]) -> int:
     from exifray.cli import main as cli
-    from exifray.jobs import smoke_arguments, smoke_crawl
+    from exifray.testing.smoke import smoke_arguments, smoke_crawl
 
     if "--smoke-test" not in argv:
         return cli(["ingest", *argv])
     out = smoke_arguments(argv, "ingest")
     print(f"ingest smoke test: writing to {out}", flush=True)
-    crawl = smoke_crawl(out / "crawl", photos=120)
+    crawl = smoke_crawl(out, photos=120)
     return cli(["ingest", str(crawl), "--out", str(out / "dataset"), "--sizes", "32"])
 
 

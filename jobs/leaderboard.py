@@ -26,7 +26,7 @@ params:
 
 def main(argv: list[str]) -> int:
     from exifray.cli import main as cli
-    from exifray.jobs import smoke_arguments, smoke_dataset
+    from exifray.testing.smoke import smoke_arguments, smoke_dataset
 
     if "--smoke-test" not in argv:
         return cli(["leaderboard", *argv])

@@ -17,7 +17,7 @@ import sys
 
 def main(argv: list[str]) -> int:
     from exifray.cli import main as cli
-    from exifray.jobs import option, smoke_arguments, smoke_dataset
+    from exifray.testing.smoke import option, smoke_arguments, smoke_dataset
 
     if "--smoke-test" not in argv:
         return cli(["sweep", *argv])

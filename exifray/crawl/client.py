@@ -16,7 +16,6 @@ Flickr's `stat: fail` codes 105/106 ("Service currently unavailable", "Write ope
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from dataclasses import dataclass
@@ -26,12 +25,11 @@ import aiohttp
 from aiolimiter import AsyncLimiter
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
+from exifray.config import ClientConfig
 from exifray.errors import ExifrayError
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_API_URL = "https://www.flickr.com/services/rest/"
-DEFAULT_STATIC_URL = "https://live.staticflickr.com"
 TRANSIENT_CODES = frozenset({105, 106})
 INVALID_KEY_CODE = 100
 
@@ -62,31 +60,6 @@ class TransientError(ExifrayError):
 
 class GaveUp(ExifrayError):
     """Every attempt failed transiently; the message is the last reason."""
-
-
-@dataclass(frozen=True)
-class ClientConfig:
-    api_url: str = DEFAULT_API_URL
-    static_url: str = DEFAULT_STATIC_URL
-    concurrency: int = 8  # open connections at most
-    rate_limit: float = 3500.0  # requests per hour, API and image requests together (Flickr allows 3,600/key)
-    connect_timeout_s: float = 10.0
-    read_timeout_s: float = 30.0
-    max_attempts: int = 5
-    backoff_initial_s: float = 1.0
-    backoff_max_s: float = 60.0
-    max_image_bytes: int = 50 * 1024 * 1024
-    max_json_bytes: int = 10 * 1024 * 1024
-
-    def __post_init__(self) -> None:
-        from exifray.config import _check
-
-        _check(self.concurrency >= 1, f"concurrency must be >= 1, got {self.concurrency!r}")
-        _check(self.rate_limit > 0, f"rate_limit must be > 0 requests per hour, got {self.rate_limit!r}")
-        _check(self.max_attempts >= 1, f"max_attempts must be >= 1, got {self.max_attempts!r}")
-        for name in ("api_url", "static_url"):
-            value = getattr(self, name)
-            _check(value.startswith(("http://", "https://")), f"{name} must be an http(s) URL, got {value!r}")
 
 
 @dataclass
@@ -169,7 +142,7 @@ class FlickrClient:
                     raise PermanentTooLarge(f"answer exceeds the {limit}-byte bound")
                 self.stats.bytes += len(body)
                 return response.status, dict(response.headers), body
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise TransientError("timed out") from None
         except aiohttp.ClientPayloadError:
             raise TransientError("truncated body (connection closed before the end)") from None
@@ -201,7 +174,7 @@ class FlickrClient:
         if status == 404 or status == 410:
             raise NotFound(f"image not found (HTTP {status})")
         _raise_for_status("image", status, headers)
-        if not (body[:3] == b"\xff\xd8\xff"):
+        if body[:3] != b"\xff\xd8\xff":
             kind = "HTML" if body.lstrip()[:1] == b"<" else "not a JPEG"
             raise TransientError(f"image: a {kind} body instead of a JPEG")
         if b"\xff\xd9" not in body[-1024:]:

@@ -20,54 +20,17 @@ from pathlib import Path
 from typing import Any
 
 from exifray import schema
-from exifray.crawl.client import (ClientConfig, CrawlError, FlickrClient, FlickrError, GaveUp, NotFound,
-                                  PermanentTooLarge)
+from exifray.config import CrawlConfig
+from exifray.crawl.client import CrawlError, FlickrClient, FlickrError, GaveUp, NotFound, PermanentTooLarge
 from exifray.crawl.records import CrawlDir, PhotoRecord, image_filename, labels_from_concept_key, validate_photo_ref
 from exifray.errors import ConfigError, DataError, ExifParseError
 from exifray.exif.parse import read_flickr_exif
-from exifray.exif.tags import resolve_tags
 from exifray.fsutil import TMP_PREFIX, atomic_write_json
 
 logger = logging.getLogger(__name__)
 
-MODES = ("group", "search", "photos")
-SIZES = ("", "s", "q", "t", "m", "n", "w", "z", "c", "b", "h", "k", "3k", "4k", "f", "5k", "6k", "o")
 PLACEHOLDER_SERVER = "1234"  # the thesis' metadata files carry it where the real server was not known
 REPORT_FILE = "crawl_report.json"
-
-
-@dataclass(frozen=True)
-class CrawlConfig:
-    mode: str
-    target: str  # group id, search text, or metadata file path
-    out: str
-    exif: bool = False
-    require_tags: tuple[str, ...] = ()
-    size: str = ""
-    per_page: int = 100
-    start_page: int = 1
-    page_limit: int | None = None
-    filter_tag: str | None = None
-    labels: tuple[str, ...] = ()
-    metadata_only: bool = False
-    metadata_out: str | None = None
-    client: ClientConfig = field(default_factory=ClientConfig)
-    progress_every_s: float = 30.0  # a log line this often when stderr is not a terminal (else a tqdm bar)
-
-    def __post_init__(self) -> None:
-        from exifray.config import _check
-
-        _check(self.mode in MODES, f"mode must be one of {MODES}, got {self.mode!r}")
-        _check(bool(self.target), f"{self.mode} needs a {'file' if self.mode == 'photos' else 'value'}")
-        _check(self.size in SIZES, f"size must be one of Flickr's size keys {' '.join(repr(s) for s in SIZES)}, "
-                                   f"got {self.size!r}")
-        _check(1 <= self.per_page <= 500, f"per_page must be 1..500, got {self.per_page!r}")
-        _check(self.start_page >= 1, f"start_page must be >= 1, got {self.start_page!r}")
-        _check(self.page_limit is None or self.page_limit >= 1, f"page_limit must be >= 1, got {self.page_limit!r}")
-        _check(not self.metadata_only or bool(self.metadata_out), "--metadata-only needs --metadata-out FILE")
-        _check(not self.require_tags or self.exif, "--require-tags needs --exif (the tags come from getExif)")
-        if self.require_tags:
-            object.__setattr__(self, "require_tags", resolve_tags(list(self.require_tags)))
 
 
 @dataclass
@@ -320,7 +283,7 @@ def write_metadata_file(path: str | Path, candidates: list[_Candidate]) -> None:
         atomic_write_json(path, rows)
         return
     grouped: dict[str, list[dict[str, str]]] = {}
-    for candidate, row in zip(candidates, rows):
+    for candidate, row in zip(candidates, rows, strict=False):
         grouped.setdefault(",".join(candidate.labels), []).append(row)
     atomic_write_json(path, grouped)
 

@@ -9,51 +9,23 @@ The sweep loads these once and puts them in the Ray object store; `exifray train
 from __future__ import annotations
 
 import fnmatch
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from exifray import schema
-from exifray.errors import ConfigError, DataError, ExifrayError, InputNotFoundError
+from exifray.data.card import DatasetCard, open_dataset, read_card
+from exifray.errors import DataError
 from exifray.exif.encode import ExifEncoder
 from exifray.exif.tags import TAG_NAMES
-from exifray.fsutil import filesystem_and_path
 
-
-def _filesystem(dataset_dir: str | Path) -> tuple[Any, str]:
-    try:
-        return filesystem_and_path(dataset_dir)
-    except (ValueError, OSError) as exc:
-        raise InputNotFoundError(f"cannot open the dataset {dataset_dir}: {exc}") from None
-
-
-def read_card(dataset_dir: str | Path) -> dict[str, Any]:
-    return _read_card(*_filesystem(dataset_dir), dataset_dir)
-
-
-def _read_card(fs: Any, root: str, dataset_dir: str | Path) -> dict[str, Any]:
+if TYPE_CHECKING:
+    import pyarrow as pa
     import pyarrow.fs as pafs
 
-    card_path = f"{root}/{schema.DATASET_CARD}"
-    try:
-        if fs.get_file_info(root).type == pafs.FileType.NotFound:
-            raise InputNotFoundError(f"dataset directory does not exist: {dataset_dir}")
-        if fs.get_file_info(card_path).type != pafs.FileType.File:
-            raise DataError(f"not a dataset dir (no {schema.DATASET_CARD}): {dataset_dir}; create one with "
-                            f"`exifray ingest`")
-        with fs.open_input_stream(card_path) as stream:
-            text = stream.readall().decode("utf-8")
-    except ExifrayError:
-        raise
-    except OSError as exc:
-        raise InputNotFoundError(f"cannot read the dataset {dataset_dir}: {exc}") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{dataset_dir}/{schema.DATASET_CARD} is not valid JSON: {exc}") from exc
+__all__ = ["DatasetArrays", "DatasetCard", "SplitArrays", "load_arrays", "read_card"]
 
 
 @dataclass(frozen=True)
@@ -72,7 +44,7 @@ class SplitArrays:
 
 @dataclass(frozen=True)
 class DatasetArrays:
-    card: dict[str, Any]
+    card: DatasetCard
     image_size: int | None
     train: SplitArrays
     val: SplitArrays
@@ -80,15 +52,15 @@ class DatasetArrays:
 
     @property
     def classes(self) -> list[str]:
-        return list(self.card["classes"])
+        return list(self.card.classes)
 
     @property
     def multi_label(self) -> bool:
-        return self.card["label_mode"] == "multi"
+        return self.card.multi_label
 
     @property
     def encoder(self) -> ExifEncoder:
-        return ExifEncoder.from_dict(self.card["exif"]["encoder"])
+        return self.card.encoder
 
     @property
     def nbytes(self) -> int:
@@ -100,23 +72,15 @@ def load_arrays(dataset_dir: str | Path, image_size: int | None) -> DatasetArray
     """Every split as numpy arrays; `image_size=None` skips pixels (EXIF-only training)."""
     import pyarrow.parquet as pq
 
-    import pyarrow.fs as pafs
-
-    fs, root = _filesystem(dataset_dir)
-    card = _read_card(fs, root, dataset_dir)
-    if image_size is not None and image_size not in card["image_sizes"]:
-        raise ConfigError(f"image_size {image_size} is not in the dataset; it has sizes {card['image_sizes']} "
-                          f"(re-run `exifray ingest --sizes`)")
-    shards = fs.get_file_info(pafs.FileSelector(f"{root}/{schema.SHARDS_DIR}", allow_not_found=True))
-    shard_paths = sorted(info.path for info in shards
-                         if info.type == pafs.FileType.File and fnmatch.fnmatch(Path(info.path).name, "part-*.parquet"))
-    if not shard_paths:
-        raise DataError(f"dataset {dataset_dir} has no shards/part-*.parquet files")
+    fs, root, card = open_dataset(dataset_dir)
+    if image_size is not None:
+        card.resolve_image_size(image_size)
+    shard_paths = _shard_paths(fs, root, card, dataset_dir)
     columns = [schema.COL_PHOTO_ID, schema.COL_LABELS, schema.COL_SPLIT, *(schema.exif_column(t) for t in TAG_NAMES)]
     if image_size is not None:
         columns.append(schema.image_column(image_size))
     table = pq.ParquetDataset(shard_paths, filesystem=fs).read(columns=columns)
-    class_index = {name: i for i, name in enumerate(card["classes"])}
+    class_index = {name: i for i, name in enumerate(card.classes)}
     split_column = np.asarray(table[schema.COL_SPLIT].to_pylist())
     result = {}
     for split in schema.SPLITS:
@@ -125,7 +89,21 @@ def load_arrays(dataset_dir: str | Path, image_size: int | None) -> DatasetArray
     return DatasetArrays(card, image_size, result["train"], result["val"], result["test"])
 
 
-def _split_arrays(table: Any, class_index: dict[str, int], image_size: int | None) -> SplitArrays:
+def _shard_paths(fs: pafs.FileSystem, root: str, card: DatasetCard, dataset_dir: str | Path) -> list[str]:
+    """The card's manifest (a card from before version 2 has none: then every shards/part-*.parquet)."""
+    import pyarrow.fs as pafs
+
+    if card.shards:
+        return [f"{root}/{shard.path}" for shard in card.shards]
+    shards = fs.get_file_info(pafs.FileSelector(f"{root}/{schema.SHARDS_DIR}", allow_not_found=True))
+    paths = sorted(info.path for info in shards
+                   if info.type == pafs.FileType.File and fnmatch.fnmatch(Path(info.path).name, "part-*.parquet"))
+    if not paths:
+        raise DataError(f"dataset {dataset_dir} has no shards/part-*.parquet files")
+    return paths
+
+
+def _split_arrays(table: pa.Table, class_index: dict[str, int], image_size: int | None) -> SplitArrays:
     n = table.num_rows
     targets = np.zeros((n, len(class_index)), dtype=np.float32)
     for row, labels in enumerate(table[schema.COL_LABELS].to_pylist()):

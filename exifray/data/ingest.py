@@ -28,8 +28,15 @@ import numpy as np
 
 from exifray import __version__, schema
 from exifray.config import IngestConfig
-from exifray.data.sources import (EXIF_EMBEDDED, EXIF_FLICKR_JSON, EXIF_MIRFLICKR_TXT, Rejection, SourceRecord,
-                                  list_sources)
+from exifray.data.card import CARD_VERSION, DatasetCard, ShardFile, dataset_id
+from exifray.data.sources import (
+    EXIF_EMBEDDED,
+    EXIF_FLICKR_JSON,
+    EXIF_MIRFLICKR_TXT,
+    Rejection,
+    SourceRecord,
+    list_sources,
+)
 from exifray.errors import DataError, ExifParseError
 from exifray.exif.encode import ExifEncoder
 from exifray.exif.parse import ExifReading, read_flickr_exif, read_jpeg_exif, read_mirflickr_exif
@@ -37,8 +44,6 @@ from exifray.exif.tags import CATALOGUE, TAG_NAMES
 from exifray.fsutil import atomic_write_json, atomic_write_jsonl, staged_directory
 
 logger = logging.getLogger(__name__)
-
-CARD_VERSION = 1
 
 
 # --- labels and splits (driver side, pure) -----------------------------------------------------
@@ -95,8 +100,8 @@ def plan_labels(records: list[SourceRecord], config: IngestConfig) -> LabelPlan:
     wanted = set(config.concepts)
     unknown = wanted - set(hierarchy) - {sub for subs in hierarchy.values() for sub in subs}
     if unknown:
-        raise DataError(f"--concepts names classes not in the input: {sorted(unknown)}; "
-                        f"known: {sorted(hierarchy) if config.label_level == 'super' else sorted(set().union(*hierarchy.values()))}")
+        known = sorted(hierarchy) if config.label_level == "super" else sorted(set().union(*hierarchy.values()))
+        raise DataError(f"--concepts names classes not in the input: {sorted(unknown)}; known: {known}")
     filtered: Counter[str] = Counter()
     labels: dict[str, list[str]] = {}
     for record in records:
@@ -214,7 +219,9 @@ def process_shard(shard: dict[str, Any]) -> dict[str, Any]:
 
     sizes = tuple(shard["sizes"])
     columns: dict[str, list[Any]] = {name: [] for name in _shard_schema(sizes).names}
-    rejections, unparsed, train_exif = [], Counter(), {tag: [] for tag in TAG_NAMES}
+    rejections: list[dict[str, Any]] = []
+    unparsed: Counter[str] = Counter()
+    train_exif: dict[str, list[float | None]] = {tag: [] for tag in TAG_NAMES}
     for record in json.loads(shard["records"]):
         try:
             decoded = decode_record(record, sizes, shard["max_pixels"], shard["max_bytes"])
@@ -234,9 +241,14 @@ def process_shard(shard: dict[str, Any]) -> dict[str, Any]:
             if record["split"] == "train":
                 train_exif[tag].append(values[tag])
     table = pa.table(columns, schema=_shard_schema(sizes))
+    written = {}
     if table.num_rows:
         pq.write_table(table, shard["path"], compression="zstd")
+        content = Path(shard["path"]).read_bytes()
+        written = {"file": Path(shard["path"]).name, "bytes": len(content),
+                   "sha256": hashlib.sha256(content).hexdigest()}
     return {"summary": json.dumps({"shard": shard["index"], "rows": table.num_rows, "rejections": rejections,
+                                   "written": written,
                                    "unparsed": dict(unparsed), "train_exif": train_exif,
                                    "nulls": {tag: int(table[schema.exif_column(tag)].null_count)
                                                for tag in TAG_NAMES} if table.num_rows else {},
@@ -322,7 +334,7 @@ def run_ingest(config: IngestConfig) -> IngestSummary:
                 raise DataError(f"no photo could be ingested from {list(config.inputs)}; "
                                 f"quarantine reasons: {dict(Counter(r.reason for r in rejections))}")
             card = build_card(config, plan, summaries, rejections, formats, duplicates, listed)
-            atomic_write_json(staging / schema.DATASET_CARD, card)
+            atomic_write_json(staging / schema.DATASET_CARD, card.to_dict())
             atomic_write_jsonl(staging / schema.QUARANTINE_FILE, (r.to_json() for r in rejections))
     finally:
         if owns_ray:
@@ -342,8 +354,9 @@ def _record_payload(record: SourceRecord, plan: LabelPlan, config: IngestConfig)
 
 
 def build_card(config: IngestConfig, plan: LabelPlan, summaries: list[dict[str, Any]],
-               rejections: list[Rejection], formats: dict[str, str], duplicates: int, listed: int) -> dict[str, Any]:
-    """The dataset card: classes, splits and counts, EXIF coverage, and the train-only encoder fit."""
+               rejections: list[Rejection], formats: dict[str, str], duplicates: int, listed: int) -> DatasetCard:
+    """The dataset card: classes, splits and counts, EXIF coverage, the train-only encoder fit, and the manifest of
+    the shard files with the dataset's content identity."""
     counts: dict[str, Counter[str]] = {split: Counter() for split in schema.SPLITS}
     split_sizes: Counter[str] = Counter()
     nulls: Counter[str] = Counter()
@@ -359,7 +372,9 @@ def build_card(config: IngestConfig, plan: LabelPlan, summaries: list[dict[str, 
             train_exif[tag] += summary["train_exif"][tag]
     total = sum(split_sizes.values())
     encoder = ExifEncoder.fit(train_exif)  # train split only: val/test statistics never leak in
-    return {
+    shards = tuple(ShardFile(f"{schema.SHARDS_DIR}/{s['written']['file']}", s["rows"], s["written"]["bytes"],
+                             s["written"]["sha256"]) for s in summaries if s["rows"])
+    return DatasetCard.from_dict({
         "version": CARD_VERSION,
         "created_by": f"exifray {__version__}",
         "inputs": [{"path": str(Path(p).resolve()), "format": formats[p]} for p in config.inputs],
@@ -387,5 +402,7 @@ def build_card(config: IngestConfig, plan: LabelPlan, summaries: list[dict[str, 
         "filtered": dict(plan.filtered),
         "merged_duplicate_ids": duplicates,
         "listed": listed,
-        "source": {"shards": sum(1 for s in summaries if s["rows"]), "shard_size": config.shard_size},
-    }
+        "source": {"shards": len(shards), "shard_size": config.shard_size},
+        "dataset_id": dataset_id(shards),
+        "shards": [vars(shard) for shard in shards],
+    })

@@ -146,7 +146,8 @@ def _list_thesis(root: Path, origin: str) -> Listing:
             elif not is_valid_photo_id(photo_id):
                 listing.rejections.append(Rejection("unsafe_id", f"photo id {photo_id!r}", origin, None, str(image)))
             else:
-                listing.records.append(SourceRecord(photo_id, concepts, str(image), EXIF_FLICKR_JSON, str(exif), origin))
+                listing.records.append(SourceRecord(photo_id, concepts, str(image), EXIF_FLICKR_JSON, str(exif),
+                                                    origin))
     return listing
 
 

@@ -26,12 +26,14 @@ import io
 import logging
 import math
 import zlib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from exifray.config import setting
 from exifray.crawl.records import CrawlDir, PhotoRecord, image_filename
 from exifray.errors import ConfigError, UnknownNameError
 from exifray.fsutil import atomic_write_json
@@ -85,13 +87,14 @@ _ORIENTATIONS = ((1, 0.8), (6, 0.1), (8, 0.07), (3, 0.03))
 
 @dataclass(frozen=True)
 class SynthConfig:
-    scenario: str = "indoor_outdoor"
-    photos: int = 1000
-    seed: int = 0
-    image_size: int = 160
-    image_signal: float = 0.18
-    exif_signal: float = 0.45
-    label_noise: float = 0.05
+    scenario: str = setting("indoor_outdoor", "which concepts to render: indoor_outdoor | moving_static | "
+                                              "object_landscape")
+    photos: int = setting(1000, "number of photos")
+    seed: int = setting(0, "random seed; same seed, same files")
+    image_size: int = setting(160, "rendered photo size in px")
+    image_signal: float = setting(0.18, "0..1, how far visual twins across super-concepts stay apart")
+    exif_signal: float = setting(0.45, "0..1, how far per-class EXIF distributions sit from the pooled one")
+    label_noise: float = setting(0.05, "share of wrong labels")
     jpeg_quality: int = 85
 
     def __post_init__(self) -> None:
@@ -245,7 +248,8 @@ def getexif_body(photo_id: str, secret: str, server: str, values: dict[str, Any]
     from exifray.exif.tags import get_tag
 
     def entry(space: str, tag: str, label: str, raw: object, clean: str | None = None) -> dict[str, Any]:
-        item: dict[str, Any] = {"tagspace": space, "tagspaceid": 0, "tag": tag, "label": label, "raw": {"_content": raw}}
+        item: dict[str, Any] = {"tagspace": space, "tagspaceid": 0, "tag": tag, "label": label,
+                                "raw": {"_content": raw}}
         if clean is not None:
             item["clean"] = {"_content": clean}
         return item
@@ -254,7 +258,8 @@ def getexif_body(photo_id: str, secret: str, server: str, values: dict[str, Any]
     exif = [entry("IFD0", "Make", "Make", values["_make"]), entry("IFD0", "Model", "Model", values["_model"])]
     tags = values.keys()
     if "Orientation" in tags:
-        exif.append(entry("IFD0", "Orientation", "Orientation", get_tag("Orientation").vocabulary[values["Orientation"]]))
+        orientation = get_tag("Orientation").vocabulary[values["Orientation"]]
+        exif.append(entry("IFD0", "Orientation", "Orientation", orientation))
     exif.append(entry("IFD0", "Software", "Software", "exifray synth"))
     if "ExposureTime" in tags:
         t = values["ExposureTime"]
@@ -267,7 +272,8 @@ def getexif_body(photo_id: str, secret: str, server: str, values: dict[str, Any]
     if "ISO" in tags:
         exif.append(entry("ExifIFD", "ISO", "ISO Speed", str(values["ISO"]) if rng.uniform() < 0.8 else values["ISO"]))
     if "BrightnessValue" in tags:
-        exif.append(entry("ExifIFD", "BrightnessValue", "Brightness Value", as_number_sometimes(values["BrightnessValue"])))
+        brightness = as_number_sometimes(values["BrightnessValue"])
+        exif.append(entry("ExifIFD", "BrightnessValue", "Brightness Value", brightness))
     if "ExposureCompensation" in tags:
         ev = values["ExposureCompensation"]
         text = "0" if ev == 0 else f"{'+' if ev > 0 else '-'}{round(abs(ev) * 3)}/3"
@@ -276,7 +282,8 @@ def getexif_body(photo_id: str, secret: str, server: str, values: dict[str, Any]
         exif.append(entry("ExifIFD", "MaxApertureValue", "Max Aperture Value", values["MaxApertureValue"]))
     exif.append(entry("ExifIFD", "MeteringMode", "Metering Mode", "Multi-segment"))
     if "LightSource" in tags:
-        exif.append(entry("ExifIFD", "LightSource", "Light Source", get_tag("LightSource").vocabulary[values["LightSource"]]))
+        light = get_tag("LightSource").vocabulary[values["LightSource"]]
+        exif.append(entry("ExifIFD", "LightSource", "Light Source", light))
     if "Flash" in tags:
         code = int(rng.choice([1, 7, 9, 25])) if values["Flash"] else int(rng.choice([0, 16, 24]))
         values["_flash_code"] = code
@@ -310,7 +317,7 @@ def jpeg_exif_bytes(values: dict[str, Any]) -> bytes:
     if "Orientation" in values:
         exif[0x0112] = values["Orientation"]
     sub = exif.get_ifd(ExifTags.IFD.Exif)
-    writers = {
+    writers: dict[str, tuple[int, Callable[[float], object]]] = {
         "ExposureTime": (0x829A, lambda v: rational(v, 100_000)), "FNumber": (0x829D, rational),
         "ISO": (0x8827, int), "BrightnessValue": (0x9203, rational), "ExposureCompensation": (0x9204, rational),
         "MaxApertureValue": (0x9205, lambda v: rational(2 * math.log2(v))), "LightSource": (0x9208, int),
@@ -369,7 +376,9 @@ def generate(out: str | Path, config: SynthConfig) -> list[PhotoRecord]:
             if rng.uniform() >= share:
                 values.pop(tag)
         body = getexif_body(photo_id, secret, server, values, rng)
-        jpeg = encode_jpeg(pixels, values.get("Orientation"), jpeg_exif_bytes(values), config.jpeg_quality)
+        orientation = values.get("Orientation")
+        jpeg = encode_jpeg(pixels, None if orientation is None else int(orientation), jpeg_exif_bytes(values),
+                           config.jpeg_quality)
         labels = [super_name, sub]
         if rng.uniform() < config.label_noise:  # a wrong label, as on real Flickr
             wrong = [c for c in concepts if c != (super_name, sub)]

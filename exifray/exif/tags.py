@@ -21,7 +21,7 @@ from exifray.errors import UnknownNameError
 TypedValue = float | int | bool
 
 
-class TagKind(str, Enum):
+class TagKind(str, Enum):  # noqa: UP042  (str() of a member must stay "TagKind.X"; StrEnum would change it)
     NUMERIC = "numeric"  # a real number, standard-scaled (log first where it spans decades)
     FLAG = "flag"  # a yes/no fact (Flash fired), encoded as 0/1
     CATEGORICAL = "categorical"  # an EXIF code from a fixed vocabulary, one-hot encoded
@@ -39,9 +39,9 @@ def parse_number(raw: object) -> float:
     if isinstance(raw, int | float):
         value = float(raw)
     elif hasattr(raw, "numerator") and hasattr(raw, "denominator"):  # fractions, Pillow IFDRational
-        if float(raw.denominator) == 0:  # type: ignore[attr-defined]
+        if float(raw.denominator) == 0:
             raise ValueError(f"rational with zero denominator: {raw!r}")
-        value = float(raw.numerator) / float(raw.denominator)  # type: ignore[attr-defined]
+        value = float(raw.numerator) / float(raw.denominator)
     else:
         text = str(raw).strip()
         match = _NUMBER_RE.search(text)

@@ -1,7 +1,9 @@
 """The backbone registry: a closed vocabulary over a private table (timm's register/list/create).
 
 TensorFlow-free: specs are plain data plus a builder imported lazily, so names validate in
-milliseconds and `exifray backbones` lists them without loading Keras.
+milliseconds and `exifray backbones` lists them without loading Keras. As in timm, the package
+(`exifray/models/__init__.py`) imports the modules that register the built-ins; this module never imports
+them back, so a `register_backbone` of one's own adds to the built-ins whenever it runs.
 """
 
 from __future__ import annotations
@@ -58,23 +60,15 @@ def register_backbone(spec: BackboneSpec) -> BackboneSpec:
     return spec
 
 
-def _ensure_builtins() -> None:
-    if not _REGISTRY:
-        from exifray.models import backbones  # noqa: F401  (registers the built-in backbones)
-
-
 def list_backbones(include_test: bool = True) -> list[str]:
-    _ensure_builtins()
     return [spec.name for spec in _REGISTRY.values() if include_test or not spec.test_only]
 
 
 def is_backbone(name: str) -> bool:
-    _ensure_builtins()
     return _key(name) in _REGISTRY
 
 
 def get_backbone_spec(name: str) -> BackboneSpec:
-    _ensure_builtins()
     spec = _REGISTRY.get(_key(name))
     if spec is None:
         names = list_backbones()

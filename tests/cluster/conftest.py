@@ -7,6 +7,7 @@ of its own but leaves it in the node's session, so stopping a node kills exactly
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -50,10 +51,8 @@ class Node:
         """SIGKILL every process of the node's session at once: raylet, workers, trials (and on the head GCS
         and dashboard), as when a machine goes away."""
         for pid in session_processes(self.process.pid):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         self.process.wait(timeout=30)
 
 

@@ -76,7 +76,8 @@ def test_every_entrypoint_and_file_named_exists() -> None:
     space = words[words.index("--space") + 1]
     assert (REPO / space).is_file()
     texts = [p.read_text() for p in [*CLUSTER.rglob("*.yaml"), CLUSTER / "README.md", CLUSTER / "Dockerfile"]]
-    named = set(re.findall(r"(?<![\w/])(jobs/[a-z_]+\.(?:py|yaml)|search_spaces/[a-z_]+\.yaml|(?:tests/)?cluster/[\w/.-]+)", "\n".join(texts)))
+    pattern = r"(?<![\w/])(jobs/[a-z_]+\.(?:py|yaml)|search_spaces/[a-z_]+\.yaml|(?:tests/)?cluster/[\w/.-]+)"
+    named = set(re.findall(pattern, "\n".join(texts)))
     assert named and all((REPO / path).exists() for path in named), sorted(p for p in named if not (REPO / p).exists())
     assert "tests/cluster/test_node_loss.py" in named
     runtime_env = yaml.safe_load((REPO / "jobs" / "runtime_env.yaml").read_text())

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
-
-import sys
 from typing import Any
 
 import pandas as pd

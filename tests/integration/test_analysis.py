@@ -16,10 +16,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from exifray.analysis import open_experiment
 from exifray.cli import main
 from exifray.errors import InputNotFoundError
-from exifray.space import parse_space
+from exifray.experiment import open_experiment
+from exifray.space_file import parse_sweep
 from exifray.sweep import run_sweep
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -28,7 +28,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 @pytest.fixture(scope="module")
 def experiment(small_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Six trials: image, fusion and EXIF-only at two learning rates each."""
-    space = parse_space({
+    space = parse_sweep({
         "name": "board", "seed": 2, "max_concurrent": 2, "scheduler": "none", "resources": {"cpus": 1},
         "fixed": {"backbone": "TestTinyCNN", "epochs": 2, "batch_size": 32,
                   "exif_tags": ["ExposureTime", "FNumber", "ISO", "Flash"], "fusion_width": 8},
@@ -116,7 +116,8 @@ def test_every_format_has_one_row_per_trial_and_the_same_numbers(experiment: Pat
     assert headline["exif_only_test_f1_macro"] == pytest.approx(best["exif"]["test_f1_macro"])
     assert headline["delta_test_f1_macro"] == pytest.approx(best["fusion"]["test_f1_macro"]
                                                             - best["image"]["test_f1_macro"])
-    assert headline["delta_emissions_kg"] == pytest.approx(best["fusion"]["emissions_kg"] - best["image"]["emissions_kg"])
+    emissions = best["fusion"]["emissions_kg"] - best["image"]["emissions_kg"]
+    assert headline["delta_emissions_kg"] == pytest.approx(emissions)
 
 
 def test_metric_top_and_by_options(experiment: Path, tmp_path: Path) -> None:

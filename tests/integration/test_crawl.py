@@ -21,11 +21,12 @@ from pathlib import Path
 
 import pytest
 
-from exifray.crawl.client import ClientConfig, CrawlError, InvalidKeyError
-from exifray.crawl.crawler import CrawlConfig, crawl
+from exifray.config import ClientConfig, CrawlConfig
+from exifray.crawl.client import CrawlError, InvalidKeyError
+from exifray.crawl.crawler import crawl
 from exifray.crawl.records import CrawlDir
 from exifray.errors import ConfigError
-from exifray.crawl.simulator import FlickrSimulator, SimPhoto
+from exifray.testing.simulator import FlickrSimulator, SimPhoto
 
 KEY = "0123456789abcdef0123456789abcdef"
 
@@ -261,7 +262,7 @@ def test_crawl_dir_is_what_ingest_reads(source: Path, tmp_path: Path, ray_local:
     _run(simulator, mode="group", target="g", out=str(tmp_path / "crawl"), exif=True, labels=("indoor",))
     run_ingest(IngestConfig(inputs=(str(tmp_path / "crawl"),), out=str(tmp_path / "dataset"), sizes=(32,)))
     card = read_card(tmp_path / "dataset")
-    assert sum(card["counts"][split]["indoor"] for split in ("train", "val", "test")) == 40
+    assert sum(card.counts[split]["indoor"] for split in ("train", "val", "test")) == 40
 
 
 def _lines(path: Path) -> int:

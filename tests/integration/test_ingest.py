@@ -131,8 +131,8 @@ def test_images_are_decoded_upright_at_each_size(ingested: tuple[Path, object],
     assert split.images.shape[1:] == (32, 32, 3) and difference < 12
 
 
-def test_reingest_gives_the_same_dataset_and_leaves_no_staging(ingested: tuple[Path, object],
-                                                               dirty_crawl: tuple[Path, Path, list[PhotoRecord]]) -> None:
+def test_reingest_gives_the_same_dataset_and_leaves_no_staging(
+        ingested: tuple[Path, object], dirty_crawl: tuple[Path, Path, list[PhotoRecord]]) -> None:
     out, _ = ingested
     first = pq.ParquetDataset(sorted((out / schema.SHARDS_DIR).glob("*.parquet"))).read()
     card_before = json.loads((out / schema.DATASET_CARD).read_text())
@@ -185,7 +185,8 @@ def test_thesis_and_folder_layouts(dirty_crawl: tuple[Path, Path, list[PhotoReco
     orphan = tmp_path / "thesis" / "indoor,kitchen" / "images" / "777_ab_1.jpg"
     orphan.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(a / good[0].image, orphan)
-    run_ingest(IngestConfig(inputs=(str(tmp_path / "thesis"),), out=str(tmp_path / "t"), sizes=(16,), label_level="sub"))
+    run_ingest(IngestConfig(inputs=(str(tmp_path / "thesis"),), out=str(tmp_path / "t"), sizes=(16,),
+                            label_level="sub"))
     run_ingest(IngestConfig(inputs=(str(tmp_path / "folder"),), out=str(tmp_path / "f"), sizes=(16,)))
     thesis_card = json.loads((tmp_path / "t" / schema.DATASET_CARD).read_text())
     folder_card = json.loads((tmp_path / "f" / schema.DATASET_CARD).read_text())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -17,10 +18,11 @@ import yaml
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
-from exifray.analysis import analyse, open_experiment
+from exifray.analysis import analyse
 from exifray.errors import ConfigError
-from exifray.space import load_space, parse_space
-from exifray.sweep import JOURNAL_FILE, LEADERBOARD_FILE, SWEEP_FILE, run_sweep
+from exifray.experiment import JOURNAL_FILE, LEADERBOARD_FILE, SWEEP_FILE, open_experiment
+from exifray.space_file import load_space, parse_sweep
+from exifray.sweep import run_sweep
 
 
 def _space(name: str, **overrides: object):
@@ -33,7 +35,7 @@ def _space(name: str, **overrides: object):
                    "fusion_width": {"choice": [8, 16]}, "learning_rate": {"loguniform": [0.0005, 0.005]}},
     }
     document.update(overrides)
-    return parse_space({key: value for key, value in document.items() if value is not None})
+    return parse_sweep({key: value for key, value in document.items() if value is not None})
 
 
 def _journal_trials(experiment: Path, name: str) -> list[optuna.trial.FrozenTrial]:
@@ -109,7 +111,7 @@ def test_checkpoint_every_n_epochs_keeps_the_last_checkpointed_epoch_and_the_fin
     space = _space("sparse", num_samples=None, checkpoint_every=3,
                    fixed={"modality": "exif", "epochs": 7, "early_stopping_patience": 100, "batch_size": 32},
                    params={"learning_rate": {"grid": [0.001]}})
-    assert space.checkpoint_every == 3 and parse_space(space.to_yaml()).checkpoint_every == 3
+    assert space.config.checkpoint_every == 3 and parse_sweep(space.to_yaml()).config.checkpoint_every == 3
     result = run_sweep(space, small_dataset, storage_path=str(tmp_path))
     assert list(result.leaderboard["status"]) == ["complete"]
     (trial,) = (tmp_path / "sparse").glob("trial_*")
@@ -154,10 +156,8 @@ def test_sweep_resumes_after_the_driver_is_killed(small_dataset: Path, tmp_path:
     finished_before = before[before["status"] == "complete"].set_index("trial_id")
     assert 2 <= len(finished_before) < 6
     time.sleep(2)
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(driver.pid, signal.SIGKILL)  # Ray processes the killed driver started, if any are left
-    except ProcessLookupError:
-        pass
 
     resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True, env=env, timeout=400)
     assert resumed.returncode == 0, resumed.stderr[-3000:]

@@ -36,12 +36,15 @@ def test_trial_reports_every_epoch_and_final_metrics(small_dataset: Path, tmp_pa
     settings = json.loads((tmp_path / schema.SETTINGS_FILE).read_text())
     assert settings["modality"] == modality and settings["classes"] == ["indoor", "outdoor"]
     assert len((tmp_path / schema.HISTORY_FILE).read_text().splitlines()) == 3
+    assert schema.is_final(result.metrics) and schema.is_final(metrics)  # the explicit final-result marker
+    assert not any(schema.is_final(row) for row in reports)
 
 
 def test_saved_model_reproduces_predictions(small_dataset: Path, tmp_path: Path) -> None:
     import keras
 
-    config = TrialConfig(modality="fusion", backbone="TestTinyCNN", epochs=2, exif_tags=("ISO", "ExposureTime", "Flash"))
+    config = TrialConfig(modality="fusion", backbone="TestTinyCNN", epochs=2,
+                         exif_tags=("ISO", "ExposureTime", "Flash"))
     result = run_trial(config, small_dataset, out_dir=tmp_path)
     data = load_arrays(small_dataset, 32)
     inputs = model_inputs(data.test, config, data.encoder.subset(config.exif_tags))

@@ -13,7 +13,8 @@ import pytest
 
 from exifray import schema
 from exifray.config import TrialConfig
-from exifray.train import RESUME_FILE, TrainingState, TrialFailed, run_trial
+from exifray.experiment import RESUME_FILE
+from exifray.train import TrainingState, TrialFailed, run_trial
 
 
 class Saver:
@@ -80,7 +81,7 @@ def test_resuming_after_the_last_epoch_only_evaluates_the_saved_best_weights(sma
     # the best epoch's weights were restored from the checkpoint, so the test metrics are the same ones
     for key in (schema.TEST_F1_MACRO, schema.TEST_ACCURACY, schema.VAL_LOSS, "best_epoch"):
         assert result.metrics[key] == reference.metrics[key], key
-    for mine, theirs in zip(result.model.get_weights(), reference.model.get_weights()):
+    for mine, theirs in zip(result.model.get_weights(), reference.model.get_weights(), strict=True):
         np.testing.assert_array_equal(mine, theirs)
 
 

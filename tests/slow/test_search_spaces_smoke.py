@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from exifray.cli import main
-from exifray.sweep import LEADERBOARD_FILE
+from exifray.experiment import LEADERBOARD_FILE
 
 SPACES = sorted((Path(__file__).parents[2] / "search_spaces").glob("*.yaml"))
 
@@ -16,14 +16,9 @@ SPACES = sorted((Path(__file__).parents[2] / "search_spaces").glob("*.yaml"))
 @pytest.fixture(scope="module")
 def smoke_dataset(tmp_path_factory: pytest.TempPathFactory, ray_local: None) -> Path:
     """Every image size the shipped files use (32 for the demo, the thesis' 50 and 150)."""
-    from exifray.config import IngestConfig
-    from exifray.data.ingest import run_ingest
-    from exifray.data.synth import SynthConfig, generate
+    from exifray.testing.datasets import make_dataset
 
-    root = tmp_path_factory.mktemp("smoke")
-    generate(root / "crawl", SynthConfig(photos=90, seed=5, image_size=160))
-    run_ingest(IngestConfig(inputs=(str(root / "crawl"),), out=str(root / "dataset"), sizes=(32, 50, 150)))
-    return root / "dataset"
+    return make_dataset(tmp_path_factory.mktemp("smoke"), photos=90, seed=5, image_size=160, sizes=(32, 50, 150))
 
 
 @pytest.mark.parametrize("path", SPACES, ids=lambda p: p.stem)

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from exifray.analysis import (fusion_vs_image, grouped, metric_mode, pareto_flags, parse_formats, ranked,
-                              table_bytes, with_pareto)
+from exifray.analysis import fusion_vs_image, grouped, metric_mode, pareto_flags, ranked, with_pareto
 from exifray.errors import ConfigError
+from exifray.report import parse_formats, table_bytes
 
 NAN = math.nan
 

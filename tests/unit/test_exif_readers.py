@@ -103,7 +103,8 @@ def test_jpeg_without_exif_sub_ifd_gives_only_ifd0_tags() -> None:
     assert read_jpeg_exif(FIXTURES / "jpeg" / "xmp_no_exif.jpg").tags == {"Orientation": 1}
 
 
-@pytest.mark.parametrize("data", [b"", b"GIF89a....", b"<html>503</html>", b"\xff\xd8\xff\xe1\x00\x10Exif\x00\x00II*\x00"])
+@pytest.mark.parametrize("data", [b"", b"GIF89a....", b"<html>503</html>",
+                                  b"\xff\xd8\xff\xe1\x00\x10Exif\x00\x00II*\x00"])
 def test_read_exif_file_rejects_unreadable_content(tmp_path: Path, data: bytes) -> None:
     path = tmp_path / "x.jpg"
     path.write_bytes(data)
@@ -111,7 +112,8 @@ def test_read_exif_file_rejects_unreadable_content(tmp_path: Path, data: bytes) 
         read_exif_file(path)
 
 
-def test_exif_command_prints_one_line_per_file_and_flags_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_exif_command_prints_one_line_per_file_and_flags_errors(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
     broken = tmp_path / "broken.json"
     broken.write_text('{"photo": ')
     code = main(["exif", str(FIXTURES / "jpeg" / "Nikon_D70.jpg"), str(broken),

@@ -51,7 +51,8 @@ def test_categorical_values_outside_the_vocabulary_are_rejected(tag: str, raw: o
 
 
 @pytest.mark.parametrize(("alias", "canonical"), [
-    ("ISOSpeed", "ISO"), ("ISOSpeedRatings", "ISO"), ("ISO Speed", "ISO"), ("ExposureBiasValue", "ExposureCompensation"),
+    ("ISOSpeed", "ISO"), ("ISOSpeedRatings", "ISO"), ("ISO Speed", "ISO"),
+    ("ExposureBiasValue", "ExposureCompensation"),
     ("ExposureBias", "ExposureCompensation"), ("Exposure Bias", "ExposureCompensation"),
     ("FocalLengthIn35mmFilm", "FocalLengthIn35mmFormat"), ("Aperture", "FNumber"), ("Exposure", "ExposureTime"),
     ("MaximumLensAperture", "MaxApertureValue"), ("Brightness", "BrightnessValue"), ("Focal Length", "FocalLength"),

@@ -30,3 +30,23 @@ def test_register_rejects_duplicates_and_unknown_preprocessing() -> None:
         register_backbone(BackboneSpec("MobileNetV2", "x", 32, 8, "tf", builder=lambda **_: None))
     with pytest.raises(ConfigError, match="preprocessing"):
         register_backbone(BackboneSpec("Other", "x", 32, 8, "caffe", builder=lambda **_: None))
+
+
+def test_registering_before_the_first_lookup_keeps_the_built_ins() -> None:
+    """A user's `register_backbone` as the very first registry call of a fresh process (no test order to lean on)."""
+    import subprocess
+    import sys
+
+    script = (
+        "from exifray.models.registry import BackboneSpec, register_backbone, list_backbones, get_backbone_spec\n"
+        "register_backbone(BackboneSpec('MyNet', 'custom', 64, 32, 'unit', builder=lambda **_: None))\n"
+        "names = list_backbones()\n"
+        "assert 'MyNet' in names and 'EfficientNetB0' in names and 'TestTinyCNN' in names, names\n"
+        "print(get_backbone_spec('EfficientNetB0').name, len(names))\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["EfficientNetB0", str(len(BUILT_INS) + 1)]
+
+
+BUILT_INS = {f"EfficientNetB{i}" for i in range(8)} | {"MobileNetV2", "ResNet50V2", "ResNet101V2", "ResNet152V2",
+                                                       "SmallCNN", "TestTinyCNN", "TestTinyMobileNet"}

@@ -11,7 +11,8 @@ import yaml
 from exifray.config import TrialConfig
 from exifray.errors import ConfigError, InputNotFoundError
 from exifray.exif.tags import TAG_NAMES
-from exifray.space import TAG_FLAG_PREFIX, load_space, parse_space
+from exifray.space import TAG_FLAG_PREFIX
+from exifray.space_file import load_space, load_sweep, parse_space, parse_sweep
 
 SPACES = sorted((Path(__file__).parents[2] / "search_spaces").glob("*.yaml"))
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -41,11 +42,13 @@ def test_space_file_loads_and_converts(path: Path) -> None:
         if trial.uses_image:
             assert trial.image_size in space.image_sizes()
     assert parse_space(space.to_yaml()) == space  # sweep.yaml round-trips
+    plan = load_sweep(path)
+    assert parse_sweep(plan.to_yaml()) == plan
 
 
 @pytest.mark.parametrize("path", SPACES, ids=lambda p: p.stem)
 def test_space_file_smoke_variant_is_one_tiny_trial(path: Path) -> None:
-    smoke = load_space(path).with_overrides(smoke_test=True)
+    smoke = load_sweep(path).with_overrides(smoke_test=True).space
     assert smoke.total_trials == 1 and smoke.scheduler.type == "none"
     assert smoke.fixed["epochs"] == 1 and smoke.fixed["weights"] == "none"
     backbone = smoke.param("backbone")
@@ -105,9 +108,9 @@ def test_yaml_exponent_strings_are_numbers() -> None:
 
 
 def test_overrides() -> None:
-    space = parse_space({"num_samples": 5, "params": {"dropout": {"uniform": [0.0, 0.5]}}})
-    assert space.with_overrides(num_samples=9, max_concurrent=3).num_samples == 9
-    grid = parse_space({"params": {"dropout": {"grid": [0.1, 0.2]}}})
+    space = parse_sweep({"num_samples": 5, "params": {"dropout": {"uniform": [0.0, 0.5]}}})
+    assert space.with_overrides(num_samples=9, max_concurrent=3).space.num_samples == 9
+    grid = parse_sweep({"params": {"dropout": {"grid": [0.1, 0.2]}}})
     with pytest.raises(ConfigError, match="num_samples"):
         grid.with_overrides(num_samples=3)
 
@@ -158,7 +161,7 @@ BAD = [
 @pytest.mark.parametrize(("document", "message"), BAD, ids=[str(i) for i in range(len(BAD))])
 def test_bad_space_names_key_and_value(document: object, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        parse_space(document)
+        parse_sweep(document)
 
 
 def test_bad_yaml_and_missing_file(tmp_path: Path) -> None:
@@ -177,18 +180,29 @@ def test_bad_yaml_and_missing_file(tmp_path: Path) -> None:
     ({"cpus": 4, "gpus": 1}, {"CPU": 2.0}, True, False, (4.0, 1.0)),  # a cluster that can add nodes: wait
 ])
 def test_fit_resources(resources: dict, cluster: dict, can_grow: bool, smoke: bool, expected: tuple) -> None:
-    from exifray.space import fit_resources
-
-    space = parse_space({"resources": resources})
+    plan = parse_sweep({"resources": resources})
     if smoke:
-        space = space.with_overrides(smoke_test=True)
-    fitted = fit_resources(space, cluster, can_grow).resources
+        plan = plan.with_overrides(smoke_test=True)
+    fitted = plan.config.fit(cluster, can_grow).resources
     assert (fitted.cpus, fitted.gpus) == expected
 
 
 def test_fit_resources_refuses_what_a_fixed_cluster_cannot_give() -> None:
-    from exifray.space import fit_resources
-
     with pytest.raises(ConfigError, match=r"resources: each trial asks for 4 CPUs and 0.5 GPUs, but this Ray "
                                           r"cluster has 2 CPUs and 0 GPUs"):
-        fit_resources(parse_space({"resources": {"cpus": 4, "gpus": 0.5}}), {"CPU": 2.0}, can_grow=False)
+        parse_sweep({"resources": {"cpus": 4, "gpus": 0.5}}).config.fit({"CPU": 2.0}, can_grow=False)
+
+
+def test_explicit_flags_win_over_smoke_test_and_the_changes_are_listed() -> None:
+    plan = parse_sweep({"num_samples": 20, "max_concurrent": 4, "scheduler": "asha", "resources": {"cpus": 2},
+                        "fixed": {"epochs": 15, "backbone": "EfficientNetB0", "weights": "imagenet"},
+                        "params": {"learning_rate": {"loguniform": [1e-4, 1e-2]}}})
+    smoke = plan.with_overrides(smoke_test=True)
+    assert (smoke.space.num_samples, smoke.space.max_concurrent) == (1, 1)
+    assert set(smoke.smoke_changes) >= {"num_samples 20 -> 1", "max_concurrent 4 -> 1", "scheduler asha -> none",
+                                        "epochs 15 -> 1", "weights imagenet -> none",
+                                        "backbone EfficientNetB0 -> TestTinyCNN"}
+    both = plan.with_overrides(smoke_test=True, num_samples=6, max_concurrent=2)
+    assert (both.space.num_samples, both.space.max_concurrent) == (6, 2)
+    assert both.config.smoke_test and both.space.fixed["epochs"] == 1
+    assert not any(c.startswith(("num_samples", "max_concurrent")) for c in both.smoke_changes)

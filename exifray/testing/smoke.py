@@ -5,6 +5,8 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from exifray.testing.datasets import make_crawl, make_dataset
+
 
 def option(argv: list[str], name: str) -> str | None:
     """The value of `--name VALUE` or `--name=VALUE` in argv, if given."""
@@ -24,18 +26,11 @@ def smoke_arguments(argv: list[str], job: str) -> Path:
     return folder
 
 
-def smoke_crawl(folder: Path, photos: int = 120) -> Path:
-    from exifray.data.synth import SynthConfig, generate
-
-    generate(folder, SynthConfig(photos=photos, seed=0, image_size=48))
-    return folder
+def smoke_crawl(out: Path, photos: int = 120) -> Path:
+    """`out/crawl`: a small synthetic indoor/outdoor crawl dir."""
+    return make_crawl(out, photos=photos, seed=0, image_size=48)
 
 
 def smoke_dataset(out: Path, photos: int = 120) -> Path:
-    """A small synthetic indoor/outdoor DATASET DIR at 32 px (ingested on the current Ray cluster)."""
-    from exifray.config import IngestConfig
-    from exifray.data.ingest import run_ingest
-
-    crawl = smoke_crawl(out / "crawl", photos)
-    run_ingest(IngestConfig(inputs=(str(crawl),), out=str(out / "dataset"), sizes=(32,), shard_size=64))
-    return out / "dataset"
+    """`out/dataset`: a small synthetic indoor/outdoor DATASET DIR at 32 px (ingested on the current Ray cluster)."""
+    return make_dataset(out, photos=photos, seed=0, image_size=48, sizes=(32,), shard_size=64)

@@ -1,0 +1,251 @@
+"""The EXPERIMENT DIR: its layout, its files, and reading it back (local path or any pyarrow URI).
+
+    files = ExperimentFiles.at("experiments/demo")                 # or s3://bucket/experiments/demo
+    experiment = open_experiment("experiments/demo")             # the trials as a ranked table + histories
+
+`storage_path/name` holds Ray Tune's own results (per-trial `result.json`, `progress.csv`, TensorBoard
+events, `checkpoint_*` folders), and next to them the files exifray keeps: `sweep.yaml` (the resolved search
+space), `optuna.journal` (the study, for optuna-dashboard), `leaderboard.csv` (refreshed as trials finish) and,
+in a trial folder, `exifray_error.txt` (a deterministic failure, so a retry re-raises it). A trial's resume
+checkpoint holds `model.keras`, `best_weights.npz` and `resume.json`; its final checkpoint (and a bundle)
+holds TRIAL_FILES. This is the one module that knows these names and where local paths end and URIs begin.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+from exifray import schema
+from exifray.errors import ConfigError, InputNotFoundError
+from exifray.fsutil import atomic_write_bytes, filesystem_and_path, is_uri
+
+if TYPE_CHECKING:
+    import optuna
+    import pandas as pd
+    import pyarrow.fs as pafs
+
+    from exifray.space import SearchSpace, SweepPlan
+
+SWEEP_FILE: Final = "sweep.yaml"
+JOURNAL_FILE: Final = "optuna.journal"
+LEADERBOARD_FILE: Final = "leaderboard.csv"
+ERROR_MARKER: Final = "exifray_error.txt"
+DEFAULT_STORAGE: Final = "experiments"
+ANALYSIS_DIR: Final = "analysis"
+# A trial's resume checkpoint (TrainingState.save) and its final checkpoint (= a bundle's model files).
+RESUME_FILE: Final = "resume.json"
+BEST_WEIGHTS_FILE: Final = "best_weights.npz"
+TRIAL_FILES: Final = (schema.MODEL_FILE, schema.SETTINGS_FILE, schema.METRICS_FILE, schema.HISTORY_FILE)
+
+
+def storage_uri(storage_path: str | None) -> str:
+    """`--storage-path` as Tune wants it: an absolute local path, or the URI unchanged."""
+    path = storage_path or DEFAULT_STORAGE
+    return path if is_uri(path) else str(Path(path).resolve())
+
+
+def split_experiment_path(path: str) -> tuple[str, str]:
+    """`experiments/demo` → (`experiments`, `demo`); `s3://b/x/demo` → (`s3://b/x`, `demo`)."""
+    text = path.rstrip("/")
+    if is_uri(text):
+        scheme, rest = text.split("://", 1)
+        head, _, name = rest.rpartition("/")
+        if not head or not name:
+            raise ConfigError(f"experiment URI needs a bucket and a name: {path!r}")
+        return f"{scheme}://{head}", name
+    resolved = Path(text).resolve()
+    return str(resolved.parent), resolved.name
+
+
+class ExperimentFiles:
+    """Files exifray keeps next to Tune's results, on a local path or any pyarrow filesystem (s3://...)."""
+
+    def __init__(self, storage_path: str, name: str):
+        self.storage_path, self.name = storage_path, name
+        self.local = not is_uri(storage_path)
+        self.fs: pafs.FileSystem
+        self.fs, base = filesystem_and_path(storage_path)
+        self.root = f"{base}/{name}"
+        self.uri = self.root if self.local else storage_path.rstrip("/") + "/" + name
+
+    @classmethod
+    def at(cls, path: str) -> ExperimentFiles:
+        """The experiment (or any folder) at `path`: a local path or a URI."""
+        return cls(*split_experiment_path(path))
+
+    def path(self, filename: str) -> str:
+        return f"{self.root}/{filename}"
+
+    def check_reachable(self) -> None:
+        """Remote storage: the bucket must exist and answer (Tune would fail late, deep in a trial, otherwise)."""
+        if self.local:
+            return
+        import pyarrow.fs as pafs
+
+        bucket = self.root.split("/", 1)[0]
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        where = f" at {endpoint} (AWS_ENDPOINT_URL)" if endpoint else ""
+        try:
+            info = self.fs.get_file_info(bucket)
+        except OSError as exc:
+            raise ConfigError(f"cannot reach the storage of {self.uri}{where}: {exc}") from None
+        if info.type != pafs.FileType.Directory:
+            raise ConfigError(f"the bucket {bucket!r} of --storage-path {self.uri} does not exist{where}; create it "
+                              f"first")
+
+    def exists(self, filename: str = "") -> bool:
+        import pyarrow.fs as pafs
+
+        info = self.fs.get_file_info(self.path(filename) if filename else self.root)
+        return bool(info.type != pafs.FileType.NotFound)
+
+    def write_bytes(self, filename: str, data: bytes) -> None:
+        if self.local:
+            atomic_write_bytes(self.path(filename), data)
+            return
+        self.fs.create_dir(self.root, recursive=True)
+        with self.fs.open_output_stream(self.path(filename)) as stream:  # S3: visible only once complete
+            stream.write(data)
+
+    def read_bytes(self, filename: str) -> bytes:
+        with self.fs.open_input_stream(self.path(filename)) as stream:
+            return bytes(stream.readall())
+
+    def read_text(self, filename: str) -> str:
+        return self.read_bytes(filename).decode("utf-8")
+
+    def has_tune_state(self) -> bool:
+        """Whether Tune has saved its experiment state here yet."""
+        import pyarrow.fs as pafs
+
+        if not self.exists():
+            return False
+        listing = self.fs.get_file_info(pafs.FileSelector(self.root))
+        return any(Path(info.path).name.startswith("experiment_state") for info in listing)
+
+
+def trial_error_marker(trial_dir: str | Path) -> Path:
+    """Where a trial records a deterministic failure (`exifray_error.txt` in its Tune folder)."""
+    return Path(trial_dir) / ERROR_MARKER
+
+
+# --- reading an experiment back ---------------------------------------------------------------------------
+
+def read_space(files: ExperimentFiles) -> SearchSpace:
+    """The resolved search space the sweep was started with (`sweep.yaml`)."""
+    import yaml
+
+    from exifray.space_file import parse_space
+
+    return parse_space(yaml.safe_load(files.read_text(SWEEP_FILE)), default_name=files.name)
+
+
+def space_yaml(plan: SweepPlan) -> bytes:
+    """`sweep.yaml`: the resolved search space file that ran."""
+    import yaml
+
+    return yaml.safe_dump(plan.to_yaml(), sort_keys=False).encode("utf-8")
+
+
+def experiment_trials(space: SearchSpace, storage_path: str, name: str) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+    """(ranked leaderboard, per-trial epoch histories) of an experiment as Tune stored it so far; an empty
+    leaderboard when Tune has not saved any state yet."""
+    from ray.tune import ExperimentAnalysis
+
+    from exifray.leaderboard import trials_frame
+
+    files = ExperimentFiles(storage_path, name)
+    if not files.has_tune_state():
+        return trials_frame(space, [], {}), {}
+    # With an explicit filesystem Tune wants the path inside it (bucket/key), not the s3:// URI.
+    analysis = ExperimentAnalysis(files.root, storage_filesystem=files.fs)
+    best_val, histories = {}, {}
+    for trial_id, frame in analysis.trial_dataframes.items():
+        if schema.VAL_F1_MACRO in frame:
+            values = frame[schema.VAL_F1_MACRO].dropna()
+            if len(values):
+                best_val[trial_id] = float(values.max())
+        histories[trial_id] = epoch_rows(frame)
+    return trials_frame(space, list(analysis.trials), best_val), histories
+
+
+def epoch_rows(progress: pd.DataFrame) -> pd.DataFrame:
+    """A trial's per-epoch reports (its `progress.csv`) without the final report."""
+    if schema.FINAL_RESULT not in progress:
+        return progress.reset_index(drop=True)
+    final = progress[schema.FINAL_RESULT].astype("boolean").fillna(False).astype(bool)
+    return progress[~final].reset_index(drop=True)
+
+
+@dataclass
+class Experiment:
+    uri: str
+    name: str
+    space: SearchSpace
+    frame: pd.DataFrame  # one row per trial (leaderboard.COLUMNS + label_mode), in Tune's ranking
+    histories: dict[str, pd.DataFrame]  # trial id → per-epoch rows (training_iteration, val_f1_macro, ...)
+    files: ExperimentFiles
+    study: optuna.Study | None = None  # the Optuna study mirrored in optuna.journal (None when there is none yet)
+
+
+def open_experiment(path: str) -> Experiment:
+    """An experiment directory as Tune wrote it, finished or still running; clear errors when there is none."""
+    import pandas as pd
+
+    files = ExperimentFiles.at(path)
+    if not files.exists():
+        raise InputNotFoundError(f"no experiment at {path}: the directory does not exist")
+    if not files.exists(SWEEP_FILE):
+        raise InputNotFoundError(f"{path} is not an exifray experiment: it has no {SWEEP_FILE} "
+                                 f"(written by `exifray sweep` when a sweep starts)")
+    space = read_space(files)
+    frame, histories = experiment_trials(space, files.storage_path, files.name)
+    if frame.empty:
+        raise InputNotFoundError(f"experiment {path} has no trials yet (Tune has not saved its state; try again "
+                                 f"once the first trial has started)")
+    settings = [checkpoint_settings(files, c) for c in frame["checkpoint"]]
+    frame.insert(list(frame.columns).index("modality"), "label_mode", [s.get("label_mode") for s in settings])
+    # A space that leaves image_size to the dataset: show the size the trial resolved and trained with.
+    resolved = pd.array([s.get("image_size") for s in settings], dtype="Int64")
+    visual = frame["modality"].isin(schema.IMAGE_MODALITIES)
+    frame["image_size"] = frame["image_size"].where(frame["image_size"].notna() | ~visual, resolved)
+    return Experiment(files.uri, files.name, space, frame, histories, files, load_study(files))
+
+
+def checkpoint_settings(files: ExperimentFiles, checkpoint: object) -> dict[str, Any]:
+    """A trial's final `settings.json` (label mode, resolved image size, ...); empty for trials without one."""
+    if not isinstance(checkpoint, str) or not checkpoint:
+        return {}
+    try:
+        with files.fs.open_input_stream(f"{checkpoint}/{schema.SETTINGS_FILE}") as stream:
+            return dict(json.loads(stream.readall()))
+    except (FileNotFoundError, OSError):  # an intermediate checkpoint (the trial is still running) has no settings
+        return {}
+
+
+def load_study(files: ExperimentFiles) -> optuna.Study | None:
+    """The study in `optuna.journal`, copied into memory (the live file is never opened for writing)."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    if not files.exists(JOURNAL_FILE):
+        return None
+    with tempfile.TemporaryDirectory(prefix="exifray-journal-") as folder:  # read a copy: never lock the live file
+        local = Path(folder) / JOURNAL_FILE
+        local.write_bytes(files.read_bytes(JOURNAL_FILE))
+        storage = JournalStorage(JournalFileBackend(str(local)))
+        try:
+            study = optuna.load_study(study_name=files.name, storage=storage)
+        except KeyError:
+            return None
+        # Copy into memory: the temporary file goes away with this block.
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        copy = optuna.create_study(directions=study.directions)
+        copy.add_trials(study.trials)
+        return copy

@@ -1,0 +1,191 @@
+"""The sweep's Tune callback: keeps `leaderboard.csv` and `optuna.journal` current and shows progress.
+
+Why the journal is a mirror: OptunaSearch restored from a JournalStorage replays the journal and fails
+(`UpdateFinishedTrialError`), so the searcher keeps its study in memory (Tune saves and restores it with the
+experiment) and this callback writes each finished trial into `optuna.journal` for the dashboard.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from exifray import schema
+from exifray.experiment import JOURNAL_FILE, LEADERBOARD_FILE, ExperimentFiles
+from exifray.leaderboard import error_summary, trial_status, trials_frame
+from exifray.space import SearchSpace
+
+if TYPE_CHECKING:
+    import optuna
+    from ray.tune.experiment import Trial
+    from tqdm import tqdm
+
+logger = logging.getLogger(__name__)
+
+
+class SweepCallback:
+    """Keeps `leaderboard.csv` and `optuna.journal` current and shows progress; Tune pickles it with the
+    experiment, so it holds no open handles (the journal storage is opened lazily)."""
+
+    def __init__(self, space: SearchSpace, storage_path: str, name: str):
+        self.space, self.storage_path, self.name = space, storage_path, name
+        self.best_val: dict[str, float] = {}
+        self.intermediate: dict[str, dict[int, float]] = {}
+        self._bar: tqdm[Any] | None = None
+        self._last_log = 0.0
+
+    # Tune's Callback interface (duck-typed so this module imports without Ray; wrapped in `tune_callback`)
+    def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict[str, Any],
+                        **_: object) -> None:
+        value = result.get(schema.VAL_F1_MACRO)
+        if isinstance(value, int | float) and math.isfinite(value):
+            self.best_val[trial.trial_id] = max(value, self.best_val.get(trial.trial_id, -math.inf))
+        metric = result.get(self.space.metric)
+        if isinstance(metric, int | float) and math.isfinite(metric) and not schema.is_final(result):
+            self.intermediate.setdefault(trial.trial_id, {})[int(result.get("training_iteration", 0))] = float(metric)
+        self._progress(trials, force=False)
+
+    def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **_: object) -> None:
+        self._trial_finished(trials, trial)
+
+    def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **_: object) -> None:
+        self._trial_finished(trials, trial)
+
+    def on_experiment_end(self, trials: list[Trial], **_: object) -> None:
+        self.write_leaderboard(trials)
+        self.rebuild_journal(trials)
+        self._progress(trials, force=True)
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def _trial_finished(self, trials: list[Trial], trial: Trial) -> None:
+        self.write_leaderboard(trials)
+        try:
+            self._append_journal(trial)
+        except Exception:  # the journal is a view; a failure to mirror must not stop the sweep, but is logged
+            logger.exception("could not mirror trial %s into %s", trial.trial_id, JOURNAL_FILE)
+        self._progress(trials, force=True)
+
+    # --- leaderboard
+    def write_leaderboard(self, trials: Sequence[Trial]) -> None:
+        frame = trials_frame(self.space, trials, self.best_val)
+        ExperimentFiles(self.storage_path, self.name).write_bytes(LEADERBOARD_FILE,
+                                                                  frame.to_csv(index=False).encode("utf-8"))
+
+    # --- optuna journal mirror
+    def frozen_trial(self, trial: Trial) -> optuna.trial.FrozenTrial:
+        """A finished Tune trial as the Optuna trial the journal records (params, values, state, attributes)."""
+        import optuna
+
+        distributions = self.space.optuna_distributions()
+        config = trial.config or {}
+        params = {key: config[key] for key in distributions if key in config}
+        result = trial.last_result or {}
+        status = trial_status(trial)
+        values = [result.get(metric) for metric in self.space.metrics]
+        finite = all(isinstance(v, int | float) and math.isfinite(v) for v in values)
+        if status == schema.STATUS_COMPLETE and finite:
+            state = optuna.trial.TrialState.COMPLETE
+        elif status == schema.STATUS_STOPPED:
+            state = optuna.trial.TrialState.PRUNED
+        else:
+            state = optuna.trial.TrialState.FAIL
+        intermediate = self.intermediate.get(trial.trial_id, {}) if not self.space.multi_objective else {}
+        attrs: dict[str, Any] = {"tune_trial_id": trial.trial_id, "status": status,
+                 **{key: result[key] for key in (schema.TEST_F1_MACRO, schema.EMISSIONS_KG, schema.ENERGY_KWH,
+                                                 schema.TRAIN_TIME_S) if isinstance(result.get(key), int | float)}}
+        error = error_summary(trial)
+        if error:
+            attrs["error"] = error
+        return optuna.trial.create_trial(
+            params=params, distributions={key: distributions[key] for key in params},
+            values=values if state == optuna.trial.TrialState.COMPLETE else None, state=state,
+            intermediate_values=intermediate, user_attrs=attrs)
+
+    def _study(self, storage: optuna.storages.BaseStorage) -> optuna.Study:
+        import optuna
+
+        directions = ["maximize" if mode == "max" else "minimize" for mode in self.space.modes]
+        return optuna.create_study(storage=storage, study_name=self.name, directions=directions,
+                                   load_if_exists=True)
+
+    def _with_journal(self, action: Callable[[optuna.Study], None]) -> None:
+        """Run `action(study)` on the journal: in place on local storage, via a local copy on remote storage."""
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+
+        files = ExperimentFiles(self.storage_path, self.name)
+        if files.local:
+            Path(files.root).mkdir(parents=True, exist_ok=True)
+            action(self._study(JournalStorage(JournalFileBackend(files.path(JOURNAL_FILE)))))
+            return
+        with tempfile.TemporaryDirectory(prefix="exifray-journal-") as folder:
+            local = Path(folder) / JOURNAL_FILE
+            if files.exists(JOURNAL_FILE):
+                local.write_bytes(files.read_bytes(JOURNAL_FILE))
+            action(self._study(JournalStorage(JournalFileBackend(str(local)))))
+            files.write_bytes(JOURNAL_FILE, local.read_bytes())
+
+    def _append_journal(self, trial: Trial) -> None:
+        def append(study: optuna.Study) -> None:
+            known = {t.user_attrs.get("tune_trial_id") for t in study.get_trials(deepcopy=False)}
+            if trial.trial_id not in known:
+                study.add_trial(self.frozen_trial(trial))
+
+        self._with_journal(append)
+
+    def rebuild_journal(self, trials: Sequence[Trial]) -> None:
+        """Write the journal afresh from Tune's final state (exactly one Optuna trial per finished Tune trial)."""
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+
+        finished = [t for t in trials if trial_status(t) in schema.FINISHED_STATUSES]
+        with tempfile.TemporaryDirectory(prefix="exifray-journal-") as folder:
+            local = Path(folder) / JOURNAL_FILE
+            study = self._study(JournalStorage(JournalFileBackend(str(local))))
+            for trial in sorted(finished, key=lambda t: t.trial_id):
+                study.add_trial(self.frozen_trial(trial))
+            ExperimentFiles(self.storage_path, self.name).write_bytes(JOURNAL_FILE, local.read_bytes())
+
+    # --- progress
+    def _progress(self, trials: Sequence[Trial], force: bool) -> None:
+        statuses = [trial_status(t) for t in trials]
+        done = sum(s in schema.FINISHED_STATUSES for s in statuses)
+        best = max(self.best_val.values(), default=math.nan)
+        summary = {"running": statuses.count(schema.STATUS_RUNNING), "errored": statuses.count(schema.STATUS_ERROR),
+                   "best_val_f1_macro": f"{best:.3f}"}
+        if sys.stderr.isatty():
+            from tqdm import tqdm
+
+            if self._bar is None:
+                self._bar = tqdm(total=self.space.total_trials, desc=f"sweep {self.name}", unit="trial")
+            self._bar.n = done
+            self._bar.set_postfix(summary, refresh=True)
+        elif force or time.monotonic() - self._last_log > 30:
+            self._last_log = time.monotonic()
+            logger.info("sweep %s: %d/%d trials done (%d running, %d errored), best val_f1_macro %.3f", self.name,
+                        done, self.space.total_trials, summary["running"], summary["errored"], best)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_bar"] = None
+        return state
+
+
+def tune_callback(space: SearchSpace, storage_path: str, name: str) -> SweepCallback:
+    """The callback as a `ray.tune.Callback` (this module imports without Ray; Tune wants its base class)."""
+    from ray.tune import Callback
+
+    class _SweepTuneCallback(SweepCallback, Callback):
+        pass
+
+    return _SweepTuneCallback(space, storage_path, name)
+
+

@@ -1,0 +1,40 @@
+"""Synthetic DATASET DIRs for tests, benchmarks and smoke runs: `exifray synth` followed by `exifray ingest`.
+
+    dataset = make_dataset(tmp / "small", photos=240, seed=3, sizes=(32,))   # → tmp/small/dataset
+
+Ingest joins the running Ray (or starts one in-process and shuts it down again).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from exifray.config import IngestConfig
+from exifray.data.synth import SynthConfig
+
+
+def make_crawl(root: str | Path, *, photos: int, seed: int = 0, image_size: int = 48,
+               scenario: str = "indoor_outdoor", label_noise: float | None = None) -> Path:
+    """`root/crawl`: a synthetic crawl dir."""
+    from exifray.data.synth import generate
+
+    crawl = Path(root) / "crawl"
+    config = SynthConfig(scenario=scenario, photos=photos, seed=seed, image_size=image_size)
+    if label_noise is not None:
+        config = replace(config, label_noise=label_noise)
+    generate(crawl, config)
+    return crawl
+
+
+def make_dataset(root: str | Path, *, photos: int, seed: int = 0, image_size: int = 48,
+                 sizes: tuple[int, ...] = (32,), shard_size: int = 512, scenario: str = "indoor_outdoor",
+                 label_noise: float | None = None) -> Path:
+    """`root/dataset`, ingested from a synthetic `root/crawl` rendered at `image_size` px."""
+    from exifray.data.ingest import run_ingest
+
+    crawl = make_crawl(root, photos=photos, seed=seed, image_size=image_size, scenario=scenario,
+                       label_noise=label_noise)
+    out = Path(root) / "dataset"
+    run_ingest(IngestConfig(inputs=(str(crawl),), out=str(out), sizes=sizes, shard_size=shard_size))
+    return out
