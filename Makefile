@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO := demo-out
 
-.PHONY: demo test test-unit test-integration test-slow test-cluster install clean
+.PHONY: demo test test-unit test-integration test-slow test-cluster install lint chromium clean
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (Python 3.11) on PATH, or make PYTHON=..."; exit 1; }
@@ -20,7 +20,21 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
-test: $(STAMP)
+# The report and page tests drive Debian's Chromium; as root the Makefile installs it, otherwise it says how.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's chromium (the browser tests need it)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; \
+	  else \
+	    echo "make test needs Chromium for the browser tests; run:  sudo apt-get install -y chromium"; exit 1; \
+	  fi; }
+
+lint: $(STAMP)
+	$(BIN)/ruff check exifray tests jobs tools
+	$(BIN)/mypy
+
+test: chromium $(STAMP) lint
 	$(BIN)/python -m pytest tests -q -p no:cacheprovider --timeout=900
 
 test-unit: $(STAMP)
@@ -39,7 +53,7 @@ demo: $(STAMP)
 	$(BIN)/exifray synth $(DEMO)/crawl --scenario indoor_outdoor --photos 2000 --seed 0
 	$(BIN)/exifray ingest $(DEMO)/crawl --out $(DEMO)/dataset --sizes 32
 	rm -rf $(DEMO)/experiments/demo
-	$(BIN)/exifray sweep --space search_spaces/demo.yaml --data $(DEMO)/dataset --storage-path $(DEMO)/experiments
+	$(BIN)/exifray sweep --space search_spaces/demo.yaml --data $(DEMO)/dataset --storage-path $(DEMO)/experiments --dashboard
 	$(BIN)/exifray leaderboard $(DEMO)/experiments/demo --format csv,md,html,json
 
 clean:

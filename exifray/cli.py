@@ -16,13 +16,14 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeAlias
 
 from exifray import __version__, schema
 from exifray.config import CRAWL_MODES, ClientConfig, CrawlConfig, IngestConfig, TrialConfig, field_of
 from exifray.errors import ExifrayError
 
 logger = logging.getLogger("exifray")
+Commands: TypeAlias = "argparse._SubParsersAction[_Parser]"  # what `add_subparsers` returns
 EXIT_USAGE, EXIT_FAILURE = 2, 1
 
 
@@ -87,7 +88,7 @@ def _values(args: argparse.Namespace, cls: type, skip: tuple[str, ...] = ()) -> 
 
 # --- subcommands -------------------------------------------------------------------------------
 
-def _add_synth(commands: Any) -> None:
+def _add_synth(commands: Commands) -> None:
     from exifray.data.synth import SynthConfig
 
     synth = commands.add_parser("synth", help="write a synthetic Flickr-shaped CRAWL DIR (demo data)")
@@ -109,7 +110,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_exif(commands: Any) -> None:
+def _add_exif(commands: Commands) -> None:
     exif = commands.add_parser("exif", help="print the catalogue EXIF of JPEGs, getExif JSON or MIRFLICKR txt files")
     exif.add_argument("paths", nargs="+", help="files or folders (searched recursively)")
     exif.set_defaults(func=cmd_exif)
@@ -130,7 +131,7 @@ def cmd_exif(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_ingest(commands: Any) -> None:
+def _add_ingest(commands: Commands) -> None:
     ingest = commands.add_parser("ingest", help="decode photos and EXIF once into a Parquet DATASET DIR (Ray Data)")
     ingest.add_argument("inputs", nargs="+", help="crawl dirs (or thesis / MIRFLICKR / label-folder layouts)")
     ingest.add_argument("--out", required=True, help="dataset directory to write (replaced atomically)")
@@ -154,13 +155,13 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
-_TRAIN_FLAGS: dict[str, type | Callable[[str], Any]] = {
+_TRAIN_FLAGS: dict[str, Callable[[str], object]] = {
     "modality": str, "backbone": str, "weights": str, "image_size": int, "fine_tune_layers": int,
     "exif_tags": _str_list, "fusion_width": int, "learning_rate": float, "batch_size": int, "epochs": int,
     "fine_tune_epochs": int, "dropout": float, "seed": int, "country": str, "threads": int}
 
 
-def _add_train(commands: Any) -> None:
+def _add_train(commands: Commands) -> None:
     train = commands.add_parser("train", help="train and evaluate one configuration (the sweep's trial function)")
     train.add_argument("--data", required=True, help="dataset directory from `exifray ingest`")
     train.add_argument("--out", required=True, help="where model.keras, metrics.json, settings.json go")
@@ -184,7 +185,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_crawl(commands: Any) -> None:
+def _add_crawl(commands: Commands) -> None:
     crawl = commands.add_parser("crawl", help="download photos and EXIF from Flickr into a CRAWL DIR (key: "
                                 "FLICKR_API_KEY)")
     crawl.add_argument("mode", choices=CRAWL_MODES, help="a group pool, a text search, or a thesis metadata file")
@@ -227,7 +228,7 @@ def cmd_crawl(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_sweep(commands: Any) -> None:
+def _add_sweep(commands: Commands) -> None:
     sweep = commands.add_parser("sweep", help="search hyperparameters with Ray Tune + Optuna over a search space file")
     sweep.add_argument("--space", required=True, help="search space YAML (see search_spaces/README.md)")
     sweep.add_argument("--data", required=True, help="dataset directory from `exifray ingest`")
@@ -265,7 +266,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_leaderboard(commands: Any) -> None:
+def _add_leaderboard(commands: Commands) -> None:
     from exifray.analysis import BY_CHOICES
 
     board = commands.add_parser("leaderboard", help="rank an experiment's trials; tables, Pareto front, fusion vs "
@@ -302,7 +303,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_export_best(commands: Any) -> None:
+def _add_export_best(commands: Commands) -> None:
     export = commands.add_parser("export-best", help="the best trial's model as a self-contained bundle")
     export.add_argument("experiment", help="experiment directory, local or s3://...")
     export.add_argument("--out", required=True, help="new folder for the bundle")
@@ -321,7 +322,7 @@ def cmd_export_best(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_evaluate(commands: Any) -> None:
+def _add_evaluate(commands: Commands) -> None:
     evaluate = commands.add_parser("evaluate", help="score a bundle or final trial checkpoint on a dataset split")
     evaluate.add_argument("model", help="bundle folder (export-best) or a trial's final checkpoint folder")
     evaluate.add_argument("--data", required=True, help="dataset directory with the model's classes")
@@ -336,7 +337,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_importance(commands: Any) -> None:
+def _add_importance(commands: Commands) -> None:
     importance = commands.add_parser("importance", help="permutation importance of EXIF tags for an EXIF-only or "
                                      "fusion model")
     importance.add_argument("model", help="bundle folder (export-best) or a trial's final checkpoint folder")
@@ -359,7 +360,7 @@ def cmd_importance(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_backbones(commands: Any) -> None:
+def _add_backbones(commands: Commands) -> None:
     backbones = commands.add_parser("backbones", help="list the registered backbones and their specs")
     backbones.add_argument("--json", action="store_true", help="JSON lines instead of a table")
     backbones.set_defaults(func=cmd_backbones)

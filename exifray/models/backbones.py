@@ -7,13 +7,16 @@ Tiny `Test*` backbones live in the real registry (as timm's `test_*` models do) 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
-from exifray.models.registry import BackboneSpec, register_backbone
+from exifray.models.registry import BackboneSpec, Builder, register_backbone
+
+if TYPE_CHECKING:
+    import keras
 
 
-def _keras_application(constructor: str, **kwargs: Any) -> Any:
-    def build(image_size: int, weights: str | None) -> Any:
+def _keras_application(constructor: str, **kwargs: float) -> Builder:
+    def build(image_size: int, weights: str | None) -> keras.Model:
         import keras
 
         factory = getattr(keras.applications, constructor)
@@ -22,8 +25,8 @@ def _keras_application(constructor: str, **kwargs: Any) -> Any:
     return build
 
 
-def _conv_stack(widths: tuple[int, ...], name: str) -> Any:
-    def build(image_size: int, weights: str | None) -> Any:
+def _conv_stack(widths: tuple[int, ...], name: str) -> Builder:
+    def build(image_size: int, weights: str | None) -> keras.Model:
         import keras
         from keras import layers
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from keras import KerasTensor
 
 EXIF_MLP_UNITS = (256, 128, 64, 32)
 
 
-def exif_branch(exif_input: Any, dropout: float, units: tuple[int, ...] = EXIF_MLP_UNITS) -> Any:
+def exif_branch(exif_input: KerasTensor, dropout: float, units: tuple[int, ...] = EXIF_MLP_UNITS) -> KerasTensor:
     from keras import layers
 
     x = exif_input

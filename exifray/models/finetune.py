@@ -7,14 +7,17 @@ and continues at a lower learning rate.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import keras
 
 
-def freeze(backbone: Any) -> None:
+def freeze(backbone: keras.Model) -> None:
     backbone.trainable = False
 
 
-def unfreeze_top(backbone: Any, fine_tune_layers: int) -> int:
+def unfreeze_top(backbone: keras.Model, fine_tune_layers: int) -> int:
     """Make the top `fine_tune_layers` layers trainable, BatchNorm excepted; returns how many now train."""
     from keras import layers
 
@@ -29,5 +32,5 @@ def unfreeze_top(backbone: Any, fine_tune_layers: int) -> int:
     return unfrozen
 
 
-def trainable_layer_names(backbone: Any) -> list[str]:
+def trainable_layer_names(backbone: keras.Model) -> list[str]:
     return [layer.name for layer in backbone.layers if layer.trainable and layer.weights]

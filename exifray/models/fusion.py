@@ -11,7 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import keras
+    from keras import KerasTensor
 
 from exifray.config import TrialConfig
 from exifray.errors import ConfigError
@@ -21,8 +25,8 @@ from exifray.models.registry import BackboneSpec, create_backbone, get_backbone_
 
 @dataclass
 class BuiltModel:
-    model: Any
-    backbone: Any | None
+    model: keras.Model
+    backbone: keras.Model | None
     spec: BackboneSpec | None
     pretrained: bool  # a frozen first phase only makes sense over pretrained weights
 
@@ -43,7 +47,7 @@ def resolve_weights(weights: str, spec: BackboneSpec) -> str | None:
     return str(Path(choice).resolve())
 
 
-def _preprocess(x: Any, spec: BackboneSpec) -> Any:
+def _preprocess(x: KerasTensor, spec: BackboneSpec) -> KerasTensor:
     from keras import layers
 
     if spec.preprocessing == "tf":
@@ -53,7 +57,7 @@ def _preprocess(x: Any, spec: BackboneSpec) -> Any:
     return x
 
 
-def _augment(x: Any, seed: int) -> Any:
+def _augment(x: KerasTensor, seed: int) -> KerasTensor:
     from keras import layers
 
     x = layers.RandomFlip("horizontal", seed=seed, name="augment_flip")(x)
@@ -61,7 +65,7 @@ def _augment(x: Any, seed: int) -> Any:
     return layers.RandomTranslation(0.1, 0.1, seed=seed, name="augment_translate")(x)
 
 
-def build_backbone(spec: BackboneSpec, image_size: int, weights: str | None) -> Any:
+def build_backbone(spec: BackboneSpec, image_size: int, weights: str | None) -> keras.Model:
     try:
         return create_backbone(spec.name, image_size, weights)
     except (OSError, ValueError) as exc:
@@ -73,7 +77,8 @@ def build_backbone(spec: BackboneSpec, image_size: int, weights: str | None) -> 
         raise
 
 
-def image_branch(config: TrialConfig, image_size: int) -> tuple[Any, Any, Any, BackboneSpec, bool]:
+def image_branch(config: TrialConfig, image_size: int
+                 ) -> tuple[KerasTensor, KerasTensor, keras.Model, BackboneSpec, bool]:
     import keras
     from keras import layers
 

@@ -10,11 +10,20 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Protocol
 
 from exifray.errors import ConfigError, UnknownNameError
+
+if TYPE_CHECKING:
+    import keras
+
+
+class Builder(Protocol):
+    """Builds a backbone: a Keras model mapping preprocessed (size, size, 3) images to a feature map."""
+
+    def __call__(self, *, image_size: int, weights: str | None) -> keras.Model: ...
+
 
 # How pixels in [0, 255] must be scaled before the backbone (Keras applications' preprocess_input).
 PREPROCESSING = {
@@ -31,13 +40,13 @@ class BackboneSpec:
     default_image_size: int
     feature_dim: int
     preprocessing: str
-    builder: Callable[..., Any] = field(repr=False, compare=False)
+    builder: Builder = field(repr=False, compare=False)
     pretrained: tuple[str, ...] = ()
     min_image_size: int = 32
     test_only: bool = False
     description: str = ""
 
-    def as_row(self) -> dict[str, Any]:
+    def as_row(self) -> dict[str, str | int | bool]:
         return {"name": self.name, "family": self.family, "default_image_size": self.default_image_size,
                 "min_image_size": self.min_image_size, "feature_dim": self.feature_dim,
                 "preprocessing": self.preprocessing, "pretrained": ",".join(self.pretrained) or "-",
@@ -78,7 +87,7 @@ def get_backbone_spec(name: str) -> BackboneSpec:
     return spec
 
 
-def create_backbone(name: str, image_size: int, weights: str | None = None) -> Any:
+def create_backbone(name: str, image_size: int, weights: str | None = None) -> keras.Model:
     """A Keras model mapping preprocessed (size, size, 3) images to a feature map."""
     spec = get_backbone_spec(name)
     if image_size < spec.min_image_size:

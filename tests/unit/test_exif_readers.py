@@ -93,10 +93,12 @@ def test_jpeg_max_aperture_is_converted_from_apex() -> None:
     assert tags["MaxApertureValue"] == pytest.approx(2.828, rel=1e-3)
 
 
-@pytest.mark.parametrize("name", ["image00971.jpg", "image01551.jpg", "image02206.jpg"])
-def test_jpeg_broken_exif_blocks_do_not_raise_or_hang(name: str) -> None:
+# What survives of each broken EXIF block (the readable IFD0 Orientation of one, nothing of the others).
+@pytest.mark.parametrize(("name", "expected"), [("image00971.jpg", {"Orientation": 1}), ("image01551.jpg", {}),
+                                                ("image02206.jpg", {})])
+def test_jpeg_broken_exif_blocks_do_not_raise_or_hang(name: str, expected: dict[str, int]) -> None:
     reading = read_jpeg_exif(FIXTURES / "jpeg" / "invalid" / name)
-    assert set(reading.tags) <= {"Orientation"}
+    assert reading.tags == expected
 
 
 def test_jpeg_without_exif_sub_ifd_gives_only_ifd0_tags() -> None:

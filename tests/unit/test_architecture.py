@@ -1,0 +1,126 @@
+"""ARCHITECTURE.md's layer table is the law: every module listed, imports only sideways or down, no cycles."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGE = ROOT / "exifray"
+
+
+def _layers() -> dict[str, int]:
+    rows = re.findall(r"^\| `(exifray[\w.]*)` \| (\d+) \|", (ROOT / "ARCHITECTURE.md").read_text(), re.MULTILINE)
+    return {module: int(layer) for module, layer in rows}
+
+
+def _modules() -> dict[str, Path]:
+    modules = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        modules[name] = path
+    return modules
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def _imported_names(tree: ast.AST) -> list[str]:
+    """Every `import x` / `from x import y` anywhere (functions too), except under `if TYPE_CHECKING:`."""
+    names: list[str] = []
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.If) and _is_type_checking(node):
+            for child in node.orelse:
+                visit(child)
+            return
+        if isinstance(node, ast.Import):
+            names.extend(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.extend(f"{node.module}.{alias.name}" for alias in node.names)
+            names.append(node.module)
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(tree)
+    return names
+
+
+def import_graph(modules: dict[str, Path]) -> dict[str, set[str]]:
+    """module → the exifray modules it imports (`from exifray import schema` is exifray.schema; `from
+    exifray.x import name` is exifray.x)."""
+    graph = {}
+    for name, path in modules.items():
+        targets = set()
+        for imported in _imported_names(ast.parse(path.read_text(encoding="utf-8"))):
+            if not imported.startswith("exifray"):
+                continue
+            while imported not in modules:  # `exifray.x.SomeName` → `exifray.x`
+                imported = imported.rpartition(".")[0]
+            if imported != name:
+                targets.add(imported)
+        graph[name] = targets
+    # `from exifray.x import name` also lists `exifray.x.name` first; keep the most specific module only.
+    return graph
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for target in sorted(graph.get(node, ())):
+            if state.get(target) == 1:
+                return stack[stack.index(target):] + [target]
+            if target not in state and (found := visit(target)):
+                return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node)):
+            return found
+    return None
+
+
+def test_every_module_has_a_row_and_every_row_a_module() -> None:
+    layers, modules = _layers(), _modules()
+    assert set(modules) - set(layers) == set(), "modules missing from ARCHITECTURE.md"
+    assert set(layers) - set(modules) == set(), "rows in ARCHITECTURE.md without a module"
+
+
+def test_imports_follow_the_layers() -> None:
+    layers, graph = _layers(), import_graph(_modules())
+    against = sorted(f"{source} (layer {layers[source]}) imports {target} (layer {layers[target]})"
+                     for source, targets in graph.items() for target in targets if layers[target] > layers[source])
+    assert against == []
+
+
+def test_no_import_cycles() -> None:
+    assert _cycle(import_graph(_modules())) is None
+
+
+def test_the_checker_sees_function_imports_and_skips_type_checking_ones() -> None:
+    tree = ast.parse("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from exifray import sweep\n"
+                     "def f():\n    from exifray.train import run_trial\n    import exifray.report\n")
+    names = _imported_names(tree)
+    assert "exifray.train" in names and "exifray.report" in names
+    assert not any(name.startswith("exifray.sweep") for name in names)
+
+
+@pytest.mark.parametrize(("graph", "cycle"), [
+    ({"a": {"b"}, "b": {"c"}, "c": {"a"}}, ["a", "b", "c", "a"]),
+    ({"a": {"b"}, "b": {"c"}, "c": set()}, None),
+])
+def test_the_cycle_finder(graph: dict[str, set[str]], cycle: list[str] | None) -> None:
+    assert _cycle(graph) == cycle
