@@ -71,11 +71,14 @@ class PhotoRecord:
         labels = row.get("labels") or []
         if not isinstance(labels, list):
             raise DataError(f"labels must be a list, got {labels!r}")
+        extra = row.get("extra") or {}
+        if not isinstance(extra, dict):
+            raise DataError(f"extra must be an object, got {extra!r}")
         return cls(id=str(row["id"]), secret=str(row.get("secret", "")), server=str(row.get("server", "")),
                    labels=[str(label) for label in labels], source=str(row.get("source", "")),
                    image=str(row["image"]), exif=(str(row["exif"]) if row.get("exif") else None),
                    license=(str(row["license"]) if row.get("license") is not None else None),
-                   extra=dict(row.get("extra") or {}))  # type: ignore[call-overload]
+                   extra=dict(extra))
 
 
 def labels_from_concept_key(key: str) -> list[str]:

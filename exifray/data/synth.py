@@ -134,7 +134,7 @@ def _own_prototype(name: str) -> _Prototype:
 
 def _blend(a: _Prototype, b: _Prototype, weight: float) -> _Prototype:
     """`a` moved `weight` of the way towards `b` (angles blended on the circle of period π)."""
-    mix = lambda x, y: (1 - weight) * x + weight * y  # noqa: E731
+    mix = lambda x, y: (1 - weight) * x + weight * y  # noqa: E731  (a one-line formula reads best as a lambda)
     angle_delta = (b.stripe_angle - a.stripe_angle + math.pi / 2) % math.pi - math.pi / 2
     return _Prototype(mix(a.top, b.top), mix(a.bottom, b.bottom), mix(a.horizon, b.horizon),
                       a.stripe_angle + weight * angle_delta, mix(a.stripe_frequency, b.stripe_frequency),
@@ -234,7 +234,7 @@ def draw_exif(rng: np.random.Generator, profile: dict[str, Any]) -> dict[str, fl
         "Sharpness": int(rng.choice([0, 0, 0, 1, 2])),
         "Orientation": int(rng.choice([o for o, _ in _ORIENTATIONS], p=[p for _, p in _ORIENTATIONS])),
         "LightSource": int(rng.choice(codes, p=weights)),
-        "_make": make_model[0], "_model": make_model[1],  # type: ignore[dict-item]
+        "_make": make_model[0], "_model": make_model[1],  # type: ignore[dict-item]  # camera names ride along with the numeric tags
     }
 
 
@@ -254,7 +254,7 @@ def getexif_body(photo_id: str, secret: str, server: str, values: dict[str, Any]
             item["clean"] = {"_content": clean}
         return item
 
-    as_number_sometimes = lambda v: v if rng.uniform() < 0.6 else f"{v:g}"  # noqa: E731
+    as_number_sometimes = lambda v: v if rng.uniform() < 0.6 else f"{v:g}"  # noqa: E731  (a one-line rule, as above)
     exif = [entry("IFD0", "Make", "Make", values["_make"]), entry("IFD0", "Model", "Model", values["_model"])]
     tags = values.keys()
     if "Orientation" in tags:

@@ -178,7 +178,7 @@ def test_sweep_data_reaches_trials_without_a_copy(small_dataset: Path) -> None:
 
     from exifray.sweep import load_sweep_data
 
-    data = load_sweep_data(_space("shared"), small_dataset)
+    data = load_sweep_data(_space("shared").space, small_dataset)
     assert set(data) == {32}
     reference = ray.put(data)
 
