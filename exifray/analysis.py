@@ -16,7 +16,7 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -25,6 +25,10 @@ from exifray import schema
 from exifray.errors import ConfigError
 from exifray.experiment import Experiment
 from exifray.space import SearchSpace
+
+if TYPE_CHECKING:
+    import optuna
+    from pandas._typing import Scalar
 
 logger = logging.getLogger(__name__)
 
@@ -133,7 +137,7 @@ def fusion_vs_image(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
-def _same(series: pd.Series, value: Any) -> pd.Series:
+def _same(series: pd.Series, value: Scalar) -> pd.Series:
     return series.isna() if pd.isna(value) else (series == value).fillna(False).astype(bool)
 
 
@@ -206,7 +210,7 @@ def _searched_columns(space: SearchSpace, frame: pd.DataFrame) -> list[str]:
     return [n for n in dict.fromkeys(names) if n in frame.columns]
 
 
-def optuna_importance(study: Any, space: SearchSpace) -> pd.DataFrame:
+def optuna_importance(study: optuna.Study | None, space: SearchSpace) -> pd.DataFrame:
     """Optuna's PED-ANOVA importance (no scikit-learn needed) per objective, over the parameters every finished
     trial has (Optuna's
     rule for conditional spaces); `exif_tag_*` rows are the sweep's view of each tag's importance."""

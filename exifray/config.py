@@ -34,7 +34,7 @@ DEFAULT_COUNTRY: Final = "DEU"  # CodeCarbon's grid-intensity country when the c
 T = TypeVar("T")
 
 
-def setting(default: T, help: str, choices: tuple[Any, ...] | None = None) -> T:
+def setting(default: T, help: str, choices: tuple[object, ...] | None = None) -> T:
     """A dataclass field with its command-line help (and choices) beside its default."""
     return field(default=default, metadata={"help": help, "choices": choices})
 
@@ -53,7 +53,7 @@ def _type_hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-def coerce(cls: type, name: str, value: Any) -> Any:
+def coerce(cls: type, name: str, value: object) -> Any:
     """`value` as the type of `cls.name`, or a ConfigError naming the setting and the value."""
     from pydantic import TypeAdapter, ValidationError
 
@@ -67,7 +67,7 @@ def coerce(cls: type, name: str, value: Any) -> Any:
         raise ConfigError(f"{name} must be {_type_name(expected)}, got {value!r} ({reason})") from None
 
 
-def _type_name(annotation: Any) -> str:
+def _type_name(annotation: object) -> str:
     return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
 
 
@@ -251,8 +251,9 @@ class Resources:
         return max(1, math.ceil(self.cpus))
 
     @classmethod
-    def from_yaml(cls, data: Any) -> Resources:
-        require(isinstance(data, dict), f"resources must be a mapping with cpus and gpus, got {data!r}")
+    def from_yaml(cls, data: object) -> Resources:
+        if not isinstance(data, dict):
+            raise ConfigError(f"resources must be a mapping with cpus and gpus, got {data!r}")
         unknown = sorted(set(data) - {"cpus", "gpus"})
         require(not unknown, f"resources.{unknown[0] if unknown else ''}: unknown key; allowed: cpus, gpus")
         cpus, gpus = data.get("cpus", 1), data.get("gpus", 0)

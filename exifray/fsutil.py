@@ -10,7 +10,10 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pyarrow.fs as pafs
 
 TMP_PREFIX = ".tmp-"
 
@@ -44,11 +47,11 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def atomic_write_json(path: str | os.PathLike[str], data: Any) -> None:
+def atomic_write_json(path: str | os.PathLike[str], data: object) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
-def atomic_write_jsonl(path: str | os.PathLike[str], rows: Iterable[Any]) -> None:
+def atomic_write_jsonl(path: str | os.PathLike[str], rows: Iterable[object]) -> None:
     atomic_write_text(path, "".join(json.dumps(row, sort_keys=True) + "\n" for row in rows))
 
 
@@ -85,7 +88,7 @@ def is_uri(location: str | os.PathLike[str]) -> bool:
     return "://" in str(location)
 
 
-def filesystem_and_path(location: str | os.PathLike[str]) -> tuple[Any, str]:
+def filesystem_and_path(location: str | os.PathLike[str]) -> tuple[pafs.FileSystem, str]:
     """(pyarrow filesystem, path inside it) of a local path or a URI such as `s3://bucket/key` (S3-compatible
     servers through AWS_ENDPOINT_URL, which `FileSystem.from_uri` honours). Raises ValueError/OSError for a
     URI pyarrow cannot open."""

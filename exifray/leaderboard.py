@@ -62,7 +62,7 @@ def trial_row(trial_id: str, status: str, settings: Mapping[str, Any], result: M
     return row
 
 
-def _number(value: Any) -> float | int | None:
+def _number(value: object) -> float | int | None:
     if value is None or isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return None if isinstance(value, float) and not math.isfinite(value) else value

@@ -14,7 +14,7 @@ import html
 import io
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -23,6 +23,10 @@ from exifray import schema
 from exifray.analysis import PARETO_COST, Analysis, metric_mode
 from exifray.errors import ConfigError, InputNotFoundError
 from exifray.experiment import ExperimentFiles
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 FORMATS = ("csv", "md", "html", "json", "parquet")
 
@@ -37,7 +41,7 @@ th{background:#f3f3f3;position:sticky;top:0}tr:nth-child(even){background:#fafaf
 """
 
 
-def _svg(fig: Any) -> str:
+def _svg(fig: Figure) -> str:
     import matplotlib.pyplot as plt
 
     buffer = io.StringIO()
@@ -57,7 +61,7 @@ def _figure_setup() -> None:
     matplotlib.rcParams["svg.hashsalt"] = "exifray"  # stable ids: the same analysis gives the same file
 
 
-def _figure(width: float = 6.4, height: float = 4.0) -> tuple[Any, Any]:
+def _figure(width: float = 6.4, height: float = 4.0) -> tuple[Figure, Axes]:
     import matplotlib.pyplot as plt
 
     _figure_setup()

@@ -17,12 +17,16 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from exifray import schema
 from exifray.config import SweepConfig, TrialConfig
 from exifray.errors import ConfigError, require
 from exifray.exif.tags import resolve_tags
+
+if TYPE_CHECKING:
+    import optuna
+    from optuna.distributions import BaseDistribution
 
 OPERATORS: Final = ("choice", "uniform", "loguniform", "randint", "grid", "subset_of")
 SCHEDULERS: Final = ("asha", "median", "none")
@@ -116,7 +120,7 @@ class SearchSpace:
         return (None if size is None else int(size),)
 
     # --- Optuna ---------------------------------------------------------------------------------
-    def define_by_run(self, trial: Any) -> None:
+    def define_by_run(self, trial: optuna.Trial) -> None:
         """Optuna define-by-run space: modality first, then only the settings that modality uses."""
         modality = self.fixed.get("modality", TrialConfig.modality)
         swept_modality = self.param("modality")
@@ -136,12 +140,12 @@ class SearchSpace:
                     trial.suggest_categorical(TAG_FLAG_PREFIX + tag, [True, False])
         return None
 
-    def optuna_distributions(self) -> dict[str, Any]:
+    def optuna_distributions(self) -> dict[str, BaseDistribution]:
         """Every parameter name define_by_run can suggest (and scalar grid parameters), with its Optuna
         distribution: what the journal mirror records per trial."""
         from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-        result: dict[str, Any] = {}
+        result: dict[str, BaseDistribution] = {}
         for param in self.params:
             if param.kind == "choice":
                 result[param.name] = CategoricalDistribution(list(param.values))

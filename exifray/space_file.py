@@ -56,18 +56,20 @@ def load_space(path: str | Path) -> SearchSpace:
     return load_sweep(path).space
 
 
-def parse_sweep(data: Any, default_name: str = "sweep") -> SweepPlan:
+def parse_sweep(data: object, default_name: str = "sweep") -> SweepPlan:
     """Validate a loaded YAML document; every error names the key and the bad value."""
     space = parse_space(data, default_name)
+    assert isinstance(data, dict)  # parse_space refused anything else
     config = SweepConfig(resources=Resources.from_yaml(data.get("resources") or {}),
                          max_failures=_integer(data, "max_failures", 1, minimum=-1),
                          checkpoint_every=_integer(data, "checkpoint_every", 1, minimum=1))
     return SweepPlan(space, config)
 
 
-def parse_space(data: Any, default_name: str = "sweep") -> SearchSpace:
+def parse_space(data: object, default_name: str = "sweep") -> SearchSpace:
     """The search part of a loaded YAML document (the run settings are `parse_sweep`'s)."""
-    require(isinstance(data, dict), f"a search space must be a mapping of settings, got {type(data).__name__}")
+    if not isinstance(data, dict):
+        raise ConfigError(f"a search space must be a mapping of settings, got {type(data).__name__}")
     _unknown_keys(data, _TOP_LEVEL, "")
     metrics, modes = _objectives(data.get("metric", schema.VAL_F1_MACRO), data.get("mode", "max"))
     tag_subsets = _tag_subsets(data.get("tag_subsets") or {})
@@ -102,7 +104,7 @@ def _unknown_keys(data: Mapping[str, Any], allowed: Sequence[str], where: str) -
             raise ConfigError(f"{where}{key}: unknown key{hint}; allowed: {', '.join(allowed)}")
 
 
-def _name(value: Any) -> str:
+def _name(value: object) -> str:
     text = str(value)
     require(bool(text) and all(c.isalnum() or c in "-_." for c in text) and not text.startswith("."),
              f"name must be letters, digits, '-', '_' or '.', got {value!r}")
@@ -131,8 +133,9 @@ def _objectives(metric: Any, mode: Any) -> tuple[tuple[str, ...], tuple[str, ...
     return metrics, modes
 
 
-def _tag_subsets(data: Any) -> dict[str, tuple[str, ...]]:
-    require(isinstance(data, dict), f"tag_subsets must map names to tag lists, got {data!r}")
+def _tag_subsets(data: object) -> dict[str, tuple[str, ...]]:
+    if not isinstance(data, dict):
+        raise ConfigError(f"tag_subsets must map names to tag lists, got {data!r}")
     subsets = {}
     for name, tags in data.items():
         require(isinstance(name, str) and name != "all" and SUBSET_SEPARATOR not in name,
@@ -141,16 +144,16 @@ def _tag_subsets(data: Any) -> dict[str, tuple[str, ...]]:
     return subsets
 
 
-def _tags(key: str, value: Any) -> tuple[str, ...]:
-    require(isinstance(value, list | str) and len(value) > 0, f"{key} must be a non-empty list of EXIF tags, "
-                                                                f"got {value!r}")
+def _tags(key: str, value: object) -> tuple[str, ...]:
+    if not isinstance(value, list | str) or not value:
+        raise ConfigError(f"{key} must be a non-empty list of EXIF tags, got {value!r}")
     try:
         return resolve_tags(value)
     except UnknownNameError as exc:
         raise ConfigError(f"{key}: {exc.args[0]}") from exc
 
 
-def _check_setting(key: str, name: str, value: Any, tag_subsets: Mapping[str, tuple[str, ...]]) -> None:
+def _check_setting(key: str, name: str, value: object, tag_subsets: Mapping[str, tuple[str, ...]]) -> None:
     """Check one value of a trial setting by building a TrialConfig with it."""
     from exifray.models.registry import get_backbone_spec
 
@@ -166,8 +169,9 @@ def _check_setting(key: str, name: str, value: Any, tag_subsets: Mapping[str, tu
         raise ConfigError(f"{key}: {exc.args[0]}") from exc
 
 
-def _fixed(data: Any, tag_subsets: Mapping[str, tuple[str, ...]]) -> dict[str, Any]:
-    require(isinstance(data, dict), f"fixed must be a mapping of trial settings, got {data!r}")
+def _fixed(data: object, tag_subsets: Mapping[str, tuple[str, ...]]) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise ConfigError(f"fixed must be a mapping of trial settings, got {data!r}")
     _unknown_keys(data, _TRIAL_FIELDS, "fixed.")
     for name, value in data.items():
         _check_setting(f"fixed.{name}", name, value, tag_subsets)
@@ -177,8 +181,9 @@ def _fixed(data: Any, tag_subsets: Mapping[str, tuple[str, ...]]) -> dict[str, A
     return fixed
 
 
-def _params(data: Any, fixed: Mapping[str, Any], tag_subsets: Mapping[str, tuple[str, ...]]) -> tuple[Param, ...]:
-    require(isinstance(data, dict), f"params must be a mapping of setting -> operator, got {data!r}")
+def _params(data: object, fixed: Mapping[str, Any], tag_subsets: Mapping[str, tuple[str, ...]]) -> tuple[Param, ...]:
+    if not isinstance(data, dict):
+        raise ConfigError(f"params must be a mapping of setting -> operator, got {data!r}")
     _unknown_keys(data, _TRIAL_FIELDS, "params.")
     params = []
     for name, spec in data.items():
@@ -226,7 +231,7 @@ def _param(key: str, name: str, kind: str, values: Any, tag_subsets: Mapping[str
     return Param(name, kind, (float(low), float(high)))
 
 
-def _yaml_number(value: Any) -> Any:
+def _yaml_number(value: object) -> object:
     """PyYAML reads `1e-4` (no dot) as a string; accept it as the number the user meant."""
     if isinstance(value, str):
         try:
@@ -236,10 +241,11 @@ def _yaml_number(value: Any) -> Any:
     return value
 
 
-def _scheduler(data: Any) -> Scheduler:
+def _scheduler(data: object) -> Scheduler:
     if isinstance(data, str) or data is None:
         data = {"type": data or "none"}
-    require(isinstance(data, dict), f"scheduler must be asha, median, none or a mapping, got {data!r}")
+    if not isinstance(data, dict):
+        raise ConfigError(f"scheduler must be asha, median, none or a mapping, got {data!r}")
     _unknown_keys(data, ("type", "grace_period", "reduction_factor", "max_t", "min_samples_required"), "scheduler.")
     kind = data.get("type", "asha")
     require(kind in SCHEDULERS, f"scheduler.type must be one of {', '.join(SCHEDULERS)}, got {kind!r}")

@@ -225,7 +225,7 @@ def _define_by_run(space: SearchSpace, trial: optuna.Trial) -> None:
     return space.define_by_run(trial)
 
 
-def build_trainable(plan: SweepPlan, data: Mapping[int | None, DatasetArrays]) -> Any:
+def build_trainable(plan: SweepPlan, data: Mapping[int | None, DatasetArrays]) -> type[tune.Trainable]:
     from ray import tune
 
     resources = {"cpu": plan.config.resources.cpus, "gpu": plan.config.resources.gpus}
@@ -237,7 +237,7 @@ def trial_dirname(trial: Trial) -> str:
     return f"trial_{trial.trial_id}"
 
 
-def build_tuner(plan: SweepPlan, trainable: Any, storage_path: str, name: str) -> tune.Tuner:
+def build_tuner(plan: SweepPlan, trainable: type[tune.Trainable], storage_path: str, name: str) -> tune.Tuner:
     from ray import tune
 
     from exifray.sweep_callback import tune_callback

@@ -14,7 +14,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from exifray import schema
 from exifray.experiment import JOURNAL_FILE, LEADERBOARD_FILE, ExperimentFiles
@@ -37,18 +37,20 @@ class SweepCallback:
         self.space, self.storage_path, self.name = space, storage_path, name
         self.best_val: dict[str, float] = {}
         self.intermediate: dict[str, dict[int, float]] = {}
-        self._bar: tqdm[Any] | None = None
+        self._bar: tqdm | None = None
         self._last_log = 0.0
 
     # Tune's Callback interface (duck-typed so this module imports without Ray; wrapped in `tune_callback`)
-    def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict[str, Any],
+    def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict[str, object],
                         **_: object) -> None:
         value = result.get(schema.VAL_F1_MACRO)
         if isinstance(value, int | float) and math.isfinite(value):
             self.best_val[trial.trial_id] = max(value, self.best_val.get(trial.trial_id, -math.inf))
         metric = result.get(self.space.metric)
         if isinstance(metric, int | float) and math.isfinite(metric) and not schema.is_final(result):
-            self.intermediate.setdefault(trial.trial_id, {})[int(result.get("training_iteration", 0))] = float(metric)
+            reported = result.get("training_iteration", 0)
+            step = reported if isinstance(reported, int) else 0
+            self.intermediate.setdefault(trial.trial_id, {})[step] = float(metric)
         self._progress(trials, force=False)
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **_: object) -> None:
@@ -98,7 +100,7 @@ class SweepCallback:
         else:
             state = optuna.trial.TrialState.FAIL
         intermediate = self.intermediate.get(trial.trial_id, {}) if not self.space.multi_objective else {}
-        attrs: dict[str, Any] = {"tune_trial_id": trial.trial_id, "status": status,
+        attrs: dict[str, object] = {"tune_trial_id": trial.trial_id, "status": status,
                  **{key: result[key] for key in (schema.TEST_F1_MACRO, schema.EMISSIONS_KG, schema.ENERGY_KWH,
                                                  schema.TRAIN_TIME_S) if isinstance(result.get(key), int | float)}}
         error = error_summary(trial)
@@ -173,7 +175,7 @@ class SweepCallback:
             logger.info("sweep %s: %d/%d trials done (%d running, %d errored), best val_f1_macro %.3f", self.name,
                         done, self.space.total_trials, summary["running"], summary["errored"], best)
 
-    def __getstate__(self) -> dict[str, Any]:
+    def __getstate__(self) -> dict[str, object]:
         state = self.__dict__.copy()
         state["_bar"] = None
         return state

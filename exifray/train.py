@@ -45,6 +45,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# A batch: model inputs by name, with targets when training.
+Batch = tuple[dict[str, np.ndarray], np.ndarray] | tuple[dict[str, np.ndarray]]
 Report = Callable[[dict[str, Any], "TrainingState"], None]  # (epoch metrics, state after the epoch) → None
 
 
@@ -109,7 +111,7 @@ def array_batches(inputs: dict[str, np.ndarray], targets: np.ndarray | None, bat
         def __len__(self) -> int:
             return math.ceil(n / batch_size)
 
-        def __getitem__(self, index: int) -> Any:
+        def __getitem__(self, index: int) -> Batch:
             rows = self.order[index * batch_size:(index + 1) * batch_size]
             x = {key: value[rows] for key, value in inputs.items()}
             return (x, targets[rows]) if targets is not None else (x,)
@@ -158,16 +160,16 @@ class TrainingState:
         self.start_phase(phase)
 
         class Callback(keras.callbacks.Callback):
-            def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            def on_epoch_begin(self, epoch: int, logs: dict[str, float] | None = None) -> None:
                 loop._started = time.perf_counter()
                 loop.emissions.start_segment(f"{phase}-epoch{loop.epoch + 1}")
 
-            def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
                 loop.end_epoch(logs or {})
 
         return Callback()
 
-    def end_epoch(self, logs: dict[str, Any]) -> None:
+    def end_epoch(self, logs: dict[str, float]) -> None:
         self.epoch += 1
         self.phase_epoch += 1
         loss = float(logs.get("loss", math.nan))

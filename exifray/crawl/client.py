@@ -18,17 +18,19 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 from aiolimiter import AsyncLimiter
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from exifray.config import ClientConfig
 from exifray.errors import ExifrayError
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 TRANSIENT_CODES = frozenset({105, 106})
 INVALID_KEY_CODE = 100
@@ -96,7 +98,7 @@ class FlickrClient:
             await self._session.close()
 
     # --- public calls ---------------------------------------------------------------------------
-    async def call(self, method: str, **params: Any) -> dict[str, Any]:
+    async def call(self, method: str, **params: str | int | None) -> dict[str, Any]:
         """One REST method; returns the `stat: ok` body or raises FlickrError / InvalidKeyError / GaveUp."""
         data = {"method": method, "api_key": self._api_key, "format": "json", "nojsoncallback": "1",
                 **{key: str(value) for key, value in params.items() if value is not None}}
@@ -107,7 +109,7 @@ class FlickrClient:
         return await self._retrying("image", lambda: self._download_once(url))
 
     # --- internals ------------------------------------------------------------------------------
-    async def _retrying(self, what: str, attempt: Any) -> Any:
+    async def _retrying(self, what: str, attempt: Callable[[], Awaitable[T]]) -> T:
         retrying = AsyncRetrying(stop=stop_after_attempt(self.config.max_attempts),
                                  wait=self._wait, retry=retry_if_exception_type(TransientError), reraise=True)
         try:
@@ -120,7 +122,7 @@ class FlickrClient:
             raise GaveUp(f"{what}: gave up after {self.config.max_attempts} attempts: {exc}") from None
         raise AssertionError("unreachable")
 
-    def _wait(self, state: Any) -> float:
+    def _wait(self, state: RetryCallState) -> float:
         backoff = wait_exponential_jitter(initial=self.config.backoff_initial_s, max=self.config.backoff_max_s)(state)
         error = state.outcome.exception() if state.outcome else None
         retry_after = getattr(error, "retry_after", None)

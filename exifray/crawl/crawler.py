@@ -119,7 +119,7 @@ class Crawler:
     # --- listing --------------------------------------------------------------------------------
     async def _page(self, page: int) -> dict[str, Any]:
         config = self.config
-        common = {"per_page": config.per_page, "page": page, "extras": "media,license"}
+        common: dict[str, str | int | None] = {"per_page": config.per_page, "page": page, "extras": "media,license"}
         try:
             if config.mode == "group":
                 body = await self.client.call("flickr.groups.pools.getPhotos", group_id=config.target,

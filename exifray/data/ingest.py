@@ -22,7 +22,7 @@ import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -42,6 +42,9 @@ from exifray.exif.encode import ExifEncoder
 from exifray.exif.parse import ExifReading, read_flickr_exif, read_jpeg_exif, read_mirflickr_exif
 from exifray.exif.tags import CATALOGUE, TAG_NAMES
 from exifray.fsutil import atomic_write_json, atomic_write_jsonl, staged_directory
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 logger = logging.getLogger(__name__)
 
@@ -202,7 +205,7 @@ def decode_record(record: dict[str, Any], sizes: tuple[int, ...], max_pixels: in
 
 # --- one shard (a Ray Data task) ---------------------------------------------------------------
 
-def _shard_schema(sizes: tuple[int, ...]) -> Any:
+def _shard_schema(sizes: tuple[int, ...]) -> pa.Schema:
     import pyarrow as pa
 
     fields = [pa.field(schema.COL_PHOTO_ID, pa.string()), pa.field(schema.COL_LABELS, pa.list_(pa.string())),

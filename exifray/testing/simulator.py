@@ -223,18 +223,18 @@ class FlickrSimulator:
         return web.Response(body=photo.jpeg, content_type="image/jpeg")
 
     # --- methods --------------------------------------------------------------------------------
-    def _licenses(self, params: dict[str, str]) -> dict[str, Any]:
+    def _licenses(self, params: dict[str, str]) -> dict[str, object]:
         return {"licenses": {"license": [{"id": 0, "name": "All Rights Reserved", "url": ""},
                                          {"id": "4", "name": "Attribution License",
                                           "url": "https://creativecommons.org/licenses/by/2.0/"}]}, "stat": "ok"}
 
-    def _photo_or_fail(self, params: dict[str, str], method: str) -> SimPhoto | dict[str, Any]:
+    def _photo_or_fail(self, params: dict[str, str], method: str) -> SimPhoto | dict[str, object]:
         photo = self.photos.get(params.get("photo_id", ""))
         if photo is None or photo.deleted:
             return _fail(1, METHOD_ERRORS[method][1])
         return photo
 
-    def _get_exif(self, params: dict[str, str]) -> dict[str, Any]:
+    def _get_exif(self, params: dict[str, str]) -> dict[str, object]:
         photo = self._photo_or_fail(params, "flickr.photos.getExif")
         if not isinstance(photo, SimPhoto):
             return photo
@@ -243,7 +243,7 @@ class FlickrSimulator:
         return {"photo": {"id": photo.id, "secret": photo.secret, "server": photo.server, "farm": 66,
                           "camera": "", "exif": []}, "stat": "ok"}
 
-    def _get_info(self, params: dict[str, str]) -> dict[str, Any]:
+    def _get_info(self, params: dict[str, str]) -> dict[str, object]:
         photo = self._photo_or_fail(params, "flickr.photos.getInfo")
         if not isinstance(photo, SimPhoto):
             return photo
@@ -251,7 +251,7 @@ class FlickrSimulator:
                           "license": photo.license, "media": photo.media, "title": {"_content": photo.text},
                           "visibility": {"ispublic": 1, "isfriend": 0, "isfamily": 0}}, "stat": "ok"}
 
-    def _page(self, ids: list[str], params: dict[str, str]) -> dict[str, Any]:
+    def _page(self, ids: list[str], params: dict[str, str]) -> dict[str, object]:
         per_page = min(max(_int(params.get("per_page"), 100), 1), 500)
         page = max(_int(params.get("page"), 1), 1)
         pages = max(1, math.ceil(len(ids) / per_page))
@@ -260,7 +260,7 @@ class FlickrSimulator:
         photos = []
         for photo_id in chosen:
             photo = self.photos[photo_id]
-            item: dict[str, Any] = {"id": photo.id, "owner": "12037949754@N01", "secret": photo.secret,
+            item: dict[str, object] = {"id": photo.id, "owner": "12037949754@N01", "secret": photo.secret,
                                     "server": photo.server, "farm": 66, "title": photo.text, "ispublic": 1,
                                     "isfriend": 0, "isfamily": 0}
             if "media" in extras:
@@ -272,7 +272,7 @@ class FlickrSimulator:
         return {"photos": {"page": page, "pages": pages, "perpage": str(per_page),
                            "total": str(len(ids)) if page % 2 == 0 else len(ids), "photo": photos}, "stat": "ok"}
 
-    def _search(self, params: dict[str, str]) -> dict[str, Any]:
+    def _search(self, params: dict[str, str]) -> dict[str, object]:
         text = params.get("text", "").strip().lower()
         if not text and not params.get("tags"):
             return _fail(3, METHOD_ERRORS["flickr.photos.search"][3])
@@ -282,7 +282,7 @@ class FlickrSimulator:
             ids = [pid for pid in ids if self.photos[pid].media == "photo"]
         return self._page(ids, params)
 
-    def _pool(self, params: dict[str, str]) -> dict[str, Any]:
+    def _pool(self, params: dict[str, str]) -> dict[str, object]:
         group = params.get("group_id", "")
         if group not in self.groups:
             return _fail(1, METHOD_ERRORS["flickr.groups.pools.getPhotos"][1])
@@ -316,11 +316,11 @@ def handler_target(method: str, params: Mapping[str, str]) -> str | None:
     return None
 
 
-def _fail(code: int, message: str) -> dict[str, Any]:
+def _fail(code: int, message: str) -> dict[str, object]:
     return {"stat": "fail", "code": code, "message": message}
 
 
-def _json(body: dict[str, Any]) -> web.Response:
+def _json(body: dict[str, object]) -> web.Response:
     return web.Response(body=json.dumps(body).encode("utf-8"), content_type="application/json")
 
 
