@@ -22,7 +22,14 @@ from typing import TYPE_CHECKING, Any, Final
 
 from exifray import schema
 from exifray.errors import ConfigError, InputNotFoundError
-from exifray.fsutil import atomic_write_bytes, filesystem_and_path, is_uri
+from exifray.fsutil import (
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_jsonl,
+    filesystem_and_path,
+    is_uri,
+    jsonable,
+)
 
 if TYPE_CHECKING:
     import optuna
@@ -30,6 +37,7 @@ if TYPE_CHECKING:
     import pyarrow.fs as pafs
 
     from exifray.space import SearchSpace, SweepPlan
+    from exifray.train import TrialResult
 
 SWEEP_FILE: Final = "sweep.yaml"
 JOURNAL_FILE: Final = "optuna.journal"
@@ -127,6 +135,21 @@ class ExperimentFiles:
             return False
         listing = self.fs.get_file_info(pafs.FileSelector(self.root))
         return any(Path(info.path).name.startswith("experiment_state") for info in listing)
+
+
+def save_trial(result: TrialResult, out_dir: str | Path) -> None:
+    """A trial's final folder (TRIAL_FILES; a bundle has the same): `model.keras`, `metrics.json`, `settings.json`
+    and `history.jsonl`, each written atomically."""
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out, prefix=".tmp-model-") as staging:
+        staged = Path(staging) / schema.MODEL_FILE
+        result.model.save(staged)
+        staged.replace(out / schema.MODEL_FILE)
+    atomic_write_json(out / schema.METRICS_FILE, jsonable(result.metrics))
+    atomic_write_json(out / schema.SETTINGS_FILE, result.settings)
+    atomic_write_jsonl(out / schema.HISTORY_FILE, (jsonable(row) for row in result.history))
 
 
 def trial_error_marker(trial_dir: str | Path) -> Path:

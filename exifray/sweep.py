@@ -32,6 +32,7 @@ from exifray.experiment import (
     SWEEP_FILE,
     ExperimentFiles,
     experiment_trials,
+    save_trial,
     space_yaml,
     storage_uri,
     trial_error_marker,
@@ -147,7 +148,7 @@ def sweep_trainable(config: dict[str, Any], *, plan: SweepPlan, data: Mapping[in
     """
     from ray import tune
 
-    from exifray.train import TrialFailed, run_trial, save_trial
+    from exifray.train import TrialFailed, run_trial
 
     marker = trial_error_marker(tune.get_context().get_trial_dir())
     if marker.exists():

@@ -33,8 +33,8 @@ from exifray.config import TrialConfig
 from exifray.data.dataset import DatasetArrays, SplitArrays, load_arrays, read_card
 from exifray.errors import ConfigError, ExifrayError
 from exifray.exif.encode import ExifEncoder
-from exifray.experiment import BEST_WEIGHTS_FILE, RESUME_FILE
-from exifray.fsutil import atomic_write_json, atomic_write_jsonl, jsonable
+from exifray.experiment import BEST_WEIGHTS_FILE, RESUME_FILE, save_trial
+from exifray.fsutil import atomic_write_json, jsonable
 from exifray.metrics import crossentropy, f1_scores
 
 if TYPE_CHECKING:
@@ -423,19 +423,3 @@ def _final_metrics(loop: TrainingState, test: dict[str, float], latency: float, 
             "gpu_energy_kwh": totals.gpu_energy_kwh, "ram_energy_kwh": totals.ram_energy_kwh,
             "train_photos": len(data.train), "val_photos": len(data.val), "test_photos": len(data.test),
             schema.FINAL_RESULT: True}
-
-
-def save_trial(result: TrialResult, out_dir: str | Path) -> None:
-    """A trial's final folder (the EXPERIMENT DIR's TRIAL_FILES): `model.keras`, `metrics.json`, `settings.json`
-    and `history.jsonl`, each written atomically."""
-    import tempfile
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out, prefix=".tmp-model-") as staging:
-        staged = Path(staging) / schema.MODEL_FILE
-        result.model.save(staged)
-        staged.replace(out / schema.MODEL_FILE)
-    atomic_write_json(out / schema.METRICS_FILE, jsonable(result.metrics))
-    atomic_write_json(out / schema.SETTINGS_FILE, result.settings)
-    atomic_write_jsonl(out / schema.HISTORY_FILE, (jsonable(row) for row in result.history))

@@ -144,6 +144,33 @@ def test_reingest_gives_the_same_dataset_and_leaves_no_staging(
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".tmp-")]
 
 
+def test_card_carries_a_content_identity_and_a_manifest_that_readers_follow(ingested: tuple[Path, object],
+                                                                            tmp_path: Path) -> None:
+    import hashlib
+    import shutil
+
+    from exifray.data.card import DatasetCard, ShardFile, dataset_id, read_card
+    from exifray.data.dataset import load_arrays
+
+    out, _ = ingested
+    card = read_card(out)
+    assert isinstance(card, DatasetCard) and card.version == 2
+    files = sorted((out / schema.SHARDS_DIR).glob("part-*.parquet"))
+    assert [s.path for s in card.shards] == [f"{schema.SHARDS_DIR}/{p.name}" for p in files]
+    for shard, path in zip(card.shards, files, strict=True):
+        assert shard.sha256 == hashlib.sha256(path.read_bytes()).hexdigest() and shard.bytes == path.stat().st_size
+    assert sum(s.rows for s in card.shards) == card.photos
+    assert card.dataset_id == dataset_id(card.shards) and len(card.dataset_id) == 64
+    assert card.dataset_id != dataset_id([ShardFile(s.path, s.rows, s.bytes, "0" * 64) for s in card.shards])
+    assert card.resolve_image_size(None) == 16 and card.resolve_image_size(32) == 32
+    # A file the manifest does not list is not part of the dataset.
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    shutil.copy(files[0], copy / schema.SHARDS_DIR / "part-99999.parquet")
+    arrays = load_arrays(copy, 16)
+    assert len(arrays.train) + len(arrays.val) + len(arrays.test) == card.photos
+
+
 def test_splits_are_stable_when_photos_are_added(dirty_crawl: tuple[Path, Path, list[PhotoRecord]],
                                                  ray_local: None, tmp_path: Path) -> None:
     a, _, _ = dirty_crawl

@@ -32,4 +32,6 @@ def test_search_space_smoke_test_runs_one_trial(path: Path, smoke_dataset: Path,
     assert 0 <= board.loc[0, "test_f1_macro"] <= 1 and board.loc[0, "emissions_kg"] > 0
     if board.loc[0, "modality"] != "exif":
         assert board.loc[0, "backbone"] == "TestTinyCNN"
-    assert "sweep finished" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert out.startswith("--smoke-test changed: ") and "sweep finished" in out
+    assert " -> 1" in out.splitlines()[0]  # every shipped file trains longer: the first line says it was cut to 1
