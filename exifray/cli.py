@@ -10,80 +10,19 @@ Errors a user can cause end in one line on stderr and a non-zero exit, never a t
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, NoReturn, TypeAlias
 
 from exifray import __version__, schema
-from exifray.config import CRAWL_MODES, ClientConfig, CrawlConfig, IngestConfig, TrialConfig, field_of
+from exifray.cli_args import EXIT_USAGE, Commands, Parser, float_triple, int_list, setting_flag, str_list, values
+from exifray.config import CRAWL_MODES, ClientConfig, CrawlConfig, IngestConfig, TrialConfig
 from exifray.errors import ExifrayError
 
 logger = logging.getLogger("exifray")
-Commands: TypeAlias = "argparse._SubParsersAction[_Parser]"  # what `add_subparsers` returns
-EXIT_USAGE, EXIT_FAILURE = 2, 1
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line: `exifray ingest: error: ... (see --help)`."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def _int_list(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not values:
-        raise argparse.ArgumentTypeError(f"expected at least one integer, got {text!r}")
-    return values
-
-
-def _float_triple(text: str) -> tuple[float, float, float]:
-    try:
-        values = tuple(float(part) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected three comma-separated fractions, got {text!r}") from None
-    if len(values) != 3:
-        raise argparse.ArgumentTypeError(f"expected three fractions train,val,test, got {text!r}")
-    return values[0], values[1], values[2]
-
-
-def _str_list(text: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in text.split(",") if part.strip())
-
-
-# --- flags from the config dataclasses (their defaults, choices and help live there) ---------------------
-
-def _shown(default: object) -> str:
-    if isinstance(default, tuple | list):
-        return ",".join(map(str, default)) or "none"
-    return "none" if default is None or default == "" else str(default)
-
-
-def _setting(parser: argparse.ArgumentParser, flag: str, cls: type, name: str, *, keep_default: bool = True,
-             **options: Any) -> None:
-    """`--flag` for the field `cls.name`: its help, choices and default come from the dataclass. With
-    `keep_default=False` the flag defaults to None (the setting is only passed on when given)."""
-    spec = field_of(cls, name)
-    default = spec.default if spec.default is not dataclasses.MISSING else None
-    help_text = f"{spec.metadata.get('help', '')} (default: {_shown(default)})"
-    if spec.metadata.get("choices") and "action" not in options:
-        options.setdefault("choices", spec.metadata["choices"])
-    if options.get("action") == "store_true":
-        keep_default = True
-    parser.add_argument(flag, dest=name, default=default if keep_default else None, help=help_text, **options)
-
-
-def _values(args: argparse.Namespace, cls: type, skip: tuple[str, ...] = ()) -> dict[str, Any]:
-    """The flags of `cls`'s fields that `_setting` added (absent or None flags left out)."""
-    return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
-            if f.name not in skip and getattr(args, f.name, None) is not None}
+EXIT_FAILURE = 1
 
 
 # --- subcommands -------------------------------------------------------------------------------
@@ -93,18 +32,18 @@ def _add_synth(commands: Commands) -> None:
 
     synth = commands.add_parser("synth", help="write a synthetic Flickr-shaped CRAWL DIR (demo data)")
     synth.add_argument("out", help="output crawl directory")
-    _setting(synth, "--scenario", SynthConfig, "scenario")
+    setting_flag(synth, "--scenario", SynthConfig, "scenario")
     for name in ("photos", "seed", "image_size"):
-        _setting(synth, f"--{name.replace('_', '-')}", SynthConfig, name, type=int)
+        setting_flag(synth, f"--{name.replace('_', '-')}", SynthConfig, name, type=int)
     for name in ("image_signal", "exif_signal", "label_noise"):
-        _setting(synth, f"--{name.replace('_', '-')}", SynthConfig, name, type=float)
+        setting_flag(synth, f"--{name.replace('_', '-')}", SynthConfig, name, type=float)
     synth.set_defaults(func=cmd_synth)
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
     from exifray.data.synth import SynthConfig, generate
 
-    config = SynthConfig(**_values(args, SynthConfig))
+    config = SynthConfig(**values(args, SynthConfig))
     records = generate(args.out, config)
     print(f"synth: {len(records)} photos ({config.scenario}, seed {config.seed}) written to {args.out}")
     return 0
@@ -135,30 +74,31 @@ def _add_ingest(commands: Commands) -> None:
     ingest = commands.add_parser("ingest", help="decode photos and EXIF once into a Parquet DATASET DIR (Ray Data)")
     ingest.add_argument("inputs", nargs="+", help="crawl dirs (or thesis / MIRFLICKR / label-folder layouts)")
     ingest.add_argument("--out", required=True, help="dataset directory to write (replaced atomically)")
-    _setting(ingest, "--sizes", IngestConfig, "sizes", type=_int_list)
-    _setting(ingest, "--labels", IngestConfig, "label_level")
-    _setting(ingest, "--label-mode", IngestConfig, "label_mode")
-    _setting(ingest, "--concepts", IngestConfig, "concepts", type=_str_list)
-    _setting(ingest, "--format", IngestConfig, "input_format")
-    _setting(ingest, "--split", IngestConfig, "split_fractions", type=_float_triple)
+    setting_flag(ingest, "--sizes", IngestConfig, "sizes", type=int_list)
+    setting_flag(ingest, "--labels", IngestConfig, "label_level")
+    setting_flag(ingest, "--label-mode", IngestConfig, "label_mode")
+    setting_flag(ingest, "--concepts", IngestConfig, "concepts", type=str_list)
+    setting_flag(ingest, "--format", IngestConfig, "input_format")
+    setting_flag(ingest, "--split", IngestConfig, "split_fractions", type=float_triple)
     for name in ("seed", "shard_size", "max_pixels", "num_cpus"):
-        _setting(ingest, f"--{name.replace('_', '-')}", IngestConfig, name, type=int)
-    _setting(ingest, "--address", IngestConfig, "address")
+        setting_flag(ingest, f"--{name.replace('_', '-')}", IngestConfig, name, type=int)
+    setting_flag(ingest, "--address", IngestConfig, "address")
     ingest.set_defaults(func=cmd_ingest)
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     from exifray.data.ingest import run_ingest
 
-    config = IngestConfig(inputs=tuple(args.inputs), out=args.out, **_values(args, IngestConfig, ("inputs", "out")))
+    config = IngestConfig(inputs=tuple(args.inputs), out=args.out, **values(args, IngestConfig, ("inputs", "out")))
     print(run_ingest(config).line())
     return 0
 
 
 _TRAIN_FLAGS: dict[str, Callable[[str], object]] = {
     "modality": str, "backbone": str, "weights": str, "image_size": int, "fine_tune_layers": int,
-    "exif_tags": _str_list, "fusion_width": int, "learning_rate": float, "batch_size": int, "epochs": int,
-    "fine_tune_epochs": int, "dropout": float, "seed": int, "country": str, "threads": int}
+    "exif_tags": str_list, "fusion_width": int, "learning_rate": float, "batch_size": int, "epochs": int,
+    "fine_tune_epochs": int, "dropout": float, "seed": int, "country": str, "threads": int, "precision": str,
+    "feature_cache": str}
 
 
 def _add_train(commands: Commands) -> None:
@@ -166,9 +106,10 @@ def _add_train(commands: Commands) -> None:
     train.add_argument("--data", required=True, help="dataset directory from `exifray ingest`")
     train.add_argument("--out", required=True, help="where model.keras, metrics.json, settings.json go")
     for name, kind in _TRAIN_FLAGS.items():
-        _setting(train, f"--{name.replace('_', '-')}", TrialConfig, name, type=kind, keep_default=False)
-    _setting(train, "--augment", TrialConfig, "augment", action="store_const", const=True, keep_default=False)
-    _setting(train, "--patience", TrialConfig, "early_stopping_patience", type=int, keep_default=False)
+        setting_flag(train, f"--{name.replace('_', '-')}", TrialConfig, name, type=kind, keep_default=False)
+    for flag, name in (("--augment", "augment"), ("--jit-compile", "jit_compile")):
+        setting_flag(train, flag, TrialConfig, name, action="store_const", const=True, keep_default=False)
+    setting_flag(train, "--patience", TrialConfig, "early_stopping_patience", type=int, keep_default=False)
     train.set_defaults(func=cmd_train)
 
 
@@ -176,7 +117,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from exifray.models.registry import get_backbone_spec
     from exifray.train import run_trial
 
-    config = TrialConfig.from_tune(_values(args, TrialConfig))
+    config = TrialConfig.from_tune(values(args, TrialConfig))
     get_backbone_spec(config.backbone)  # fail on an unknown name before loading TensorFlow
     result = run_trial(config, args.data, out_dir=args.out)
     print(json.dumps({key: result.metrics[key] for key in (
@@ -191,23 +132,23 @@ def _add_crawl(commands: Commands) -> None:
     crawl.add_argument("mode", choices=CRAWL_MODES, help="a group pool, a text search, or a thesis metadata file")
     crawl.add_argument("target", help="GROUP_ID, search TEXT, or METADATA.json")
     crawl.add_argument("--out", required=True, help="crawl directory (re-runs resume)")
-    _setting(crawl, "--exif", CrawlConfig, "exif", action="store_true")
-    _setting(crawl, "--require-tags", CrawlConfig, "require_tags", type=_str_list)
-    _setting(crawl, "--size", CrawlConfig, "size")
+    setting_flag(crawl, "--exif", CrawlConfig, "exif", action="store_true")
+    setting_flag(crawl, "--require-tags", CrawlConfig, "require_tags", type=str_list)
+    setting_flag(crawl, "--size", CrawlConfig, "size")
     for name in ("per_page", "start_page", "page_limit"):
-        _setting(crawl, f"--{name.replace('_', '-')}", CrawlConfig, name, type=int)
-    _setting(crawl, "--filter-tag", CrawlConfig, "filter_tag")
-    _setting(crawl, "--label", CrawlConfig, "labels", type=_str_list)
-    _setting(crawl, "--metadata-only", CrawlConfig, "metadata_only", action="store_true")
-    _setting(crawl, "--metadata-out", CrawlConfig, "metadata_out")
-    _setting(crawl, "--concurrency", ClientConfig, "concurrency", type=int)
-    _setting(crawl, "--rate-limit", ClientConfig, "rate_limit", type=float)
-    _setting(crawl, "--progress-every", CrawlConfig, "progress_every_s", type=float)
-    _setting(crawl, "--timeout", ClientConfig, "read_timeout_s", type=float)
-    _setting(crawl, "--max-attempts", ClientConfig, "max_attempts", type=int)
-    _setting(crawl, "--backoff", ClientConfig, "backoff_initial_s", type=float)
-    _setting(crawl, "--api-url", ClientConfig, "api_url")
-    _setting(crawl, "--static-url", ClientConfig, "static_url")
+        setting_flag(crawl, f"--{name.replace('_', '-')}", CrawlConfig, name, type=int)
+    setting_flag(crawl, "--filter-tag", CrawlConfig, "filter_tag")
+    setting_flag(crawl, "--label", CrawlConfig, "labels", type=str_list)
+    setting_flag(crawl, "--metadata-only", CrawlConfig, "metadata_only", action="store_true")
+    setting_flag(crawl, "--metadata-out", CrawlConfig, "metadata_out")
+    setting_flag(crawl, "--concurrency", ClientConfig, "concurrency", type=int)
+    setting_flag(crawl, "--rate-limit", ClientConfig, "rate_limit", type=float)
+    setting_flag(crawl, "--progress-every", CrawlConfig, "progress_every_s", type=float)
+    setting_flag(crawl, "--timeout", ClientConfig, "read_timeout_s", type=float)
+    setting_flag(crawl, "--max-attempts", ClientConfig, "max_attempts", type=int)
+    setting_flag(crawl, "--backoff", ClientConfig, "backoff_initial_s", type=float)
+    setting_flag(crawl, "--api-url", ClientConfig, "api_url")
+    setting_flag(crawl, "--static-url", ClientConfig, "static_url")
     crawl.set_defaults(func=cmd_crawl)
 
 
@@ -216,9 +157,9 @@ def cmd_crawl(args: argparse.Namespace) -> int:
 
     from exifray.crawl.crawler import crawl
 
-    client = ClientConfig(**_values(args, ClientConfig))
+    client = ClientConfig(**values(args, ClientConfig))
     config = CrawlConfig(mode=args.mode, target=args.target, out=args.out, client=client,
-                         **_values(args, CrawlConfig, ("mode", "target", "out", "client")))
+                         **values(args, CrawlConfig, ("mode", "target", "out", "client")))
     report = asyncio.run(crawl(config, os.environ.get("FLICKR_API_KEY", "")))
     print(report.line())
     for photo_id, reason in list(report.failed.items())[:10]:
@@ -382,19 +323,49 @@ def cmd_backbones(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_cache(commands: Commands) -> None:
+    cache = commands.add_parser("cache", help="list or remove FEATURE CACHE entries (pooled frozen-backbone "
+                                "features beside the experiments)")
+    cache.add_argument("action", choices=("list", "clear"), help="list the entries, or remove them")
+    cache.add_argument("--storage-path", default=None, help="where experiments live, a path or s3://... "
+                       "(default: ./experiments); the cache is its feature_cache/ folder")
+    cache.add_argument("--key", action="append", default=[], metavar="DIGEST",
+                       help="clear: only this entry (repeatable; default: every entry)")
+    cache.set_defaults(func=cmd_cache)
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from exifray.experiment import storage_uri
+    from exifray.feature_cache import FeatureCache
+
+    cache = FeatureCache.under(storage_uri(args.storage_path))
+    if args.action == "clear":
+        removed = cache.clear(args.key or None)
+        print(f"removed {len(removed)} entries from {cache.root_uri}")
+        return 0
+    entries = cache.entries()
+    for entry in entries:
+        key = entry["key"]
+        print(f"{entry['digest']}  {key['backbone']:<16} {key['image_size']:>4} px  {key['weights'][:19]:<19} "
+              f"{key['precision']:<14} dataset {key['dataset_id'][:12]}  {entry['bytes'] / 2**20:7.1f} MiB  "
+              f"built in {entry['build_s']:.1f} s  {entry['created']}")
+    print(f"{len(entries)} entries in {cache.root_uri}")
+    return 0
+
+
 # --- parser ------------------------------------------------------------------------------------
 
 _COMMANDS = (_add_synth, _add_exif, _add_ingest, _add_train, _add_crawl, _add_sweep, _add_leaderboard,
-             _add_export_best, _add_evaluate, _add_importance, _add_backbones)
+             _add_export_best, _add_evaluate, _add_importance, _add_backbones, _add_cache)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="exifray", description="Does EXIF make an image classifier better? Crawl, ingest, "
+    parser = Parser(prog="exifray", description="Does EXIF make an image classifier better? Crawl, ingest, "
                      "train and sweep image, EXIF and fusion classifiers on Ray.")
     parser.add_argument("--version", action="version", version=f"exifray {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="COMMAND")
     for add in _COMMANDS:
         add(commands)
     return parser

@@ -29,6 +29,8 @@ CRAWL_MODES: Final = ("group", "search", "photos")
 FLICKR_SIZES: Final = ("", "s", "q", "t", "m", "n", "w", "z", "c", "b", "h", "k", "3k", "4k", "f", "5k", "6k", "o")
 DEFAULT_API_URL: Final = "https://www.flickr.com/services/rest/"
 DEFAULT_STATIC_URL: Final = "https://live.staticflickr.com"
+PRECISIONS: Final = ("float32", "mixed_float16", "mixed_bfloat16")
+FEATURE_CACHE_MODES: Final = ("auto", "off")
 DEFAULT_COUNTRY: Final = "DEU"  # CodeCarbon's grid-intensity country when the config does not name one
 
 T = TypeVar("T")
@@ -94,6 +96,10 @@ class TrialConfig:
     seed: int = setting(0, "weights, shuffling and augmentation seed")
     country: str = setting(DEFAULT_COUNTRY, "ISO 3166 alpha-3 country for CodeCarbon's grid intensity")
     threads: int | None = setting(None, "TensorFlow threads (default: the CPUs Ray gave the trial)")
+    precision: str = setting("float32", "Keras dtype policy; outputs stay float32", choices=PRECISIONS)
+    jit_compile: bool = setting(False, "compile training steps with XLA")
+    feature_cache: str = setting("auto", "train the frozen-backbone head phase on cached pooled features (auto) or "
+                                         "through the backbone every epoch (off)", choices=FEATURE_CACHE_MODES)
 
     def __post_init__(self) -> None:
         require(self.modality in MODALITIES, f"modality must be one of {MODALITIES}, got {self.modality!r}")
@@ -113,6 +119,9 @@ class TrialConfig:
         require(len(self.country) == 3 and self.country.isalpha(),
                 f"country must be an ISO 3166 alpha-3 code such as 'DEU', got {self.country!r}")
         require(self.threads is None or self.threads >= 1, f"threads must be >= 1, got {self.threads!r}")
+        require(self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        require(self.feature_cache in FEATURE_CACHE_MODES,
+                f"feature_cache must be one of {FEATURE_CACHE_MODES}, got {self.feature_cache!r}")
 
     @property
     def uses_image(self) -> bool:

@@ -25,8 +25,11 @@ SETTING_COLUMNS: Final = ("modality", "backbone", "image_size", "fine_tune_layer
                           "learning_rate", "batch_size", "dropout")
 METRIC_COLUMNS: Final = (schema.VAL_F1_MACRO, schema.VAL_LOSS, schema.TEST_F1_MACRO, schema.TEST_F1_MICRO,
                          schema.TEST_ACCURACY, schema.EMISSIONS_KG, schema.ENERGY_KWH, schema.TRAIN_TIME_S,
-                         schema.EPOCHS, schema.PARAMS, schema.INFERENCE_MS)
-COLUMNS: Final = ("rank", "trial_id", "status", *SETTING_COLUMNS, *METRIC_COLUMNS, "checkpoint", "error")
+                         schema.EPOCHS, schema.PARAMS, schema.INFERENCE_MS, schema.FEATURE_BUILD_S,
+                         schema.FEATURE_BUILD_KG)
+TEXT_COLUMNS: Final = (schema.FEATURE_CACHE,)  # hit / built / off / not applicable
+COLUMNS: Final = ("rank", "trial_id", "status", *SETTING_COLUMNS, *METRIC_COLUMNS, *TEXT_COLUMNS, "checkpoint",
+                  "error")
 INTEGER_COLUMNS: Final = ("image_size", "fine_tune_layers", "fusion_width", "batch_size", schema.EPOCHS,
                           schema.PARAMS)
 _STATUS_ORDER: Final = {schema.STATUS_COMPLETE: 0, schema.STATUS_STOPPED: 1, schema.STATUS_RUNNING: 2,
@@ -57,6 +60,8 @@ def trial_row(trial_id: str, status: str, settings: Mapping[str, Any], result: M
         row[schema.VAL_F1_MACRO] = best_val
     if row[schema.EPOCHS] is None and result.get(schema.EPOCH) is not None:
         row[schema.EPOCHS] = _number(result.get(schema.EPOCH))
+    for name in TEXT_COLUMNS:
+        row[name] = result.get(name) if isinstance(result.get(name), str) else None
     row["checkpoint"] = checkpoint
     row["error"] = error
     return row

@@ -63,6 +63,11 @@ EPOCHS: Final = "epochs"
 BEST_EPOCH: Final = "best_epoch"
 RESUMED_FROM_EPOCH: Final = "resumed_from_epoch"
 FINE_TUNED_LAYERS: Final = "fine_tuned_layers"
+# Text a final result carries (Tune keeps it; the leaderboard shows it).
+FEATURE_CACHE: Final = "feature_cache"
+FEATURE_BUILD_S: Final = "feature_build_s"  # the trial that built a FEATURE CACHE entry: how long, how much CO2-eq
+FEATURE_BUILD_KG: Final = "feature_build_kg"
+FINAL_TEXT_KEYS: Final = (FEATURE_CACHE, "feature_cache_reason", "feature_cache_key")
 # The explicit marker of a trial's final report (the one with test metrics and the final checkpoint).
 FINAL_RESULT: Final = "final_result"
 

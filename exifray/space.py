@@ -188,6 +188,9 @@ class SearchSpace:
             settings["exif_tags"] = chosen or list(flags)
         if isinstance(settings.get("exif_tags"), str):
             settings["exif_tags"] = list(self.resolve_subset(settings["exif_tags"]))
+        if isinstance(settings.get("weights"), Mapping):  # one weights file per backbone
+            backbone = str(settings.get("backbone", TrialConfig.backbone))
+            settings["weights"] = settings["weights"].get(backbone, "auto")
         return settings
 
     def trial_config(self, config: Mapping[str, Any], threads: int | None = None) -> TrialConfig:

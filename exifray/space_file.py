@@ -34,6 +34,7 @@ from exifray.space import (
 
 _TOP_LEVEL: Final = ("name", "metric", "mode", "seed", "n_startup_trials", "num_samples", "max_concurrent",
                      "scheduler", "resources", "max_failures", "checkpoint_every", "tag_subsets", "fixed", "params")
+FIXED_ONLY: Final = ("feature_cache",)
 _TRIAL_FIELDS: Final = tuple(f.name for f in fields(TrialConfig) if f.name not in RESERVED)
 
 
@@ -174,6 +175,11 @@ def _fixed(data: object, tag_subsets: Mapping[str, tuple[str, ...]]) -> dict[str
         raise ConfigError(f"fixed must be a mapping of trial settings, got {data!r}")
     _unknown_keys(data, _TRIAL_FIELDS, "fixed.")
     for name, value in data.items():
+        if name == "weights" and isinstance(value, dict):  # {backbone: weights} for a sweep over backbones
+            for backbone, weights in value.items():
+                _check_setting(f"fixed.weights.{backbone}", "backbone", backbone, tag_subsets)
+                _check_setting(f"fixed.weights.{backbone}", name, weights, tag_subsets)
+            continue
         _check_setting(f"fixed.{name}", name, value, tag_subsets)
     fixed = dict(data)
     if isinstance(fixed.get("exif_tags"), list):
@@ -189,6 +195,8 @@ def _params(data: object, fixed: Mapping[str, Any], tag_subsets: Mapping[str, tu
     for name, spec in data.items():
         key = f"params.{name}"
         require(name not in fixed, f"{key}: is also in fixed; a setting is either fixed or swept")
+        require(name not in FIXED_ONLY, f"{key}: {name} is a fixed setting (it changes how trials run, not what they "
+                                        f"learn); put it under fixed")
         require(isinstance(spec, dict) and len(spec) == 1,
                  f"{key} must be one operator ({', '.join(OPERATORS)}) with its values, got {spec!r}")
         kind, values = next(iter(spec.items()))

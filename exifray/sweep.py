@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from ray.tune.schedulers import TrialScheduler
     from ray.tune.search import Searcher
 
+    from exifray.feature_cache import CacheAccess
     from exifray.train import TrainingState
 
 logger = logging.getLogger(__name__)
@@ -133,13 +134,15 @@ def finished_checkpoint(checkpoint: tune.Checkpoint) -> tune.Checkpoint | None:
 def _final_report(metrics: Mapping[str, Any], folder: str | Path) -> None:
     from ray import tune
 
-    final = {key: value for key, value in metrics.items() if isinstance(value, int | float)}
+    final = {key: value for key, value in metrics.items()
+             if isinstance(value, int | float) or key in schema.FINAL_TEXT_KEYS}
     final[schema.EPOCH] = metrics[schema.EPOCHS]
     final[schema.FINAL_RESULT] = True
     tune.report(final, checkpoint=tune.Checkpoint.from_directory(folder))
 
 
-def sweep_trainable(config: dict[str, Any], *, plan: SweepPlan, data: Mapping[int | None, DatasetArrays]) -> None:
+def sweep_trainable(config: dict[str, Any], *, plan: SweepPlan, data: Mapping[int | None, DatasetArrays],
+                    cache: CacheAccess | None = None) -> None:
     """One Tune trial: the foundation's `run_trial` with per-epoch reports and a final report with test metrics.
 
     A trial restarted by FailureConfig (its node or process was lost) continues from its last epoch's
@@ -167,7 +170,7 @@ def sweep_trainable(config: dict[str, Any], *, plan: SweepPlan, data: Mapping[in
             trial_config = plan.space.trial_config(config, threads=plan.config.resources.threads)
             report = functools.partial(_report_epoch, every=plan.config.checkpoint_every)
             result = run_trial(trial_config, _arrays_for(trial_config, data), report=report,
-                               resume=resume if (Path(resume) / RESUME_FILE).exists() else None)
+                               resume=resume if (Path(resume) / RESUME_FILE).exists() else None, cache=cache)
         except (TrialFailed, ConfigError, DataError, KeyError) as exc:
             marker.write_text(f"{type(exc).__name__}: {exc}", encoding="utf-8")
             raise
@@ -226,11 +229,19 @@ def _define_by_run(space: SearchSpace, trial: optuna.Trial) -> None:
     return space.define_by_run(trial)
 
 
-def build_trainable(plan: SweepPlan, data: Mapping[int | None, DatasetArrays]) -> type[tune.Trainable]:
+def build_trainable(plan: SweepPlan, data: Mapping[int | None, DatasetArrays],
+                    cache: CacheAccess | None = None) -> type[tune.Trainable]:
     from ray import tune
 
     resources = {"cpu": plan.config.resources.cpus, "gpu": plan.config.resources.gpus}
-    return tune.with_resources(tune.with_parameters(sweep_trainable, plan=plan, data=data), resources)
+    return tune.with_resources(tune.with_parameters(sweep_trainable, plan=plan, data=data, cache=cache), resources)
+
+
+def feature_cache_access(storage: str) -> CacheAccess:
+    """The FEATURE CACHE beside the experiments, and a coordinator actor owned by this driver."""
+    from exifray.feature_cache import CacheAccess, FeatureCache, coordinator
+
+    return CacheAccess(FeatureCache.under(storage), coordinator())
 
 
 def trial_dirname(trial: Trial) -> str:
@@ -288,7 +299,7 @@ def run_sweep(plan: SweepPlan, data_dir: str | Path, *, name: str | None = None,
     if resume:
         plan = _stored_plan(files, plan)
     # The arrays go straight into the object store; the driver keeps no copy of its own.
-    trainable = build_trainable(plan, load_sweep_data(plan.space, data_dir))
+    trainable = build_trainable(plan, load_sweep_data(plan.space, data_dir), feature_cache_access(storage))
     if resume:
         from ray import tune
 
@@ -384,6 +395,13 @@ def describe(result: SweepResult, space: SearchSpace, top: int = 10) -> str:
         else:
             lines.append(f"best {modality}: every trial was stopped early by the scheduler; best val_f1_macro "
                          f"{best[schema.VAL_F1_MACRO]:.3f} (trial {best['trial_id']}, no test metrics)")
+    builds = frame[schema.FEATURE_BUILD_KG].notna()
+    if builds.any():
+        lines.append(f"feature cache: {int(builds.sum())} entries built ({frame[schema.FEATURE_BUILD_S].sum():.0f} s, "
+                     f"{frame[schema.FEATURE_BUILD_KG].sum():.2e} kg CO2-eq), "
+                     f"{int((frame[schema.FEATURE_CACHE] == 'hit').sum())} trials read one")
+    total = frame[schema.EMISSIONS_KG].sum() + frame[schema.FEATURE_BUILD_KG].sum()
+    lines.append(f"emissions:    {total:.2e} kg CO2-eq in all (trials + each feature-cache build once)")
     lines += ["", f"experiment:   {result.experiment_dir}",
               f"leaderboard:  {result.experiment_dir}/{LEADERBOARD_FILE}",
               f"TensorBoard:  tensorboard --logdir {result.experiment_dir}",

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     import keras
 
     from exifray.emissions import EmissionsTotals, TrialEmissions
+    from exifray.feature_cache import CacheAccess, HeadFeatures
     from exifray.models.fusion import BuiltModel
 
 logger = logging.getLogger(__name__)
@@ -148,6 +149,15 @@ class TrainingState:
     @property
     def train_time_s(self) -> float:
         return self._train_time_before + time.perf_counter() - self._train_started
+
+    def use(self, model: keras.Model, val_inputs: dict[str, np.ndarray]) -> None:
+        """Train and validate `model` from now on (the head on cached features, or the full model). The best
+        weights so far move over: they are restored into the current model, then read from the new one (the two
+        share their head layers)."""
+        if model is not self.model and self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
+            self.best_weights = model.get_weights()
+        self.model, self.val = model, (val_inputs, self.val[1])
 
     def start_phase(self, phase: str) -> None:
         if phase != self.phase:
@@ -260,11 +270,13 @@ def saved_state(folder: str | Path) -> dict[str, Any]:
         raise TrialFailed(f"cannot resume from {path}: {type(exc).__name__}: {exc}") from exc
 
 
-def _compile(model: keras.Model, learning_rate: float, multi_label: bool) -> None:
+def _compile(model: keras.Model, learning_rate: float, multi_label: bool, jit_compile: bool = False,
+             steps_per_execution: int = 1) -> None:
     import keras
 
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                  loss="binary_crossentropy" if multi_label else "categorical_crossentropy")
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), jit_compile=jit_compile,
+                  loss="binary_crossentropy" if multi_label else "categorical_crossentropy",
+                  steps_per_execution=steps_per_execution)
 
 
 def inference_ms(model: keras.Model, inputs: dict[str, np.ndarray], batch_size: int) -> float:
@@ -328,9 +340,11 @@ def _saved_phase_index(resume: str | Path | None, phases: list[Phase]) -> tuple[
 
 
 def _train_phases(loop: TrainingState, built: BuiltModel, phases: list[Phase], config: TrialConfig,
-                  train: tuple[dict[str, np.ndarray], np.ndarray], resume: str | Path | None) -> int:
-    """Every phase in order; a resumed trial fast-forwards to the saved phase and continues after its epoch.
-    Returns how many backbone layers were fine-tuned."""
+                  inputs: dict[str, dict[str, np.ndarray]], targets: np.ndarray, head: HeadFeatures,
+                  resume: str | Path | None) -> int:
+    """Every phase in order; a resumed trial fast-forwards to the saved phase and continues after its epoch. A
+    frozen-backbone phase trains the head on cached features when `head` allows it. Returns how many backbone
+    layers were fine-tuned."""
     from exifray.models.finetune import freeze, unfreeze_top
 
     saved, start = _saved_phase_index(resume, phases)
@@ -338,20 +352,27 @@ def _train_phases(loop: TrainingState, built: BuiltModel, phases: list[Phase], c
     for index, phase in enumerate(phases[start:], start):
         if index > 0:
             loop.restore_best()  # a phase starts from the best weights of the one before
+        on_features = phase.unfreeze == 0 and head.use
+        model = built.head_model() if on_features else built.model
+        loop.use(model, head.inputs("val") if on_features else inputs["val"])
+        train = head.inputs("train") if on_features else inputs["train"]
         if phase.unfreeze == 0:
             freeze(built.backbone)
         elif phase.unfreeze is not None:
             fine_tuned = unfreeze_top(built.backbone, phase.unfreeze)
-        _compile(loop.model, phase.learning_rate, loop.multi_label)
+        steps = math.ceil(len(targets) / config.batch_size)
+        _compile(loop.model, phase.learning_rate, loop.multi_label, config.jit_compile,
+                 min(steps, 32) if on_features else 1)  # a head step is tiny: dispatch many at once
         if saved is not None and resume is not None and index == start:
             loop.resume(resume, saved)
         loop.start_phase(phase.name)
         if loop.phase_done or loop.phase_epoch >= phase.epochs:
             continue  # the saved state had finished this phase
-        batches = array_batches(train[0], train[1], config.batch_size, shuffle=True, seed=config.seed,
+        batches = array_batches(train, targets, config.batch_size, shuffle=True, seed=config.seed,
                                 start_epoch=loop.epoch)
         loop.model.fit(batches, initial_epoch=loop.phase_epoch, epochs=phase.epochs, verbose=0,
                        callbacks=[loop.callback(phase.name)])
+    loop.use(built.model, inputs["val"])
     return fine_tuned
 
 
@@ -365,10 +386,12 @@ def _test_scores(model: keras.Model, data: DatasetArrays, x_test: dict[str, np.n
 
 def run_trial(config: TrialConfig, data: DatasetArrays | str | Path, *, report: Report | None = None,
               out_dir: str | Path | None = None, emissions_dir: str | None = None,
-              resume: str | Path | None = None) -> TrialResult:
+              resume: str | Path | None = None, cache: CacheAccess | None = None) -> TrialResult:
     """Train and evaluate one configuration; `data` is a loaded dataset or a DATASET DIR path. `resume` is a
-    folder written by `TrainingState.save` for this configuration: training continues after its epoch."""
+    folder written by `TrainingState.save` for this configuration: training continues after its epoch. `cache`
+    is where a frozen-backbone head phase finds its features (default: computed once, in memory)."""
     from exifray.emissions import TrialEmissions
+    from exifray.feature_cache import HeadFeatures
     from exifray.models.fusion import build_model, resolve_weights
     from exifray.models.registry import get_backbone_spec
 
@@ -378,23 +401,24 @@ def run_trial(config: TrialConfig, data: DatasetArrays | str | Path, *, report: 
         resolve_weights(config.weights, get_backbone_spec(config.backbone))
     encoder = data.encoder.subset(config.exif_tags)
     configure_tensorflow(config.threads)
-    x_train, x_val, x_test = (model_inputs(s, config, encoder) for s in (data.train, data.val, data.test))
+    inputs = {name: model_inputs(getattr(data, name), config, encoder) for name in schema.SPLITS}
     built = build_model(config, len(data.classes), encoder.width, data.multi_label, image_size)
+    head = HeadFeatures(cache, config, built, inputs, image_size, data.card.dataset_id)
     phases = plan_phases(config, two_phase=built.backbone is not None and built.pretrained)
     if config.fine_tune_layers > 0 and phases[0].name == "train" and config.uses_image:
         logger.info("weights are 'none': the backbone trains from scratch in one phase; fine_tune_layers=%d "
                     "has no effect", config.fine_tune_layers)
     with TrialEmissions(config.country, output_dir=emissions_dir) as emissions:
-        loop = TrainingState(built.model, (x_val, data.val.targets), data.multi_label, emissions, report,
+        loop = TrainingState(built.model, (inputs["val"], data.val.targets), data.multi_label, emissions, report,
                              config.early_stopping_patience, config.batch_size)
-        fine_tuned = _train_phases(loop, built, phases, config, (x_train, data.train.targets), resume)
+        fine_tuned = _train_phases(loop, built, phases, config, inputs, data.train.targets, head, resume)
         train_time = loop.train_time_s
         loop.restore_best()
         emissions.start_segment("test")
-        test = _test_scores(built.model, data, x_test, config.batch_size)
-        latency = inference_ms(built.model, x_test if len(data.test) else x_val, config.batch_size)
+        test = _test_scores(built.model, data, inputs["test"], config.batch_size)
+        latency = inference_ms(built.model, inputs["test"] if len(data.test) else inputs["val"], config.batch_size)
         totals = emissions.close()
-    metrics = _final_metrics(loop, test, latency, train_time, totals, data) | {
+    metrics = _final_metrics(loop, test, latency, train_time, totals, data) | head.metrics() | {
         schema.FINE_TUNED_LAYERS: fine_tuned, "emissions_tracking_mode": emissions.tracking_mode,
         "country": config.country}
     settings = {**config.to_dict(), "image_size": image_size, "classes": list(data.classes),

@@ -29,6 +29,27 @@ class BuiltModel:
     backbone: keras.Model | None
     spec: BackboneSpec | None
     pretrained: bool  # a frozen first phase only makes sense over pretrained weights
+    pooled: KerasTensor | None = None  # the image branch's pooled backbone features (what the feature cache holds)
+    weights: str | None = None  # "imagenet", a weights file's path, or None
+
+    def head_model(self) -> keras.Model:
+        """The model from the pooled image features (input `features`) and the EXIF vector (input `exif`, fusion)
+        to the output: the same layer objects as `model`, so training it trains the full model's head."""
+        import keras
+
+        assert self.pooled is not None, "an EXIF-only model has no image features"
+        inputs = {"features": self.pooled}
+        if any(layer.name == "exif" for layer in self.model.layers):
+            inputs["exif"] = self.model.get_layer("exif").output
+        return keras.Model(inputs=inputs, outputs=self.model.output, name=f"{self.model.name}_head")
+
+    def feature_extractor(self) -> keras.Model:
+        """Images (uint8 pixels, input `image`) to the pooled features, exactly as the full model computes them."""
+        import keras
+
+        assert self.pooled is not None, "an EXIF-only model has no image features"
+        return keras.Model(inputs={"image": self.model.get_layer("image").output}, outputs=self.pooled,
+                           name=f"{self.model.name}_features")
 
 
 def resolve_weights(weights: str, spec: BackboneSpec) -> str | None:
@@ -78,7 +99,8 @@ def build_backbone(spec: BackboneSpec, image_size: int, weights: str | None) -> 
 
 
 def image_branch(config: TrialConfig, image_size: int
-                 ) -> tuple[KerasTensor, KerasTensor, keras.Model, BackboneSpec, bool]:
+                 ) -> tuple[KerasTensor, KerasTensor, KerasTensor, keras.Model, BackboneSpec, str | None]:
+    """(image input, pooled features, features after dropout, backbone, spec, resolved weights)."""
     import keras
     from keras import layers
 
@@ -88,12 +110,11 @@ def image_branch(config: TrialConfig, image_size: int
     x = _augment(image_input, config.seed) if config.augment else image_input
     x = _preprocess(x, spec)
     backbone = build_backbone(spec, image_size, weights)
-    pretrained = weights is not None
     # Over pretrained weights BatchNorm runs in inference mode, also once unfrozen (keras-io recipe).
-    x = backbone(x, training=False) if pretrained else backbone(x)
-    x = layers.GlobalAveragePooling2D(name="image_pool")(x)
-    x = layers.Dropout(config.dropout, name="image_dropout")(x)
-    return image_input, x, backbone, spec, pretrained
+    x = backbone(x, training=False) if weights is not None else backbone(x)
+    pooled = layers.GlobalAveragePooling2D(name="image_pool")(x)
+    x = layers.Dropout(config.dropout, name="image_dropout")(pooled)
+    return image_input, pooled, x, backbone, spec, weights
 
 
 def build_model(config: TrialConfig, num_classes: int, exif_width: int, multi_label: bool,
@@ -104,13 +125,13 @@ def build_model(config: TrialConfig, num_classes: int, exif_width: int, multi_la
     if num_classes < 2 and not multi_label:
         raise ConfigError(f"a single-label classifier needs >= 2 classes, got {num_classes}")
     keras.utils.set_random_seed(config.seed)
+    keras.mixed_precision.set_global_policy(config.precision)
     inputs, features = [], []
-    backbone = spec = None
-    pretrained = False
+    backbone = spec = pooled = weights = None
     if config.uses_image:
         if image_size is None:
             raise ConfigError(f"modality {config.modality!r} needs an image_size")
-        image_input, image_features, backbone, spec, pretrained = image_branch(config, image_size)
+        image_input, pooled, image_features, backbone, spec, weights = image_branch(config, image_size)
         inputs.append(image_input)
         features.append(image_features)
     if config.uses_exif:
@@ -128,6 +149,7 @@ def build_model(config: TrialConfig, num_classes: int, exif_width: int, multi_la
     else:
         x = features[0]
     activation = "sigmoid" if multi_label else "softmax"
-    outputs = layers.Dense(num_classes, activation=activation, name="head")(x)
+    # The output layer stays float32 under a mixed precision policy (numerically stable softmax / sigmoid).
+    outputs = layers.Dense(num_classes, activation=activation, name="head", dtype="float32")(x)
     model = keras.Model(inputs, outputs, name=f"{config.modality}_{config.backbone if config.uses_image else 'mlp'}")
-    return BuiltModel(model, backbone, spec, pretrained)
+    return BuiltModel(model, backbone, spec, weights is not None, pooled, weights)

@@ -1,0 +1,135 @@
+"""The frozen-backbone FEATURE CACHE: equal results with and without it, one build per key in a concurrent sweep,
+reuse by later sweeps, refusal of augment, rebuilding of a damaged entry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from exifray import schema
+from exifray.config import TrialConfig
+from exifray.feature_cache import BUILT, HIT, NOT_APPLICABLE, OFF, CacheAccess, FeatureCache
+from exifray.testing.datasets import make_dataset
+
+
+@pytest.fixture(scope="module")
+def datasets(tmp_path_factory: pytest.TempPathFactory, ray_local: None) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("cache-data")
+    return {"pretrain": make_dataset(root / "pretrain", photos=200, seed=11, scenario="moving_static",
+                                     sizes=(32,)),
+            "target": make_dataset(root / "target", photos=240, seed=12, sizes=(24, 32), shard_size=100)}
+
+
+@pytest.fixture(scope="module")
+def weights(datasets: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Backbones pretrained here on another scenario (so their features carry signal), saved as weights files."""
+    from exifray.train import run_trial
+
+    folder = tmp_path_factory.mktemp("weights")
+    files = {}
+    for backbone, layer in (("TestTinyCNN", "test_tiny_cnn"), ("SmallCNN", "small_cnn")):
+        result = run_trial(TrialConfig(modality="image", backbone=backbone, weights="none", epochs=3,
+                                       early_stopping_patience=5, feature_cache="off"), datasets["pretrain"])
+        files[backbone] = str(folder / f"{backbone}.weights.h5")
+        result.model.get_layer(layer).save_weights(files[backbone])
+    return files
+
+
+def _head_trial(weights_file: str, **settings: Any) -> TrialConfig:
+    return TrialConfig.from_tune({"modality": "image", "backbone": "TestTinyCNN", "weights": weights_file,
+                                  "image_size": 32, "fine_tune_layers": 0, "epochs": 4,
+                                  "early_stopping_patience": 10, "seed": 5, **settings})
+
+
+def test_head_phase_on_cached_features_equals_the_one_through_the_backbone(datasets: dict[str, Path],
+                                                                           weights: dict[str, str]) -> None:
+    from exifray.data.dataset import load_arrays
+    from exifray.train import run_trial
+
+    data = load_arrays(datasets["target"], 32)
+    head_probabilities: dict[int, np.ndarray] = {}
+
+    def record(row: dict[str, Any], state: Any) -> None:  # the head model and its validation inputs, each epoch
+        head_probabilities[row[schema.EPOCH]] = state.model.predict(state.val[0], verbose=0)
+        assert set(state.val[0]) == {"features"}  # the cached route really trains the head on features
+
+    cached = run_trial(_head_trial(weights["TestTinyCNN"]), data, report=record)
+    plain = run_trial(_head_trial(weights["TestTinyCNN"], feature_cache="off"), data)
+    assert cached.metrics[schema.FEATURE_CACHE] == BUILT and plain.metrics[schema.FEATURE_CACHE] == OFF
+    assert cached.metrics[schema.VAL_F1_MACRO] == pytest.approx(plain.metrics[schema.VAL_F1_MACRO], abs=0.005)
+    assert cached.metrics[schema.VAL_F1_MACRO] > 0.6  # pretrained features carry signal
+    assert cached.metrics[schema.TEST_F1_MACRO] == pytest.approx(plain.metrics[schema.TEST_F1_MACRO], abs=0.01)
+    # The full model (raw pixels in) now holds the head the cached route trained: same probabilities.
+    full = cached.model.predict({"image": data.val.images}, verbose=0)
+    best = cached.metrics[schema.BEST_EPOCH]
+    assert np.abs(full - head_probabilities[best]).max() < 1e-5
+    assert [layer.name for layer in cached.model.inputs] == ["image"]
+
+
+@pytest.mark.parametrize(("settings", "outcome", "reason"), [
+    ({"augment": True}, NOT_APPLICABLE, "augment"),
+    ({"weights": "none"}, NOT_APPLICABLE, "weights 'none'"),
+    ({"modality": "exif"}, NOT_APPLICABLE, "EXIF-only"),
+    ({"feature_cache": "off"}, OFF, "feature_cache: off"),
+])
+def test_trials_that_cannot_use_the_cache_say_why(datasets: dict[str, Path], weights: dict[str, str],
+                                                  settings: dict[str, Any], outcome: str, reason: str) -> None:
+    from exifray.train import run_trial
+
+    result = run_trial(_head_trial(weights["TestTinyCNN"], epochs=1, **settings), datasets["target"])
+    assert result.metrics[schema.FEATURE_CACHE] == outcome and reason in result.metrics["feature_cache_reason"]
+    assert np.isnan(result.metrics[schema.FEATURE_BUILD_S])
+
+
+def _grid(name: str, weights: dict[str, str]) -> Any:
+    from exifray.space_file import parse_sweep
+
+    return parse_sweep({
+        "name": name, "scheduler": "none", "max_concurrent": 4, "resources": {"cpus": 0.5},
+        "fixed": {"modality": "image", "fine_tune_layers": 0, "epochs": 2, "batch_size": 32, "seed": 3,
+                  "weights": weights},  # a weights file per backbone
+        "params": {"backbone": {"grid": ["TestTinyCNN", "SmallCNN"]}, "image_size": {"grid": [24, 32]},
+                   "learning_rate": {"grid": [0.001, 0.003]}}})
+
+
+def test_a_concurrent_grid_builds_each_entry_once_and_the_next_sweep_none(datasets: dict[str, Path],
+                                                                          weights: dict[str, str],
+                                                                          tmp_path: Path) -> None:
+    from exifray.sweep import run_sweep
+
+    first = run_sweep(_grid("first", weights), datasets["target"], storage_path=str(tmp_path))
+    board = first.leaderboard
+    assert len(board) == 8 and set(board["status"]) == {"complete"}
+    entries = FeatureCache.under(str(tmp_path)).entries()
+    assert len(entries) == 4  # 2 backbones x 2 sizes, learning rates share them
+    assert sorted(board[schema.FEATURE_CACHE]) == [BUILT] * 4 + [HIT] * 4
+    assert board[schema.FEATURE_BUILD_KG].notna().sum() == 4
+    second = run_sweep(_grid("second", weights), datasets["target"], storage_path=str(tmp_path))
+    assert list(second.leaderboard[schema.FEATURE_CACHE]) == [HIT] * 8
+    assert FeatureCache.under(str(tmp_path)).entries() == entries  # nothing rebuilt or rewritten
+    on = first.leaderboard.set_index(["backbone", "image_size", "learning_rate"])[schema.VAL_F1_MACRO]
+    again = second.leaderboard.set_index(["backbone", "image_size", "learning_rate"])[schema.VAL_F1_MACRO]
+    pd.testing.assert_series_equal(on.sort_index(), again.sort_index(), atol=1e-6)
+
+
+def test_a_damaged_entry_is_rebuilt_not_read(datasets: dict[str, Path], weights: dict[str, str],
+                                             tmp_path: Path) -> None:
+    from exifray.train import run_trial
+
+    access = CacheAccess(FeatureCache(str(tmp_path / "cache")))
+    config = _head_trial(weights["TestTinyCNN"], epochs=1)
+    first = run_trial(config, datasets["target"], cache=access)
+    (entry,) = access.cache.entries()
+    path = tmp_path / "cache" / entry["digest"] / "features.npz"
+    assert run_trial(config, datasets["target"], cache=access).metrics[schema.FEATURE_CACHE] == HIT
+    path.write_bytes(path.read_bytes()[:-100])  # torn write
+    rebuilt = run_trial(config, datasets["target"], cache=access)
+    assert rebuilt.metrics[schema.FEATURE_CACHE] == BUILT
+    assert rebuilt.metrics[schema.VAL_F1_MACRO] == pytest.approx(first.metrics[schema.VAL_F1_MACRO], abs=1e-6)
+    (path.parent / "entry.json").unlink()  # a partial entry (no entry.json) does not exist
+    assert access.cache.entries() == []
+    assert run_trial(config, datasets["target"], cache=access).metrics[schema.FEATURE_CACHE] == BUILT
