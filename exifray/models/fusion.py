@@ -9,6 +9,7 @@ each branch to `fusion_width`, concatenates, applies one dense layer of `fusion_
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -41,7 +42,9 @@ class BuiltModel:
         inputs = {"features": self.pooled}
         if any(layer.name == "exif" for layer in self.model.layers):
             inputs["exif"] = self.model.get_layer("exif").output
-        return keras.Model(inputs=inputs, outputs=self.model.output, name=f"{self.model.name}_head")
+        with warnings.catch_warnings():  # Keras asks dict keys to equal tensor names; ours name the head's inputs
+            warnings.filterwarnings("ignore", message="When providing `inputs` as a dict", category=UserWarning)
+            return keras.Model(inputs=inputs, outputs=self.model.output, name=f"{self.model.name}_head")
 
     def feature_extractor(self) -> keras.Model:
         """Images (uint8 pixels, input `image`) to the pooled features, exactly as the full model computes them."""

@@ -15,26 +15,29 @@ from exifray.data.synth import SynthConfig
 
 
 def make_crawl(root: str | Path, *, photos: int, seed: int = 0, image_size: int = 48,
-               scenario: str = "indoor_outdoor", label_noise: float | None = None) -> Path:
-    """`root/crawl`: a synthetic crawl dir."""
+               scenario: str = "indoor_outdoor", label_noise: float | None = None,
+               image_signal: float | None = None) -> Path:
+    """`root/crawl`: a synthetic crawl dir (SynthConfig's defaults unless given)."""
     from exifray.data.synth import generate
 
     crawl = Path(root) / "crawl"
     config = SynthConfig(scenario=scenario, photos=photos, seed=seed, image_size=image_size)
     if label_noise is not None:
         config = replace(config, label_noise=label_noise)
+    if image_signal is not None:
+        config = replace(config, image_signal=image_signal)
     generate(crawl, config)
     return crawl
 
 
 def make_dataset(root: str | Path, *, photos: int, seed: int = 0, image_size: int = 48,
                  sizes: tuple[int, ...] = (32,), shard_size: int = 512, scenario: str = "indoor_outdoor",
-                 label_noise: float | None = None) -> Path:
+                 label_noise: float | None = None, image_signal: float | None = None) -> Path:
     """`root/dataset`, ingested from a synthetic `root/crawl` rendered at `image_size` px."""
     from exifray.data.ingest import run_ingest
 
     crawl = make_crawl(root, photos=photos, seed=seed, image_size=image_size, scenario=scenario,
-                       label_noise=label_noise)
+                       label_noise=label_noise, image_signal=image_signal)
     out = Path(root) / "dataset"
     run_ingest(IngestConfig(inputs=(str(crawl),), out=str(out), sizes=sizes, shard_size=shard_size))
     return out

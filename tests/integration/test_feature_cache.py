@@ -19,9 +19,11 @@ from exifray.testing.datasets import make_dataset
 @pytest.fixture(scope="module")
 def datasets(tmp_path_factory: pytest.TempPathFactory, ray_local: None) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("cache-data")
-    return {"pretrain": make_dataset(root / "pretrain", photos=200, seed=11, scenario="moving_static",
-                                     sizes=(32,)),
-            "target": make_dataset(root / "target", photos=240, seed=12, sizes=(24, 32), shard_size=100)}
+    # Pretraining data whose concepts are easy to see, so the backbones learn features that transfer.
+    return {"pretrain": make_dataset(root / "pretrain", photos=400, seed=11, scenario="object_landscape",
+                                     sizes=(32,), image_signal=0.9),
+            "target": make_dataset(root / "target", photos=240, seed=12, sizes=(24, 32), shard_size=100,
+                                   image_signal=0.6)}
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +34,9 @@ def weights(datasets: dict[str, Path], tmp_path_factory: pytest.TempPathFactory)
     folder = tmp_path_factory.mktemp("weights")
     files = {}
     for backbone, layer in (("TestTinyCNN", "test_tiny_cnn"), ("SmallCNN", "small_cnn")):
-        result = run_trial(TrialConfig(modality="image", backbone=backbone, weights="none", epochs=3,
-                                       early_stopping_patience=5, feature_cache="off"), datasets["pretrain"])
+        result = run_trial(TrialConfig(modality="image", backbone=backbone, weights="none", epochs=8,
+                                       learning_rate=3e-3, early_stopping_patience=8), datasets["pretrain"])
+        assert result.metrics[schema.VAL_F1_MACRO] > 0.8, backbone
         files[backbone] = str(folder / f"{backbone}.weights.h5")
         result.model.get_layer(layer).save_weights(files[backbone])
     return files
@@ -61,7 +64,7 @@ def test_head_phase_on_cached_features_equals_the_one_through_the_backbone(datas
     plain = run_trial(_head_trial(weights["TestTinyCNN"], feature_cache="off"), data)
     assert cached.metrics[schema.FEATURE_CACHE] == BUILT and plain.metrics[schema.FEATURE_CACHE] == OFF
     assert cached.metrics[schema.VAL_F1_MACRO] == pytest.approx(plain.metrics[schema.VAL_F1_MACRO], abs=0.005)
-    assert cached.metrics[schema.VAL_F1_MACRO] > 0.6  # pretrained features carry signal
+    assert cached.metrics[schema.VAL_F1_MACRO] > 0.55  # pretrained features carry signal (chance: 0.5)
     assert cached.metrics[schema.TEST_F1_MACRO] == pytest.approx(plain.metrics[schema.TEST_F1_MACRO], abs=0.01)
     # The full model (raw pixels in) now holds the head the cached route trained: same probabilities.
     full = cached.model.predict({"image": data.val.images}, verbose=0)
