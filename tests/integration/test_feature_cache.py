@@ -136,3 +136,57 @@ def test_a_damaged_entry_is_rebuilt_not_read(datasets: dict[str, Path], weights:
     (path.parent / "entry.json").unlink()  # a partial entry (no entry.json) does not exist
     assert access.cache.entries() == []
     assert run_trial(config, datasets["target"], cache=access).metrics[schema.FEATURE_CACHE] == BUILT
+
+
+def test_a_trial_killed_in_the_cached_head_phase_resumes_from_a_head_only_checkpoint(
+        datasets: dict[str, Path], weights: dict[str, str], tmp_path: Path) -> None:
+    from exifray.experiment import RESUME_FILE
+    from exifray.train import run_trial
+
+    class Crash:
+        def __init__(self, root: Path, after: int | None = None):
+            self.root, self.after, self.epochs = root, after, []
+
+        def __call__(self, row: dict[str, Any], state: Any) -> None:
+            folder = self.root / f"epoch{row[schema.EPOCH]}"
+            folder.mkdir(parents=True)
+            state.save(folder)
+            self.epochs.append(row[schema.EPOCH])
+            if self.after is not None and row[schema.EPOCH] >= self.after:
+                raise KeyboardInterrupt("the node went away")
+
+    access = CacheAccess(FeatureCache(str(tmp_path / "cache")))
+    config = _head_trial(weights["TestTinyCNN"], epochs=4, fine_tune_layers=2, fine_tune_epochs=2)
+    crashed = Crash(tmp_path / "first", after=2)
+    with pytest.raises(KeyboardInterrupt):
+        run_trial(config, datasets["target"], report=crashed, cache=access)
+    saved = crashed.root / "epoch2"
+    assert '"phase": "head"' in (saved / RESUME_FILE).read_text()
+    resumed = Crash(tmp_path / "second")
+    result = run_trial(config, datasets["target"], report=resumed, resume=saved, cache=access)
+    assert resumed.epochs == [3, 4, 5, 6] and result.metrics[schema.RESUMED_FROM_EPOCH] == 2
+    assert [row[schema.PHASE] for row in result.history] == ["head"] * 4 + ["fine_tune"] * 2
+    assert result.metrics[schema.FEATURE_CACHE] == HIT  # the first attempt had built the entry
+    # Head-phase checkpoints hold the head alone; fine-tuning ones the whole model.
+    head_size = (saved / schema.MODEL_FILE).stat().st_size
+    assert head_size * 3 < (resumed.root / "epoch6" / schema.MODEL_FILE).stat().st_size
+
+
+def test_mixed_precision_and_xla_train_with_float32_outputs_and_their_own_cache_entry(
+        datasets: dict[str, Path], weights: dict[str, str], tmp_path: Path) -> None:
+    from exifray.data.dataset import load_arrays
+    from exifray.train import run_trial
+
+    access = CacheAccess(FeatureCache(str(tmp_path / "cache")))
+    data = load_arrays(datasets["target"], 32)
+    results = {precision: run_trial(_head_trial(weights["TestTinyCNN"], epochs=2, precision=precision,
+                                                jit_compile=True, fine_tune_layers=1, fine_tune_epochs=1),
+                                    data, cache=access)
+               for precision in ("float32", "mixed_bfloat16")}
+    for precision, result in results.items():
+        probabilities = result.model.predict({"image": data.val.images[:16]}, verbose=0)
+        assert probabilities.dtype == np.float32 and np.allclose(probabilities.sum(axis=1), 1, atol=1e-3)
+        assert 0 <= result.metrics[schema.VAL_F1_MACRO] <= 1 and result.metrics[schema.FEATURE_CACHE] == BUILT
+        assert result.model.get_layer("head").dtype_policy.name == "float32"
+    assert results["mixed_bfloat16"].model.get_layer("image_pool").dtype_policy.name == "mixed_bfloat16"
+    assert sorted(e["key"]["precision"] for e in access.cache.entries()) == ["float32", "mixed_bfloat16"]
