@@ -183,7 +183,7 @@ def test_mixed_precision_and_xla_train_with_float32_outputs_and_their_own_cache_
                                                 jit_compile=True, fine_tune_layers=1, fine_tune_epochs=1),
                                     data, cache=access)
                for precision in ("float32", "mixed_bfloat16")}
-    for precision, result in results.items():
+    for result in results.values():
         probabilities = result.model.predict({"image": data.val.images[:16]}, verbose=0)
         assert probabilities.dtype == np.float32 and np.allclose(probabilities.sum(axis=1), 1, atol=1e-3)
         assert 0 <= result.metrics[schema.VAL_F1_MACRO] <= 1 and result.metrics[schema.FEATURE_CACHE] == BUILT
