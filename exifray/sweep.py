@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 import os
 import tempfile
 import time
@@ -175,8 +176,22 @@ def sweep_trainable(config: dict[str, Any], *, plan: SweepPlan, data: Mapping[in
             marker.write_text(f"{type(exc).__name__}: {exc}", encoding="utf-8")
             raise
     with tempfile.TemporaryDirectory(prefix="exifray-final-") as folder:
+        _trial_overhead(result.metrics, result.history)
         save_trial(result, folder)
         _final_report(result.metrics, folder)
+
+
+def _trial_overhead(metrics: dict[str, Any], history: list[dict[str, Any]]) -> None:
+    """What the worker process cost outside training: its start (Ray worker, imports) to the first epoch, and the
+    share of its wall time that no epoch used. Added to the final metrics."""
+    import psutil
+
+    born = psutil.Process().create_time()
+    wall = time.time() - born
+    epochs = sum(float(row[schema.EPOCH_TIME_S]) for row in history
+                 if row[schema.EPOCH] > metrics[schema.RESUMED_FROM_EPOCH])
+    metrics[schema.PROCESS_STARTUP_S] = metrics["first_epoch_at"] - born
+    metrics[schema.OUTSIDE_TRAINING_SHARE] = max(0.0, 1.0 - epochs / wall) if wall > 0 else math.nan
 
 
 # --- Tuner assembly ---------------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ from exifray.exif.encode import ExifEncoder
 from exifray.experiment import BEST_WEIGHTS_FILE, RESUME_FILE, save_trial
 from exifray.fsutil import atomic_write_json, jsonable
 from exifray.metrics import crossentropy, f1_scores
+from exifray.models.runtime import configure_tensorflow, inference_ms
 
 if TYPE_CHECKING:
     import keras
@@ -61,23 +62,6 @@ class TrialResult:
     history: list[dict[str, Any]]
     model: keras.Model = field(repr=False)
     settings: dict[str, Any]
-
-
-def configure_tensorflow(threads: int | None) -> None:
-    """Thread pools sized to the trial's CPUs and GPU memory growth, before TF runs any op."""
-    import tensorflow as tf
-
-    for gpu in tf.config.list_physical_devices("GPU"):
-        try:
-            tf.config.experimental.set_memory_growth(gpu, True)
-        except RuntimeError:  # already initialised in this process: growth was set (or not) earlier
-            logger.debug("GPU memory growth could not be changed after TF initialised")
-    if threads:
-        try:
-            tf.config.threading.set_intra_op_parallelism_threads(threads)
-            tf.config.threading.set_inter_op_parallelism_threads(max(1, min(2, threads)))
-        except RuntimeError:
-            logger.debug("TF thread pools already fixed in this process")
 
 
 def model_inputs(split: SplitArrays, config: TrialConfig, encoder: ExifEncoder) -> dict[str, np.ndarray]:
@@ -145,6 +129,7 @@ class TrainingState:
         self._train_time_before = 0.0  # train time of earlier attempts (a resumed trial)
         self._train_started = time.perf_counter()
         self._started = 0.0
+        self.first_epoch_at: float | None = None  # time.time() when the first epoch of this attempt began
 
     @property
     def train_time_s(self) -> float:
@@ -172,6 +157,7 @@ class TrainingState:
         class Callback(keras.callbacks.Callback):
             def on_epoch_begin(self, epoch: int, logs: dict[str, float] | None = None) -> None:
                 loop._started = time.perf_counter()
+                loop.first_epoch_at = loop.first_epoch_at or time.time()
                 loop.emissions.start_segment(f"{phase}-epoch{loop.epoch + 1}")
 
             def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
@@ -279,18 +265,6 @@ def _compile(model: keras.Model, learning_rate: float, multi_label: bool, jit_co
                   steps_per_execution=steps_per_execution)
 
 
-def inference_ms(model: keras.Model, inputs: dict[str, np.ndarray], batch_size: int) -> float:
-    """Milliseconds per photo for batched prediction, after one warm-up call."""
-    n = len(next(iter(inputs.values())))
-    if n == 0:
-        return float("nan")
-    sample = {key: value[: min(n, 256)] for key, value in inputs.items()}
-    model.predict(sample, batch_size=batch_size, verbose=0)
-    started = time.perf_counter()
-    model.predict(sample, batch_size=batch_size, verbose=0)
-    return (time.perf_counter() - started) * 1000 / len(next(iter(sample.values())))
-
-
 @dataclass(frozen=True)
 class Phase:
     """One training phase: its name, epochs, learning rate, and the backbone's state during it (None: leave it
@@ -395,6 +369,7 @@ def run_trial(config: TrialConfig, data: DatasetArrays | str | Path, *, report: 
     from exifray.models.fusion import build_model, resolve_weights
     from exifray.models.registry import get_backbone_spec
 
+    entered = time.time()
     data = _trial_data(config, data)
     image_size = data.card.resolve_image_size(config.image_size) if config.uses_image else None
     if config.uses_image:
@@ -420,7 +395,8 @@ def run_trial(config: TrialConfig, data: DatasetArrays | str | Path, *, report: 
         totals = emissions.close()
     metrics = _final_metrics(loop, test, latency, train_time, totals, data) | head.metrics() | {
         schema.FINE_TUNED_LAYERS: fine_tuned, "emissions_tracking_mode": emissions.tracking_mode,
-        "country": config.country}
+        "country": config.country, schema.STARTUP_S: (loop.first_epoch_at or time.time()) - entered,
+        "first_epoch_at": loop.first_epoch_at or math.nan}
     settings = {**config.to_dict(), "image_size": image_size, "classes": list(data.classes),
                 "label_mode": data.card.label_mode, "label_level": data.card.label_level,
                 "exif_encoder": encoder.to_dict(), "preprocessing": built.spec.preprocessing if built.spec else None}

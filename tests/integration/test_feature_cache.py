@@ -3,6 +3,7 @@ reuse by later sweeps, refusal of augment, rebuilding of a damaged entry."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +112,10 @@ def test_a_concurrent_grid_builds_each_entry_once_and_the_next_sweep_none(datase
     assert len(entries) == 4  # 2 backbones x 2 sizes, learning rates share them
     assert sorted(board[schema.FEATURE_CACHE]) == [BUILT] * 4 + [HIT] * 4
     assert board[schema.FEATURE_BUILD_KG].notna().sum() == 4
+    for checkpoint in board["checkpoint"]:  # the fixed cost of each trial, measured in its worker process
+        metrics = json.loads((Path(checkpoint) / schema.METRICS_FILE).read_text())
+        assert 0 < metrics[schema.STARTUP_S] < metrics[schema.PROCESS_STARTUP_S]
+        assert 0 < metrics[schema.OUTSIDE_TRAINING_SHARE] < 1
     second = run_sweep(_grid("second", weights), datasets["target"], storage_path=str(tmp_path))
     assert list(second.leaderboard[schema.FEATURE_CACHE]) == [HIT] * 8
     assert FeatureCache.under(str(tmp_path)).entries() == entries  # nothing rebuilt or rewritten
