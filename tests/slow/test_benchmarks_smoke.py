@@ -35,3 +35,32 @@ def test_bench_checkpoint_smoke_prints_both_runs_and_the_ratio() -> None:
     assert baseline and saved and save, result.stdout
     assert float(saved.group(2)) == pytest.approx(float(saved.group(1)) / float(baseline.group(1)), abs=0.01)
     assert float(save.group(1)) > 0 and float(save.group(2)) > 0.1  # a model with its optimizer state
+
+
+def test_bench_feature_cache_smoke_prints_both_routes_their_ratios_and_equal_f1() -> None:
+    result = subprocess.run([sys.executable, str(JOBS / "bench_feature_cache.py"), "--smoke-test"],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    epoch = re.search(r"head epoch ([\d.]+) s through the backbone, ([\d.]+) s on cached features: ([\d.]+)x",
+                      result.stdout)
+    phase = re.search(r"whole head phase ([\d.]+) s vs ([\d.]+) s including the ([\d.]+) s build: ([\d.]+)x",
+                      result.stdout)
+    f1 = re.search(r"val macro F1 ([\d.]+) through the backbone, ([\d.]+) cached \(feature_cache=built\)",
+                   result.stdout)
+    assert epoch and phase and f1, result.stdout
+    assert float(epoch.group(3)) == pytest.approx(float(epoch.group(1)) / float(epoch.group(2)), rel=0.05)
+    assert float(epoch.group(3)) > 1  # even the tiny smoke backbone is cheaper to skip than to run
+    assert float(f1.group(1)) == pytest.approx(float(f1.group(2)), abs=0.005)
+
+
+def test_bench_sweep_speed_smoke_runs_both_sweeps_and_compares_them() -> None:
+    result = subprocess.run([sys.executable, str(JOBS / "bench_sweep_speed.py"), "--smoke-test"],
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-2000:]
+    runs = re.findall(r"feature_cache (off|auto): (\d+) trials, (\d+) trial-epochs, (\d+) cache entries built",
+                      result.stdout)
+    assert [(mode, int(trials), int(built)) for mode, trials, _, built in runs] == [("off", 4, 0), ("auto", 4, 2)]
+    assert re.search(r"sweep wall time: \d+ s off, \d+ s on: [\d.]+x", result.stdout), result.stdout
+    worst = re.search(r"largest \|val_f1_macro off - on\| over the (\d+) trials with equal epochs: ([\d.]+)",
+                      result.stdout)
+    assert worst and int(worst.group(1)) >= 1 and float(worst.group(2)) <= 0.01, result.stdout
