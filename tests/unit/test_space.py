@@ -155,6 +155,10 @@ BAD = [
     ({"tag_subsets": {"all": ["ISO"]}}, r"tag_subsets.all: a subset name must be a plain word"),
     ({"name": "../escape"}, r"name must be letters, digits"),
     (["not", "a", "mapping"], r"a search space must be a mapping"),
+    ({"params": {"feature_cache": {"choice": ["auto", "off"]}}}, r"params.feature_cache: feature_cache is a fixed"),
+    ({"fixed": {"weights": {"EffNetB0": "imagenet"}}}, r"fixed.weights.EffNetB0: unknown backbone 'EffNetB0'"),
+    ({"fixed": {"precision": "float8"}}, r"fixed.precision: precision must be one of"),
+    ({"fixed": {"batch_size": 16.7}}, r"fixed.batch_size: batch_size must be int, got 16.7"),
 ]
 
 
@@ -206,3 +210,11 @@ def test_explicit_flags_win_over_smoke_test_and_the_changes_are_listed() -> None
     assert (both.space.num_samples, both.space.max_concurrent) == (6, 2)
     assert both.config.smoke_test and both.space.fixed["epochs"] == 1
     assert not any(c.startswith(("num_samples", "max_concurrent")) for c in both.smoke_changes)
+
+
+def test_weights_can_be_given_per_backbone() -> None:
+    space = parse_space({"fixed": {"weights": {"SmallCNN": "none", "MobileNetV2": "imagenet"}},
+                         "params": {"backbone": {"choice": ["SmallCNN", "MobileNetV2", "TestTinyCNN"]}}})
+    assert space.trial_config({**space.fixed, "backbone": "MobileNetV2"}).weights == "imagenet"
+    assert space.trial_config({**space.fixed, "backbone": "SmallCNN"}).weights == "none"
+    assert space.trial_config({**space.fixed, "backbone": "TestTinyCNN"}).weights == "auto"  # not named
