@@ -38,6 +38,7 @@ from exifray.fsutil import atomic_write_bytes, filesystem_and_path, is_uri
 if TYPE_CHECKING:
     import pyarrow.fs as pafs
     import ray
+    from ray.actor import ActorHandle
 
     from exifray.config import TrialConfig
     from exifray.models.fusion import BuiltModel
@@ -251,7 +252,7 @@ class Coordinator:
             event.set()
 
 
-def coordinator() -> Any:
+def coordinator() -> ActorHandle:
     """The sweep's coordinator actor (0 CPUs, so a full cluster cannot deadlock on it); created by the driver."""
     import ray
 
@@ -260,7 +261,7 @@ def coordinator() -> Any:
 
 
 def obtain(cache: FeatureCache | None, key: CacheKey, compute: Callable[[], tuple[Features, BuildCost]],
-           coordination: Any = None) -> tuple[Features, str, BuildCost | None]:
+           coordination: ActorHandle | None = None) -> tuple[Features, str, BuildCost | None]:
     """The features of `key`: from the object store or the cache (a hit), or computed and stored (built).
     Returns (features, HIT or BUILT, the build's cost when this call built them)."""
     import ray
@@ -283,7 +284,7 @@ def obtain(cache: FeatureCache | None, key: CacheKey, compute: Callable[[], tupl
 
 
 def _build(cache: FeatureCache | None, key: CacheKey, compute: Callable[[], tuple[Features, BuildCost]],
-           coordination: Any) -> tuple[Features, str, BuildCost]:
+           coordination: ActorHandle | None) -> tuple[Features, str, BuildCost]:
     import ray
 
     features: Features | None = None
@@ -307,7 +308,7 @@ class CacheAccess:
     sweep's coordinator actor (None outside a sweep)."""
 
     cache: FeatureCache | None = None
-    coordination: Any = None
+    coordination: ActorHandle | None = None
 
 
 @dataclass(frozen=True)

@@ -132,7 +132,7 @@ def finished_checkpoint(checkpoint: tune.Checkpoint) -> tune.Checkpoint | None:
     return None
 
 
-def _final_report(metrics: Mapping[str, Any], folder: str | Path) -> None:
+def _final_report(metrics: Mapping[str, object], folder: str | Path) -> None:
     from ray import tune
 
     final = {key: value for key, value in metrics.items()
@@ -283,7 +283,7 @@ def build_tuner(plan: SweepPlan, trainable: type[tune.Trainable], storage_path: 
     return tune.Tuner(trainable, param_space=param_space(space), tune_config=tune_config, run_config=run_config)
 
 
-def param_space(space: SearchSpace) -> dict[str, Any]:
+def param_space(space: SearchSpace) -> dict[str, object]:
     """Fixed settings; for a grid also each grid key (its first value), because Tune's BasicVariantGenerator
     only fills points into keys the space has. A point that leaves a key out (an EXIF-only point has no
     backbone) keeps that unused first value, which the trial ignores and the leaderboard leaves blank."""

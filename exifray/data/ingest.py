@@ -349,7 +349,7 @@ def run_ingest(config: IngestConfig) -> IngestSummary:
     return summary
 
 
-def _record_payload(record: SourceRecord, plan: LabelPlan, config: IngestConfig) -> dict[str, Any]:
+def _record_payload(record: SourceRecord, plan: LabelPlan, config: IngestConfig) -> dict[str, object]:
     return {"photo_id": record.photo_id, "labels": plan.labels[record.photo_id],
             "split": split_for(record.photo_id, config.seed, config.split_fractions),
             "image_path": record.image_path, "exif_kind": record.exif_kind, "exif_path": record.exif_path,

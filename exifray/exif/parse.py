@@ -178,7 +178,7 @@ def iter_exif_paths(paths: Iterable[str | os.PathLike[str]]) -> Iterable[Path]:
             yield path
 
 
-def exif_report_line(path: Path) -> dict[str, Any]:
+def exif_report_line(path: Path) -> dict[str, object]:
     """The `exifray exif` JSON line for one file; errors are reported, never raised."""
     try:
         reading = read_exif_file(path)
@@ -186,7 +186,7 @@ def exif_report_line(path: Path) -> dict[str, Any]:
         return {"path": str(path), "tags": {}, "error": "no such file"}
     except (ExifParseError, OSError) as exc:
         return {"path": str(path), "tags": {}, "error": str(exc)}
-    line: dict[str, Any] = {"path": str(path), "tags": reading.tags, "error": None}
+    line: dict[str, object] = {"path": str(path), "tags": reading.tags, "error": None}
     if reading.unparsed:
         line["unparsed"] = reading.unparsed
     return line
