@@ -5,17 +5,26 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import keras
     from keras import KerasTensor
 
 EXIF_MLP_UNITS = (256, 128, 64, 32)
 
 
-def exif_branch(exif_input: KerasTensor, dropout: float, units: tuple[int, ...] = EXIF_MLP_UNITS) -> KerasTensor:
+def exif_layers(dropout: float, units: tuple[int, ...] = EXIF_MLP_UNITS) -> list[keras.layers.Layer]:
+    """The branch's layers in order (dense ReLU, dropout between them)."""
     from keras import layers
 
-    x = exif_input
+    stack: list[keras.layers.Layer] = []
     for index, width in enumerate(units):
-        x = layers.Dense(width, activation="relu", name=f"exif_dense{index}")(x)
+        stack.append(layers.Dense(width, activation="relu", name=f"exif_dense{index}"))
         if dropout and index < len(units) - 1:
-            x = layers.Dropout(dropout, name=f"exif_dropout{index}")(x)
+            stack.append(layers.Dropout(dropout, name=f"exif_dropout{index}"))
+    return stack
+
+
+def exif_branch(exif_input: KerasTensor, dropout: float, units: tuple[int, ...] = EXIF_MLP_UNITS) -> KerasTensor:
+    x = exif_input
+    for layer in exif_layers(dropout, units):
+        x = layer(x)
     return x

@@ -9,7 +9,6 @@ each branch to `fusion_width`, concatenates, applies one dense layer of `fusion_
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,8 +19,41 @@ if TYPE_CHECKING:
 
 from exifray.config import TrialConfig
 from exifray.errors import ConfigError
-from exifray.models.exif_mlp import exif_branch
+from exifray.models.exif_mlp import exif_layers
 from exifray.models.registry import BackboneSpec, create_backbone, get_backbone_spec
+
+
+class Top:
+    """The layers after the backbone's pooling (image dropout, the EXIF MLP, fusion, the output layer), created
+    once: applied to the full model's tensors, and again to the head model's inputs, so both share weights."""
+
+    def __init__(self, config: TrialConfig, num_classes: int, multi_label: bool):
+        from keras import layers
+
+        self.modality = config.modality
+        self.image_dropout = layers.Dropout(config.dropout, name="image_dropout")
+        self.exif = exif_layers(config.dropout) if config.uses_exif else []
+        self.fusion: list[keras.layers.Layer] = []
+        if config.modality == "fusion":
+            self.fusion = [layers.Dense(config.fusion_width, activation="relu", name="project_image"),
+                           layers.Dense(config.fusion_width, activation="relu", name="project_exif"),
+                           layers.Concatenate(name="fuse"),
+                           layers.Dense(config.fusion_width, activation="relu", name="fusion_dense"),
+                           layers.Dropout(config.dropout, name="fusion_dropout")]
+        activation = "sigmoid" if multi_label else "softmax"
+        # The output layer stays float32 under a mixed precision policy (numerically stable softmax / sigmoid).
+        self.head = layers.Dense(num_classes, activation=activation, name="head", dtype="float32")
+
+    def __call__(self, pooled: KerasTensor | None, exif: KerasTensor | None) -> KerasTensor:
+        image = self.image_dropout(pooled) if pooled is not None else None
+        for layer in self.exif:
+            exif = layer(exif)
+        if self.fusion:
+            project_image, project_exif, fuse, dense, dropout = self.fusion
+            x = dropout(dense(fuse([project_image(image), project_exif(exif)])))
+        else:
+            x = image if image is not None else exif
+        return self.head(x)
 
 
 @dataclass
@@ -32,19 +64,20 @@ class BuiltModel:
     pretrained: bool  # a frozen first phase only makes sense over pretrained weights
     pooled: KerasTensor | None = None  # the image branch's pooled backbone features (what the feature cache holds)
     weights: str | None = None  # "imagenet", a weights file's path, or None
+    top: Top | None = None
+    exif_width: int = 0
 
     def head_model(self) -> keras.Model:
         """The model from the pooled image features (input `features`) and the EXIF vector (input `exif`, fusion)
-        to the output: the same layer objects as `model`, so training it trains the full model's head."""
+        to the output: the same layer objects as `model` after the pooling, so training it trains the full model's
+        head, and it saves and loads as a model of its own (a head-only checkpoint)."""
         import keras
 
-        assert self.pooled is not None, "an EXIF-only model has no image features"
-        inputs = {"features": self.pooled}
-        if any(layer.name == "exif" for layer in self.model.layers):
-            inputs["exif"] = self.model.get_layer("exif").output
-        with warnings.catch_warnings():  # Keras asks dict keys to equal tensor names; ours name the head's inputs
-            warnings.filterwarnings("ignore", message="When providing `inputs` as a dict", category=UserWarning)
-            return keras.Model(inputs=inputs, outputs=self.model.output, name=f"{self.model.name}_head")
+        assert self.pooled is not None and self.top is not None, "an EXIF-only model has no image features"
+        inputs = {"features": keras.Input((int(self.pooled.shape[-1]),), name="features")}
+        if self.exif_width:
+            inputs["exif"] = keras.Input((self.exif_width,), name="exif")
+        return keras.Model(inputs, self.top(inputs["features"], inputs.get("exif")), name=f"{self.model.name}_head")
 
     def feature_extractor(self) -> keras.Model:
         """Images (uint8 pixels, input `image`) to the pooled features, exactly as the full model computes them."""
@@ -102,8 +135,8 @@ def build_backbone(spec: BackboneSpec, image_size: int, weights: str | None) -> 
 
 
 def image_branch(config: TrialConfig, image_size: int
-                 ) -> tuple[KerasTensor, KerasTensor, KerasTensor, keras.Model, BackboneSpec, str | None]:
-    """(image input, pooled features, features after dropout, backbone, spec, resolved weights)."""
+                 ) -> tuple[KerasTensor, KerasTensor, keras.Model, BackboneSpec, str | None]:
+    """(image input, pooled backbone features, backbone, spec, resolved weights)."""
     import keras
     from keras import layers
 
@@ -116,43 +149,31 @@ def image_branch(config: TrialConfig, image_size: int
     # Over pretrained weights BatchNorm runs in inference mode, also once unfrozen (keras-io recipe).
     x = backbone(x, training=False) if weights is not None else backbone(x)
     pooled = layers.GlobalAveragePooling2D(name="image_pool")(x)
-    x = layers.Dropout(config.dropout, name="image_dropout")(pooled)
-    return image_input, pooled, x, backbone, spec, weights
+    return image_input, pooled, backbone, spec, weights
 
 
 def build_model(config: TrialConfig, num_classes: int, exif_width: int, multi_label: bool,
                 image_size: int | None) -> BuiltModel:
     import keras
-    from keras import layers
 
     if num_classes < 2 and not multi_label:
         raise ConfigError(f"a single-label classifier needs >= 2 classes, got {num_classes}")
     keras.utils.set_random_seed(config.seed)
     keras.mixed_precision.set_global_policy(config.precision)
-    inputs, features = [], []
-    backbone = spec = pooled = weights = None
+    inputs = []
+    backbone = spec = pooled = weights = exif_input = None
     if config.uses_image:
         if image_size is None:
             raise ConfigError(f"modality {config.modality!r} needs an image_size")
-        image_input, pooled, image_features, backbone, spec, weights = image_branch(config, image_size)
+        image_input, pooled, backbone, spec, weights = image_branch(config, image_size)
         inputs.append(image_input)
-        features.append(image_features)
     if config.uses_exif:
         if exif_width <= 0:
             raise ConfigError("modality uses EXIF but the encoded EXIF vector is empty (exif_tags)")
         exif_input = keras.Input((exif_width,), name="exif")
         inputs.append(exif_input)
-        features.append(exif_branch(exif_input, config.dropout))
-    if config.modality == "fusion":
-        projected = [layers.Dense(config.fusion_width, activation="relu", name=f"project_{name}")(f)
-                     for name, f in zip(("image", "exif"), features, strict=True)]
-        x = layers.Concatenate(name="fuse")(projected)
-        x = layers.Dense(config.fusion_width, activation="relu", name="fusion_dense")(x)
-        x = layers.Dropout(config.dropout, name="fusion_dropout")(x)
-    else:
-        x = features[0]
-    activation = "sigmoid" if multi_label else "softmax"
-    # The output layer stays float32 under a mixed precision policy (numerically stable softmax / sigmoid).
-    outputs = layers.Dense(num_classes, activation=activation, name="head", dtype="float32")(x)
+    top = Top(config, num_classes, multi_label)
+    outputs = top(pooled, exif_input)
     model = keras.Model(inputs, outputs, name=f"{config.modality}_{config.backbone if config.uses_image else 'mlp'}")
-    return BuiltModel(model, backbone, spec, weights is not None, pooled, weights)
+    return BuiltModel(model, backbone, spec, weights is not None, pooled, weights, top,
+                      exif_width if config.uses_exif else 0)

@@ -4,6 +4,7 @@ reuse by later sweeps, refusal of augment, rebuilding of a damaged entry."""
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +96,7 @@ def _grid(name: str, weights: dict[str, str]) -> Any:
 
     return parse_sweep({
         "name": name, "scheduler": "none", "max_concurrent": 4, "resources": {"cpus": 0.5},
-        "fixed": {"modality": "image", "fine_tune_layers": 0, "epochs": 2, "batch_size": 32, "seed": 3,
+        "fixed": {"modality": "fusion", "fine_tune_layers": 0, "epochs": 2, "batch_size": 32, "seed": 3,
                   "weights": weights},  # a weights file per backbone
         "params": {"backbone": {"grid": ["TestTinyCNN", "SmallCNN"]}, "image_size": {"grid": [24, 32]},
                    "learning_rate": {"grid": [0.001, 0.003]}}})
@@ -162,7 +163,7 @@ def test_a_trial_killed_in_the_cached_head_phase_resumes_from_a_head_only_checkp
                 raise KeyboardInterrupt("the node went away")
 
     access = CacheAccess(FeatureCache(str(tmp_path / "cache")))
-    config = _head_trial(weights["TestTinyCNN"], epochs=4, fine_tune_layers=2, fine_tune_epochs=2)
+    config = _head_trial(weights["TestTinyCNN"], modality="fusion", epochs=4, fine_tune_layers=2, fine_tune_epochs=2)
     crashed = Crash(tmp_path / "first", after=2)
     with pytest.raises(KeyboardInterrupt):
         run_trial(config, datasets["target"], report=crashed, cache=access)
@@ -173,9 +174,13 @@ def test_a_trial_killed_in_the_cached_head_phase_resumes_from_a_head_only_checkp
     assert resumed.epochs == [3, 4, 5, 6] and result.metrics[schema.RESUMED_FROM_EPOCH] == 2
     assert [row[schema.PHASE] for row in result.history] == ["head"] * 4 + ["fine_tune"] * 2
     assert result.metrics[schema.FEATURE_CACHE] == HIT  # the first attempt had built the entry
-    # Head-phase checkpoints hold the head alone; fine-tuning ones the whole model.
-    head_size = (saved / schema.MODEL_FILE).stat().st_size
-    assert head_size * 3 < (resumed.root / "epoch6" / schema.MODEL_FILE).stat().st_size
+    # Head-phase checkpoints hold the head alone (no backbone layers); fine-tuning ones the whole model.
+    def layers_of(folder: Path) -> str:
+        with zipfile.ZipFile(folder / schema.MODEL_FILE) as archive:
+            return archive.read("config.json").decode()
+
+    assert "test_tiny_cnn" not in layers_of(saved) and '"features"' in layers_of(saved)
+    assert "test_tiny_cnn" in layers_of(resumed.root / "epoch6")
 
 
 def test_mixed_precision_and_xla_train_with_float32_outputs_and_their_own_cache_entry(
