@@ -398,6 +398,11 @@ class HeadFeatures:
             inputs["exif"] = self.inputs_by_split[split]["exif"]
         return inputs
 
+    def progress(self) -> dict[str, object]:
+        """What every epoch's report carries: the outcome so far and, once built here, the build's cost."""
+        metrics = self.metrics()
+        return {key: metrics[key] for key in (schema.FEATURE_CACHE, schema.FEATURE_BUILD_S, schema.FEATURE_BUILD_KG)}
+
     def metrics(self) -> dict[str, object]:
         outcome = self.outcome or "not used (the head phase had finished before a resume)"
         return {schema.FEATURE_CACHE: outcome, "feature_cache_reason": self.reason,

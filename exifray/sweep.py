@@ -103,7 +103,7 @@ def _report_epoch(row: dict[str, Any], state: TrainingState, *, every: int = 1) 
     checkpointed epoch."""
     from ray import tune
 
-    metrics = {key: row[key] for key in (*schema.EPOCH_METRICS, schema.EPOCH, schema.PHASE)}
+    metrics = {key: row[key] for key in (*schema.EPOCH_METRICS, schema.EPOCH, schema.PHASE)} | state.report_extra
     if row[schema.EPOCH] % every:
         tune.report(metrics)
         return

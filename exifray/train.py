@@ -130,6 +130,7 @@ class TrainingState:
         self._train_started = time.perf_counter()
         self._started = 0.0
         self.first_epoch_at: float | None = None  # time.time() when the first epoch of this attempt began
+        self.report_extra: dict[str, object] = {}  # reported with every epoch (the feature cache's outcome)
 
     @property
     def train_time_s(self) -> float:
@@ -329,6 +330,7 @@ def _train_phases(loop: TrainingState, built: BuiltModel, phases: list[Phase], c
         on_features = phase.unfreeze == 0 and head.use
         model = built.head_model() if on_features else built.model
         loop.use(model, head.inputs("val") if on_features else inputs["val"])
+        loop.report_extra = head.progress()  # an ASHA-stopped trial's last report still says it
         train = head.inputs("train") if on_features else inputs["train"]
         if phase.unfreeze == 0:
             freeze(built.backbone)
@@ -390,7 +392,10 @@ def run_trial(config: TrialConfig, data: DatasetArrays | str | Path, *, report: 
         train_time = loop.train_time_s
         loop.restore_best()
         emissions.start_segment("test")
-        test = _test_scores(built.model, data, inputs["test"], config.batch_size)
+        if head.use and phases[-1].unfreeze == 0:  # the head trained last: the test split's features are cached
+            test = _test_scores(built.head_model(), data, head.inputs("test"), config.batch_size)
+        else:
+            test = _test_scores(built.model, data, inputs["test"], config.batch_size)
         latency = inference_ms(built.model, inputs["test"] if len(data.test) else inputs["val"], config.batch_size)
         totals = emissions.close()
     metrics = _final_metrics(loop, test, latency, train_time, totals, data) | head.metrics() | {

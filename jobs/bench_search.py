@@ -22,7 +22,7 @@ from typing import Any
 TOLERANCE = 0.005
 
 
-def _plan(name: str, grid: bool, seed: int, epochs: int, rates: list[float], samples: int) -> Any:
+def _plan(name: str, grid: bool, seed: int, epochs: int, values: dict[str, list[float]], samples: int) -> Any:
     from exifray.space_file import parse_sweep
 
     kind = "grid" if grid else "choice"
@@ -31,8 +31,7 @@ def _plan(name: str, grid: bool, seed: int, epochs: int, rates: list[float], sam
         "scheduler": "none" if grid else {"type": "asha", "grace_period": 2, "reduction_factor": 3},
         "fixed": {"modality": "fusion", "backbone": "SmallCNN", "weights": "none", "image_size": 32, "epochs": epochs,
                   "early_stopping_patience": epochs, "batch_size": 32},
-        "params": {"learning_rate": {kind: rates}, "fusion_width": {kind: [16, 32, 64]},
-                   "dropout": {kind: [0.1, 0.4]}}}
+        "params": {name: {kind: choices} for name, choices in values.items()}}
     if not grid:
         document["num_samples"] = samples
     return parse_sweep(document)
@@ -65,12 +64,14 @@ def main() -> None:
     parser.add_argument("--photos", type=int, default=2000)
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--smoke-test", action="store_true", help="200 photos, 2 epochs, 4 points, 1 seed")
+    parser.add_argument("--smoke-test", action="store_true", help="200 photos, 2 epochs, 2 points, 1 seed")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    rates = [0.0003, 0.001, 0.003, 0.01]
+    values: dict[str, list[float]] = {"learning_rate": [0.0003, 0.001, 0.003, 0.01], "fusion_width": [16, 32, 64],
+                                      "dropout": [0.1, 0.4]}
     if args.smoke_test:
-        args.photos, args.epochs, args.seeds, rates = 200, 2, [0], [0.001, 0.01]
+        args.photos, args.epochs, args.seeds = 200, 2, [0]
+        values = {"learning_rate": [0.001, 0.01], "fusion_width": [16], "dropout": [0.1]}
 
     import ray
 
@@ -82,7 +83,7 @@ def main() -> None:
         dataset = make_dataset(root, photos=args.photos, image_size=48, sizes=(32,))
         if not ray.is_initialized():
             ray.init(log_to_driver=False, include_dashboard=False, logging_level=logging.WARNING)
-        grid_plan = _plan("grid", True, 0, args.epochs, rates, 0)
+        grid_plan = _plan("grid", True, 0, args.epochs, values, 0)
         points = grid_plan.space.total_trials
         started = time.time()
         run_sweep(grid_plan, dataset, storage_path=str(root / "experiments"))
@@ -97,7 +98,7 @@ def main() -> None:
               flush=True)
         for seed in args.seeds:
             started = time.time()
-            run_sweep(_plan(f"tpe{seed}", False, seed, args.epochs, rates, points), dataset,
+            run_sweep(_plan(f"tpe{seed}", False, seed, args.epochs, values, points), dataset,
                       storage_path=str(root / "experiments"))
             trials = _finished(str(root / "experiments" / f"tpe{seed}"))
             cost = _cost_to_reach(trials, best, started)

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-BACKBONES = ("MobileNetV2", "TestTinyMobileNet")
+BACKBONES = ["MobileNetV2", "TestTinyMobileNet"]
 
 
 def _plan(name: str, weights: dict[str, str], sizes: list[int], epochs: int, mode: str,
@@ -43,11 +43,14 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=15, help="head epochs")
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 96])
     parser.add_argument("--learning-rates", type=float, nargs="+", default=[0.0003, 0.001, 0.003, 0.01])
-    parser.add_argument("--smoke-test", action="store_true", help="150 photos, 32 px, 2 learning rates, 3 head epochs")
+    parser.add_argument("--backbones", nargs=2, default=BACKBONES)
+    parser.add_argument("--smoke-test", action="store_true",
+                        help="150 photos, TestTinyCNN and TestTinyMobileNet at 32 px, 2 learning rates, 3 head epochs")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     if args.smoke_test:
         args.photos, args.epochs, args.sizes, args.learning_rates = 150, 3, [32], [0.001, 0.003]
+        args.backbones = ["TestTinyCNN", "TestTinyMobileNet"]
 
     import ray
 
@@ -60,7 +63,7 @@ def main() -> None:
         root = Path(tmp)
         dataset = make_dataset(root, photos=args.photos, image_size=max(args.sizes) + 16, sizes=tuple(args.sizes))
         weights = {}
-        for backbone in BACKBONES:
+        for backbone in args.backbones:
             weights[backbone] = str(root / f"{backbone}.weights.h5")
             create_backbone(backbone, max(args.sizes)).save_weights(weights[backbone])
         if not ray.is_initialized():

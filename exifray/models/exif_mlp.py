@@ -6,7 +6,6 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import keras
-    from keras import KerasTensor
 
 EXIF_MLP_UNITS = (256, 128, 64, 32)
 
@@ -21,10 +20,3 @@ def exif_layers(dropout: float, units: tuple[int, ...] = EXIF_MLP_UNITS) -> list
         if dropout and index < len(units) - 1:
             stack.append(layers.Dropout(dropout, name=f"exif_dropout{index}"))
     return stack
-
-
-def exif_branch(exif_input: KerasTensor, dropout: float, units: tuple[int, ...] = EXIF_MLP_UNITS) -> KerasTensor:
-    x = exif_input
-    for layer in exif_layers(dropout, units):
-        x = layer(x)
-    return x

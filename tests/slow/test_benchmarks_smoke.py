@@ -64,3 +64,5 @@ def test_bench_sweep_speed_smoke_runs_both_sweeps_and_compares_them() -> None:
     worst = re.search(r"largest \|val_f1_macro off - on\| over the (\d+) trials with equal epochs: ([\d.]+)",
                       result.stdout)
     assert worst and int(worst.group(1)) >= 1 and float(worst.group(2)) <= 0.01, result.stdout
+    outcomes = re.findall(r"epochs, (\w+)\)$", result.stdout, re.MULTILINE)  # stopped trials say it too
+    assert len(outcomes) == 4 and set(outcomes) <= {"built", "hit"} and "built" in outcomes, result.stdout
