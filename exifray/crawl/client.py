@@ -16,10 +16,13 @@ Flickr's `stat: fail` codes 105/106 ("Service currently unavailable", "Write ope
 
 from __future__ import annotations
 
+import email.utils
 import json
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import aiohttp
@@ -192,10 +195,34 @@ class PermanentTooLarge(ExifrayError):
     """A download larger than the size bound: not retried."""
 
 
+MAX_RETRY_AFTER_S = 300.0  # a server asking for a longer wait: the request is given up (the photo listed as failed)
+
+
+def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
+    """A `Retry-After` header as seconds: delta-seconds (whole or fractional) or an HTTP date; None when absent or
+    unreadable; never negative."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
 def _raise_for_status(what: str, status: int, headers: dict[str, str]) -> None:
     if status == 429:
-        retry_after = headers.get("Retry-After")
-        seconds = float(retry_after) if retry_after and retry_after.strip().isdigit() else None
+        seconds = retry_after_seconds(headers.get("Retry-After"))
+        if seconds is not None and seconds > MAX_RETRY_AFTER_S:
+            raise GaveUp(f"{what}: HTTP 429, the server asks to wait {seconds:.0f} s (Retry-After), more than "
+                         f"{MAX_RETRY_AFTER_S:.0f} s")
         raise TransientError(f"{what}: HTTP 429 Too Many Requests", retry_after=seconds)
     if status >= 500:
         raise TransientError(f"{what}: HTTP {status}")

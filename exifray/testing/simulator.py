@@ -11,7 +11,8 @@ as one, getExif bodies whose `raw._content` is a string or a number, `{"stat": "
 `/{server}/{id}_{secret}[_{size}].jpg`.
 
 Faults are injected on demand, per request target (`"exif:ID"`, `"info:ID"`, `"image:ID"`, `"page:N"`):
-`http500`, `http429` (with Retry-After), `slow` (answers after `slow_seconds`), `truncated` (a body cut
+`http500`, `http429` (Retry-After: 1), `http429_date` (Retry-After as an HTTP date), `http429_long`
+(Retry-After: 3600), `slow` (answers after `slow_seconds`), `truncated` (a body cut
 short of its Content-Length), `html` (a 200 with an HTML error page), `fail105` (Flickr's transient
 "Service currently unavailable"), `notjpeg` (a 200 image that is not a JPEG). Transient faults are
 consumed one per request; `permanent` ones answer every time. Photo properties stand for permanent
@@ -21,6 +22,7 @@ real-world cases: videos, photos deleted after listing (404 / code 1) and listin
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import json
 import math
 import random
@@ -35,7 +37,7 @@ from aiohttp import web
 
 from exifray.crawl.records import CrawlDir
 
-FAULTS = ("http500", "http429", "slow", "truncated", "html", "fail105", "notjpeg")
+FAULTS = ("http500", "http429", "http429_date", "http429_long", "slow", "truncated", "html", "fail105", "notjpeg")
 METHOD_ERRORS = {
     "flickr.photos.getExif": {1: "Photo not found", 2: "Permission denied"},
     "flickr.photos.getInfo": {1: "Photo not found."},
@@ -163,6 +165,11 @@ class FlickrSimulator:
             return web.Response(status=500, text="Internal Server Error")
         if fault == "http429":
             return web.Response(status=429, text="Too Many Requests", headers={"Retry-After": "1"})
+        if fault == "http429_date":  # an HTTP date one second ahead
+            when = email.utils.formatdate(time.time() + 1, usegmt=True)
+            return web.Response(status=429, text="Too Many Requests", headers={"Retry-After": when})
+        if fault == "http429_long":  # an hour: beyond what a crawl waits for
+            return web.Response(status=429, text="Too Many Requests", headers={"Retry-After": "3600"})
         if fault == "html":
             return web.Response(status=200, body=_HTML_ERROR, content_type="text/html")
         if fault == "fail105":

@@ -84,6 +84,20 @@ def test_group_crawl_survives_every_fault_and_keeps_every_good_photo(source: Pat
     assert not list(out.rglob(".tmp-*"))
 
 
+def test_retry_after_dates_are_honoured_and_hour_long_waits_fail_the_photo(source: Path, tmp_path: Path) -> None:
+    simulator = FlickrSimulator.from_crawl_dir(source, groups={"g": None}, api_keys={KEY})
+    ids = simulator.order
+    simulator.faults.add(f"image:{ids[0]}", "http429_date")
+    simulator.faults.permanent[f"image:{ids[1]}"] = "http429_long"
+    out = tmp_path / "crawl"
+    started = time.monotonic()
+    report = _run(simulator, mode="group", target="g", out=str(out), max_attempts=3)
+    assert set(report.failed) == {ids[1]} and "asks to wait 3600 s" in report.failed[ids[1]]
+    assert set(_ids(out)) == set(ids) - {ids[1]}  # the rest of the crawl went on
+    assert simulator.requests["image"] == len(ids) + 1  # the dated 429 retried once, the hour-long one not at all
+    assert time.monotonic() - started < 120
+
+
 def test_rerun_resumes_without_duplicates(source: Path, tmp_path: Path) -> None:
     out = tmp_path / "crawl"
     first = FlickrSimulator.from_crawl_dir(source, groups={"g": None}, api_keys={KEY})
