@@ -228,8 +228,8 @@ def render_report(analysis: Analysis) -> str:
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>exifray report: '
             f"{html.escape(experiment.name)}</title><style>{_CSS}</style></head><body>"
             f"<h1>exifray experiment <code>{html.escape(experiment.name)}</code></h1>"
-            f'<p class="note">{html.escape(experiment.uri)} · {len(experiment.frame)} trials ({counts}) · '
-            f"written {stamp}</p>{body}</body></html>\n")
+            f'<p class="note">{html.escape(experiment.uri)} · {len(experiment.frame)} trials ({counts})</p>{body}\n'
+            f'<footer class="note">written {stamp}</footer>\n</body></html>\n')
 
 
 # --- writing tables and the report --------------------------------------------------------------------------

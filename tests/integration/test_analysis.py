@@ -157,6 +157,27 @@ def test_report_renders_in_headless_chromium(experiment: Path, small_dataset: Pa
         assert section in result.stdout
 
 
+def test_two_reports_of_one_experiment_differ_in_the_footer_stamp_only(experiment: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import datetime as dt
+
+    from exifray import report
+    from exifray.analysis import analyse
+
+    analysis = analyse(open_experiment(str(experiment)))
+    first = report.render_report(analysis).splitlines()
+
+    class Later(dt.datetime):
+        @classmethod
+        def now(cls, tz: dt.tzinfo | None = None) -> dt.datetime:  # type: ignore[override]
+            return dt.datetime(2030, 1, 2, 3, 4, tzinfo=tz)
+
+    monkeypatch.setattr(report, "datetime", Later)
+    second = report.render_report(analysis).splitlines()
+    changed = [(a, b) for a, b in zip(first, second, strict=True) if a != b]
+    assert changed == [(first[-2], '<footer class="note">written 2030-01-02 03:04 UTC</footer>')]
+
+
 def test_leaderboard_errors_for_missing_or_empty_experiments(tmp_path: Path, experiment: Path) -> None:
     with pytest.raises(InputNotFoundError, match="no experiment at .*: the directory does not exist"):
         open_experiment(str(tmp_path / "nothing"))
