@@ -12,10 +12,12 @@ $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (Python 3.11) on PATH, or make PYTHON=..."; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 
-# Reinstall only when pyproject.toml changed (the stamp is older than it).
-$(STAMP): pyproject.toml | $(BIN)/python
+# Reinstall only when pyproject.toml or the tested versions changed (the stamp is older than them). The
+# constraints pin every package to the versions the suite was run with; pip check must find nothing broken.
+$(STAMP): pyproject.toml constraints.txt | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test,viz]"
+	$(BIN)/python -m pip check
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -419,8 +419,9 @@ def describe(result: SweepResult, space: SearchSpace, top: int = 10) -> str:
     lines.append(f"emissions:    {total:.2e} kg CO2-eq in all (trials + each feature-cache build once)")
     lines += ["", f"experiment:   {result.experiment_dir}",
               f"leaderboard:  {result.experiment_dir}/{LEADERBOARD_FILE}",
-              f"TensorBoard:  tensorboard --logdir {result.experiment_dir}",
-              f"Optuna:       optuna-dashboard {result.experiment_dir}/{JOURNAL_FILE}"
+              f"TensorBoard:  tensorboard --logdir {result.experiment_dir}   (pip install 'exifray[viz]')",
+              f"Optuna:       optuna-dashboard {result.experiment_dir}/{JOURNAL_FILE}   (pip install 'exifray[viz]'; "
+              f"study {result.experiment_dir.rstrip('/').rsplit('/', 1)[-1]})"
               if not is_uri(result.experiment_dir) else f"Optuna:       {result.experiment_dir}/{JOURNAL_FILE}"]
     if result.dashboard_url:
         lines.append(f"Ray:          {result.dashboard_url} (the Ray dashboard, while this process runs)")

@@ -61,7 +61,7 @@ class SweepCallback:
 
     def on_experiment_end(self, trials: list[Trial], **_: object) -> None:
         self.write_leaderboard(trials)
-        self.rebuild_journal(trials)
+        self.complete_journal(trials)
         self._progress(trials, force=True)
         if self._bar is not None:
             self._bar.close()
@@ -136,25 +136,24 @@ class SweepCallback:
             files.write_bytes(JOURNAL_FILE, local.read_bytes())
 
     def _append_journal(self, trial: Trial) -> None:
+        self._append_missing([trial])
+
+    def complete_journal(self, trials: Sequence[Trial]) -> None:
+        """At the end: append every finished trial the journal lacks (trials that finished while a killed driver
+        was down), so it holds exactly one Optuna trial per finished Tune trial."""
+        finished = [t for t in trials if trial_status(t) in schema.FINISHED_STATUSES]
+        self._append_missing(sorted(finished, key=lambda t: t.trial_id))
+
+    def _append_missing(self, trials: Sequence[Trial]) -> None:
+        """Only ever append (Optuna's journal readers, optuna-dashboard among them, keep a byte offset per line:
+        a rewritten file breaks them); a trial already recorded is not added again."""
         def append(study: optuna.Study) -> None:
             known = {t.user_attrs.get("tune_trial_id") for t in study.get_trials(deepcopy=False)}
-            if trial.trial_id not in known:
-                study.add_trial(self.frozen_trial(trial))
+            for trial in trials:
+                if trial.trial_id not in known:
+                    study.add_trial(self.frozen_trial(trial))
 
         self._with_journal(append)
-
-    def rebuild_journal(self, trials: Sequence[Trial]) -> None:
-        """Write the journal afresh from Tune's final state (exactly one Optuna trial per finished Tune trial)."""
-        from optuna.storages import JournalStorage
-        from optuna.storages.journal import JournalFileBackend
-
-        finished = [t for t in trials if trial_status(t) in schema.FINISHED_STATUSES]
-        with tempfile.TemporaryDirectory(prefix="exifray-journal-") as folder:
-            local = Path(folder) / JOURNAL_FILE
-            study = self._study(JournalStorage(JournalFileBackend(str(local))))
-            for trial in sorted(finished, key=lambda t: t.trial_id):
-                study.add_trial(self.frozen_trial(trial))
-            ExperimentFiles(self.storage_path, self.name).write_bytes(JOURNAL_FILE, local.read_bytes())
 
     # --- progress
     def _progress(self, trials: Sequence[Trial], force: bool) -> None:

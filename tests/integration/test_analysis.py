@@ -264,3 +264,54 @@ def test_permutation_importance_ranks_the_one_informative_tag_first(tmp_path: Pa
     assert (out / "importance.svg").read_text().lstrip().startswith("<svg")
     assert main(["importance", str(tmp_path / "model"), "--data", str(dataset), "--out", str(out),
                  "--permutations", "0"]) != 0
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _get_json(url: str, timeout_s: float = 120) -> object:
+    """GET url once the server answers (polled until then: servers take a while to start on a busy machine)."""
+    import time
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=10) as response:
+                return json.loads(response.read())
+        except (urllib.error.URLError, ConnectionError, json.JSONDecodeError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def test_the_viewers_from_the_viz_extra_show_every_trial(experiment: Path) -> None:
+    """`pip install exifray[viz]` brings the two viewers a sweep's summary points to; both read the experiment."""
+    bin_dir = Path(sys.executable).parent
+    trials = sorted(p.name for p in experiment.glob("trial_*"))
+    board, dash = _free_port(), _free_port()
+    servers = [subprocess.Popen([str(bin_dir / "tensorboard"), "--logdir", str(experiment), "--host", "127.0.0.1",
+                                 "--port", str(board)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+               subprocess.Popen([str(bin_dir / "optuna-dashboard"), str(experiment / "optuna.journal"), "--host",
+                                 "127.0.0.1", "--port", str(dash)], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)]
+    try:
+        runs = _get_json(f"http://127.0.0.1:{board}/data/runs")
+        assert isinstance(runs, list) and sorted({run.split("/")[0] for run in runs}) == trials
+        studies = _get_json(f"http://127.0.0.1:{dash}/api/studies")
+        assert isinstance(studies, dict)
+        (study,) = studies["studies"]
+        assert study["study_name"] == experiment.name
+        detail = _get_json(f"http://127.0.0.1:{dash}/api/studies/{study['study_id']}")
+        assert isinstance(detail, dict)
+        assert [t["state"] for t in detail["trials"]] == ["Complete"] * len(trials)
+    finally:
+        for server in servers:
+            server.terminate()
+            server.wait(timeout=30)

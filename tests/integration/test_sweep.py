@@ -208,3 +208,39 @@ def test_a_trial_finished_after_the_restored_checkpoint_is_found_not_rerun(tmp_p
     assert finished_checkpoint(tune.Checkpoint(str(trial / "checkpoint_000003"))) is None  # nothing after it
     (trial / "checkpoint_000003" / "metrics.json").unlink()  # a later per-epoch checkpoint is not a final one
     assert finished_checkpoint(tune.Checkpoint(str(trial / "checkpoint_000001"))) is None
+
+
+def test_a_journal_reader_opened_before_the_sweep_follows_it_to_the_end(small_dataset: Path, tmp_path: Path) -> None:
+    """What optuna-dashboard does: one JournalStorage, opened before the first trial, read again and again."""
+    import threading
+
+    journal = tmp_path / "follow" / JOURNAL_FILE
+    journal.parent.mkdir(parents=True)
+    reader = JournalStorage(JournalFileBackend(str(journal)))
+    seen: list[int] = []
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def read() -> None:
+        try:
+            studies = reader.get_all_studies()
+            seen.append(len(reader.get_all_trials(studies[0]._study_id)) if studies else 0)
+        except BaseException as exc:  # what a dashboard would show as an error
+            errors.append(exc)
+
+    def poll() -> None:
+        while not done.is_set():
+            read()
+            done.wait(0.05)
+
+    follower = threading.Thread(target=poll, daemon=True)
+    follower.start()
+    try:
+        result = run_sweep(_space("follow", num_samples=3), small_dataset, storage_path=str(tmp_path))
+    finally:
+        done.set()
+        follower.join(timeout=30)
+    read()  # one last read after the sweep has ended
+    assert errors == [] and len(result.leaderboard) == 3
+    assert seen[-1] == 3 and seen == sorted(seen)  # trials appear as they finish, none vanish or repeat
+    assert len(_journal_trials(tmp_path / "follow", "follow")) == 3
