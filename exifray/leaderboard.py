@@ -139,14 +139,17 @@ def error_summary(trial: Trial) -> str | None:
     return f"{type(cause).__name__}: {message[-1] if message else ''}"[:500]
 
 
-def trials_frame(space: SearchSpace, trials: Sequence[Trial], best_val: Mapping[str, float]) -> pd.DataFrame:
+def trials_frame(space: SearchSpace, trials: Sequence[Trial], best_val: Mapping[str, float],
+                 ended: Mapping[str, str] | None = None) -> pd.DataFrame:
     """Tune trials as a ranked leaderboard (validation macro F1, best first); `best_val` is each trial's best
-    epoch so far, shown for trials that have not finished."""
+    epoch so far, shown for trials that have not finished; `ended` overrides the status of trials known to have
+    ended (a callback learns it before Tune updates the trial)."""
     rows = []
     for trial in trials:
         settings = space.trial_settings({**space.fixed, **(trial.config or {})})
         checkpoint = trial.checkpoint.path if trial.checkpoint is not None else None
-        rows.append(trial_row(trial.trial_id, trial_status(trial), settings, trial.last_result,
+        status = (ended or {}).get(trial.trial_id) or trial_status(trial)
+        rows.append(trial_row(trial.trial_id, status, settings, trial.last_result,
                               best_val=best_val.get(trial.trial_id), checkpoint=checkpoint,
                               error=error_summary(trial)))
     return rank(rows, schema.VAL_F1_MACRO, "max")

@@ -37,6 +37,7 @@ class SweepCallback:
         self.space, self.storage_path, self.name = space, storage_path, name
         self.best_val: dict[str, float] = {}
         self.intermediate: dict[str, dict[int, float]] = {}
+        self.ended: dict[str, str] = {}  # trial id → how it ended, from the event (Tune's status lags behind)
         self._bar: tqdm | None = None
         self._last_log = 0.0
 
@@ -53,10 +54,14 @@ class SweepCallback:
             self.intermediate.setdefault(trial.trial_id, {})[step] = float(metric)
         self._progress(trials, force=False)
 
+    # Tune calls these before it sets the trial's own status: the event says how the trial ended.
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **_: object) -> None:
+        final = schema.is_final(trial.last_result)
+        self.ended[trial.trial_id] = schema.STATUS_COMPLETE if final else schema.STATUS_STOPPED
         self._trial_finished(trials, trial)
 
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **_: object) -> None:
+        self.ended[trial.trial_id] = schema.STATUS_ERROR
         self._trial_finished(trials, trial)
 
     def on_experiment_end(self, trials: list[Trial], **_: object) -> None:
@@ -77,7 +82,7 @@ class SweepCallback:
 
     # --- leaderboard
     def write_leaderboard(self, trials: Sequence[Trial]) -> None:
-        frame = trials_frame(self.space, trials, self.best_val)
+        frame = trials_frame(self.space, trials, self.best_val, self.ended)
         ExperimentFiles(self.storage_path, self.name).write_bytes(LEADERBOARD_FILE,
                                                                   frame.to_csv(index=False).encode("utf-8"))
 
@@ -90,7 +95,7 @@ class SweepCallback:
         config = trial.config or {}
         params = {key: config[key] for key in distributions if key in config}
         result = trial.last_result or {}
-        status = trial_status(trial)
+        status = self._status(trial)
         values = [result.get(metric) for metric in self.space.metrics]
         finite = all(isinstance(v, int | float) and math.isfinite(v) for v in values)
         if status == schema.STATUS_COMPLETE and finite:
@@ -135,13 +140,16 @@ class SweepCallback:
             action(self._study(JournalStorage(JournalFileBackend(str(local)))))
             files.write_bytes(JOURNAL_FILE, local.read_bytes())
 
+    def _status(self, trial: Trial) -> str:
+        return self.ended.get(trial.trial_id) or trial_status(trial)
+
     def _append_journal(self, trial: Trial) -> None:
         self._append_missing([trial])
 
     def complete_journal(self, trials: Sequence[Trial]) -> None:
         """At the end: append every finished trial the journal lacks (trials that finished while a killed driver
         was down), so it holds exactly one Optuna trial per finished Tune trial."""
-        finished = [t for t in trials if trial_status(t) in schema.FINISHED_STATUSES]
+        finished = [t for t in trials if self._status(t) in schema.FINISHED_STATUSES]
         self._append_missing(sorted(finished, key=lambda t: t.trial_id))
 
     def _append_missing(self, trials: Sequence[Trial]) -> None:
@@ -157,7 +165,7 @@ class SweepCallback:
 
     # --- progress
     def _progress(self, trials: Sequence[Trial], force: bool) -> None:
-        statuses = [trial_status(t) for t in trials]
+        statuses = [self._status(t) for t in trials]
         done = sum(s in schema.FINISHED_STATUSES for s in statuses)
         best = max(self.best_val.values(), default=math.nan)
         summary = {"running": statuses.count(schema.STATUS_RUNNING), "errored": statuses.count(schema.STATUS_ERROR),

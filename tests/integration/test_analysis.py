@@ -306,7 +306,7 @@ def test_the_viewers_from_the_viz_extra_show_every_trial(experiment: Path) -> No
         assert isinstance(runs, list) and sorted({run.split("/")[0] for run in runs}) == trials
         studies = _get_json(f"http://127.0.0.1:{dash}/api/studies")
         assert isinstance(studies, dict)
-        (study,) = studies["studies"]
+        (study,) = studies["study_summaries"]
         assert study["study_name"] == experiment.name
         detail = _get_json(f"http://127.0.0.1:{dash}/api/studies/{study['study_id']}")
         assert isinstance(detail, dict)

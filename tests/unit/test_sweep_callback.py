@@ -96,8 +96,10 @@ def test_trial_finished_writes_the_leaderboard_with_statuses_and_errors(tmp_path
 def test_journal_mirror_records_each_finished_trial_once_with_its_state(tmp_path: Path,
                                                                        trials: list[FakeTrial]) -> None:
     callback = _callback(tmp_path)
-    for trial in trials[:3]:
+    for trial in trials[:2]:
+        trial.status = "RUNNING"  # Tune calls the callback before it updates the trial's own status
         callback.on_trial_complete(1, trials, trial)
+    callback.on_trial_error(1, trials, trials[2])
     callback.on_trial_error(1, trials, trials[2])  # reported twice: still one Optuna trial
     study = optuna.load_study(study_name="cb", storage=JournalStorage(JournalFileBackend(
         str(tmp_path / "cb" / JOURNAL_FILE))))
