@@ -148,28 +148,17 @@ def test_a_damaged_entry_is_rebuilt_not_read(datasets: dict[str, Path], weights:
 def test_a_trial_killed_in_the_cached_head_phase_resumes_from_a_head_only_checkpoint(
         datasets: dict[str, Path], weights: dict[str, str], tmp_path: Path) -> None:
     from exifray.experiment import RESUME_FILE
+    from exifray.testing.trials import Saver
     from exifray.train import run_trial
-
-    class Crash:
-        def __init__(self, root: Path, after: int | None = None):
-            self.root, self.after, self.epochs = root, after, []
-
-        def __call__(self, row: dict[str, Any], state: Any) -> None:
-            folder = self.root / f"epoch{row[schema.EPOCH]}"
-            folder.mkdir(parents=True)
-            state.save(folder)
-            self.epochs.append(row[schema.EPOCH])
-            if self.after is not None and row[schema.EPOCH] >= self.after:
-                raise KeyboardInterrupt("the node went away")
 
     access = CacheAccess(FeatureCache(str(tmp_path / "cache")))
     config = _head_trial(weights["TestTinyCNN"], modality="fusion", epochs=4, fine_tune_layers=2, fine_tune_epochs=2)
-    crashed = Crash(tmp_path / "first", after=2)
+    crashed = Saver(tmp_path / "first", crash_after=2)
     with pytest.raises(KeyboardInterrupt):
         run_trial(config, datasets["target"], report=crashed, cache=access)
-    saved = crashed.root / "epoch2"
+    saved = crashed.folder(2)
     assert '"phase": "head"' in (saved / RESUME_FILE).read_text()
-    resumed = Crash(tmp_path / "second")
+    resumed = Saver(tmp_path / "second")
     result = run_trial(config, datasets["target"], report=resumed, resume=saved, cache=access)
     assert resumed.epochs == [3, 4, 5, 6] and result.metrics[schema.RESUMED_FROM_EPOCH] == 2
     assert [row[schema.PHASE] for row in result.history] == ["head"] * 4 + ["fine_tune"] * 2
@@ -180,7 +169,7 @@ def test_a_trial_killed_in_the_cached_head_phase_resumes_from_a_head_only_checkp
             return archive.read("config.json").decode()
 
     assert "test_tiny_cnn" not in layers_of(saved) and '"features"' in layers_of(saved)
-    assert "test_tiny_cnn" in layers_of(resumed.root / "epoch6")
+    assert "test_tiny_cnn" in layers_of(resumed.folder(6))
 
 
 def test_mixed_precision_and_xla_train_with_float32_outputs_and_their_own_cache_entry(

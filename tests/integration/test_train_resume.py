@@ -14,25 +14,8 @@ import pytest
 from exifray import schema
 from exifray.config import TrialConfig
 from exifray.experiment import RESUME_FILE
-from exifray.train import TrainingState, TrialFailed, run_trial
-
-
-class Saver:
-    """A report callback that keeps a copy of the saved state after every epoch, like Tune's checkpoints."""
-
-    def __init__(self, root: Path, crash_after: int | None = None):
-        self.root, self.crash_after, self.epochs = root, crash_after, []
-
-    def __call__(self, row: dict[str, Any], state: TrainingState) -> None:
-        folder = self.root / f"epoch{row[schema.EPOCH]}"
-        folder.mkdir(parents=True)
-        state.save(folder)
-        self.epochs.append(row[schema.EPOCH])
-        if self.crash_after is not None and row[schema.EPOCH] >= self.crash_after:
-            raise KeyboardInterrupt("the node went away")  # nothing in run_trial catches it
-
-    def folder(self, epoch: int) -> Path:
-        return self.root / f"epoch{epoch}"
+from exifray.testing.trials import Saver
+from exifray.train import TrialFailed, run_trial
 
 
 def steps_per_epoch(dataset: Path, batch_size: int) -> int:

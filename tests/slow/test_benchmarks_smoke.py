@@ -12,6 +12,14 @@ import pytest
 JOBS = Path(__file__).parents[2] / "jobs"
 
 
+def _smoke(job: str, timeout: int) -> subprocess.CompletedProcess[str]:
+    """`python jobs/JOB --smoke-test`, which must succeed."""
+    result = subprocess.run([sys.executable, str(JOBS / job), "--smoke-test"], capture_output=True, text=True,
+                            timeout=timeout)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result
+
+
 def test_bench_crawl_smoke_prints_ratios_and_keeps_to_the_rate_limit() -> None:
     result = subprocess.run([sys.executable, str(JOBS / "bench_crawl.py"), "--smoke-test"], capture_output=True,
                             text=True, timeout=300)
@@ -38,9 +46,7 @@ def test_bench_checkpoint_smoke_prints_both_runs_and_the_ratio() -> None:
 
 
 def test_bench_feature_cache_smoke_prints_both_routes_their_ratios_and_equal_f1() -> None:
-    result = subprocess.run([sys.executable, str(JOBS / "bench_feature_cache.py"), "--smoke-test"],
-                            capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-2000:]
+    result = _smoke("bench_feature_cache.py", timeout=600)
     epoch = re.search(r"head epoch ([\d.]+) s through the backbone, ([\d.]+) s on cached features: ([\d.]+)x",
                       result.stdout)
     phase = re.search(r"whole head phase ([\d.]+) s vs ([\d.]+) s including the ([\d.]+) s build: ([\d.]+)x",
@@ -54,9 +60,7 @@ def test_bench_feature_cache_smoke_prints_both_routes_their_ratios_and_equal_f1(
 
 
 def test_bench_sweep_speed_smoke_runs_both_sweeps_and_compares_them() -> None:
-    result = subprocess.run([sys.executable, str(JOBS / "bench_sweep_speed.py"), "--smoke-test"],
-                            capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stderr[-2000:]
+    result = _smoke("bench_sweep_speed.py", timeout=900)
     runs = re.findall(r"feature_cache (off|auto): (\d+) trials, (\d+) trial-epochs, (\d+) cache entries built",
                       result.stdout)
     assert [(mode, int(trials), int(built)) for mode, trials, _, built in runs] == [("off", 4, 0), ("auto", 4, 2)]
