@@ -132,6 +132,10 @@ def _count_finished(board: Path) -> int:
         return 0
 
 
+def _live_board(experiment: Path) -> pd.DataFrame:
+    return analyse(open_experiment(str(experiment))).tables["leaderboard"]
+
+
 def test_sweep_resumes_after_the_driver_is_killed(small_dataset: Path, tmp_path: Path) -> None:
     space_file = tmp_path / "resume.yaml"
     document = _space("resume", num_samples=6, fixed={"backbone": "TestTinyCNN", "epochs": 4}).to_yaml()
@@ -145,9 +149,13 @@ def test_sweep_resumes_after_the_driver_is_killed(small_dataset: Path, tmp_path:
         deadline = time.monotonic() + 240
         while _count_finished(board) < 2 and driver.poll() is None and time.monotonic() < deadline:
             time.sleep(0.5)
+        # `exifray leaderboard` on the running sweep reads what Tune has saved so far, which can lag a moment
+        # behind leaderboard.csv (the callback writes it as each trial ends): wait for Tune's state too.
+        live = _live_board(tmp_path / "resume")
+        while (live["status"] == "complete").sum() < 2 and driver.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+            live = _live_board(tmp_path / "resume")
         assert driver.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
-        # `exifray leaderboard` on the running sweep reads what Tune has saved so far
-        live = analyse(open_experiment(str(tmp_path / "resume"))).tables["leaderboard"]
         assert 2 <= len(live) <= 6 and (live["status"] == "complete").sum() >= 2
         assert set(live["status"]) <= {"complete", "running", "pending"} and live["trial_id"].is_unique
         os.kill(driver.pid, signal.SIGKILL)  # no clean shutdown: the driver dies mid-sweep
