@@ -41,10 +41,6 @@ def setting(default: T, help: str, choices: tuple[object, ...] | None = None) ->
     return field(default=default, metadata={"help": help, "choices": choices})
 
 
-def setting_factory(factory: typing.Callable[[], T], help: str) -> T:
-    return field(default_factory=factory, metadata={"help": help})
-
-
 def field_of(cls: type, name: str) -> dataclasses.Field[Any]:
     """A config dataclass's field by name (its default and metadata are what the CLI shows)."""
     return {f.name: f for f in fields(cls)}[name]

@@ -34,7 +34,6 @@ MODES: Final = ("max", "min")
 TAG_FLAG_PREFIX: Final = "exif_tag_"  # one boolean Optuna parameter per tag of a `subset_of`
 SUBSET_SEPARATOR: Final = "+"
 
-APPLIES_TO: Final = schema.APPLIES_TO
 # Set by the sweep itself, not by a search space.
 RESERVED: Final = ("threads",)
 SMOKE_BACKBONE: Final = "TestTinyCNN"
