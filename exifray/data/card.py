@@ -13,11 +13,12 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from exifray import schema
+from exifray.data.photo import DecodeParams
 from exifray.errors import ConfigError, DataError, ExifrayError, InputNotFoundError
 from exifray.exif.encode import ExifEncoder
 from exifray.fsutil import filesystem_and_path
@@ -68,6 +69,7 @@ class DatasetCard:
     listed: int
     source: Mapping[str, Any]
     dataset_id: str | None = None  # None: a card written before version 2
+    decode: Mapping[str, Any] = field(default_factory=dict)  # DecodeParams.to_dict(); {}: an older card
     shards: tuple[ShardFile, ...] = ()
 
     @property
@@ -87,6 +89,10 @@ class DatasetCard:
                               f"(re-run `exifray ingest --sizes`)")
         return int(chosen)
 
+    def decode_params(self) -> DecodeParams:
+        """How the dataset's photos were decoded (what predict and serve must repeat)."""
+        return DecodeParams.recorded(self.image_sizes, self.decode)
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         for key in ("inputs", "classes", "concept_filter", "image_sizes"):
@@ -97,7 +103,7 @@ class DatasetCard:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "dataset.json") -> DatasetCard:
         names = {f.name for f in fields(cls)}
-        required = {f.name for f in fields(cls) if f.name not in ("dataset_id", "shards")}
+        required = {f.name for f in fields(cls) if f.name not in ("dataset_id", "shards", "decode")}
         missing = sorted(required - set(data))
         if missing:
             raise DataError(f"{where} is not a dataset card: it lacks {', '.join(missing)} (re-run `exifray ingest`)")

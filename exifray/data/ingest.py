@@ -14,21 +14,18 @@ old dataset (or none), never half of one. The same input gives the same dataset.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import time
-import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from exifray import __version__, schema
 from exifray.config import IngestConfig
 from exifray.data.card import CARD_VERSION, DatasetCard, ShardFile, dataset_id
+from exifray.data.photo import DecodeParams, Photo, Rejected, read_photo
 from exifray.data.sources import (
     EXIF_EMBEDDED,
     EXIF_FLICKR_JSON,
@@ -39,7 +36,7 @@ from exifray.data.sources import (
 )
 from exifray.errors import DataError, ExifParseError
 from exifray.exif.encode import ExifEncoder
-from exifray.exif.parse import ExifReading, read_flickr_exif, read_jpeg_exif, read_mirflickr_exif
+from exifray.exif.parse import ExifReading, read_flickr_exif, read_mirflickr_exif
 from exifray.exif.tags import CATALOGUE, TAG_NAMES
 from exifray.fsutil import atomic_write_json, atomic_write_jsonl, staged_directory
 
@@ -136,48 +133,14 @@ class Decoded:
     exif: ExifReading
 
 
-class Rejected(Exception):
-    def __init__(self, reason: str, detail: str):
-        super().__init__(f"{reason}: {detail}")
-        self.reason, self.detail = reason, detail
-
-
-def decode_image(data: bytes, sizes: tuple[int, ...], max_pixels: int, draft: bool = True) -> dict[int, bytes]:
-    """JPEG bytes → {size: HWC uint8 RGB bytes}, decoded once at reduced scale, EXIF orientation applied.
-    `draft=False` decodes at full resolution (the baseline `jobs/bench_ingest.py` compares against)."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    if not data:
-        raise Rejected("empty_file", "zero-byte image file")
-    if not data.startswith(b"\xff\xd8"):
-        raise Rejected("not_jpeg", f"not a JPEG (starts with {data[:8]!r})")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            width, height = image.size
-            if width * height > max_pixels:
-                raise Rejected("decompression_bomb", f"{width}x{height} = {width * height} pixels > {max_pixels}")
-            largest = max(sizes)
-            if draft:
-                image.draft("RGB", (largest, largest))  # JPEG DCT scaling: decode at 1/2, 1/4 or 1/8 when enough
-            image.load()
-            image = ImageOps.exif_transpose(image).convert("RGB")
-    except Rejected:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise Rejected("decompression_bomb", str(exc)) from exc
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise Rejected("corrupt_jpeg", f"{type(exc).__name__}: {exc}") from exc
-    return {size: np.asarray(image.resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8).tobytes()
-            for size in sizes}
-
-
-def read_record_exif(record: dict[str, Any], image_bytes: bytes) -> ExifReading:
+def read_record_exif(record: dict[str, Any], photo: Photo) -> ExifReading:
+    """The record's EXIF: embedded in the photo (read by `read_photo`) or from its side file."""
     kind, path = record["exif_kind"], record["exif_path"]
     try:
         if kind == EXIF_EMBEDDED:
-            return read_jpeg_exif(image_bytes)
+            if photo.exif_error is not None:
+                raise ExifParseError(photo.exif_error)
+            return photo.exif
         data = Path(path).read_bytes()
         if kind == EXIF_FLICKR_JSON:
             return read_flickr_exif(data)
@@ -190,17 +153,22 @@ def read_record_exif(record: dict[str, Any], image_bytes: bytes) -> ExifReading:
     raise Rejected("bad_exif", f"unknown EXIF source kind {kind!r}")
 
 
-def decode_record(record: dict[str, Any], sizes: tuple[int, ...], max_pixels: int, max_bytes: int) -> Decoded:
+def decode_record(record: dict[str, Any], params: DecodeParams) -> Decoded:
     path = Path(record["image_path"])
     try:
         size = path.stat().st_size
-        if size > max_bytes:
-            raise Rejected("file_too_large", f"{size} bytes > {max_bytes}")
+        if size > params.max_bytes:
+            raise Rejected("file_too_large", f"{size} bytes > {params.max_bytes}")
         data = path.read_bytes()
     except OSError as exc:
         raise Rejected("unreadable_image", f"{type(exc).__name__}: {exc}") from exc
-    images = decode_image(data, sizes, max_pixels)
-    return Decoded(images, read_record_exif(record, data))
+    photo = read_photo(data, params, with_exif=record["exif_kind"] == EXIF_EMBEDDED)
+    images = {size: array.tobytes() for size, array in photo.images.items()}
+    return Decoded(images, read_record_exif(record, photo))
+
+
+def decode_params(config: IngestConfig) -> DecodeParams:
+    return DecodeParams(tuple(config.sizes), max_pixels=config.max_pixels, max_bytes=config.max_file_bytes)
 
 
 # --- one shard (a Ray Data task) ---------------------------------------------------------------
@@ -221,13 +189,14 @@ def process_shard(shard: dict[str, Any]) -> dict[str, Any]:
     import pyarrow.parquet as pq
 
     sizes = tuple(shard["sizes"])
+    params = DecodeParams(sizes, max_pixels=shard["max_pixels"], max_bytes=shard["max_bytes"])
     columns: dict[str, list[Any]] = {name: [] for name in _shard_schema(sizes).names}
     rejections: list[dict[str, Any]] = []
     unparsed: Counter[str] = Counter()
     train_exif: dict[str, list[float | None]] = {tag: [] for tag in TAG_NAMES}
     for record in json.loads(shard["records"]):
         try:
-            decoded = decode_record(record, sizes, shard["max_pixels"], shard["max_bytes"])
+            decoded = decode_record(record, params)
         except Rejected as exc:
             rejections.append(Rejection(exc.reason, exc.detail, record["origin"], record["photo_id"],
                                         record["image_path"]).to_json())
@@ -391,6 +360,7 @@ def build_card(config: IngestConfig, plan: LabelPlan, summaries: list[dict[str, 
         "counts": {split: {c: counts[split].get(c, 0) for c in plan.classes} for split in schema.SPLITS},
         "photos": total,
         "image_sizes": list(config.sizes),
+        "decode": decode_params(config).to_dict(),
         "image_columns": {schema.image_column(s): {"shape": [s, s, 3], "dtype": "uint8", "layout": "HWC"}
                           for s in config.sizes},
         "exif": {

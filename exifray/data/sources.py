@@ -25,7 +25,7 @@ from exifray.errors import ConfigError, DataError, InputNotFoundError
 
 logger = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".heic", ".heif")
 EXIF_FLICKR_JSON, EXIF_MIRFLICKR_TXT, EXIF_EMBEDDED = "flickr_json", "mirflickr_txt", "embedded"
 
 

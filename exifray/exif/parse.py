@@ -20,10 +20,13 @@ import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from exifray.errors import ExifParseError
 from exifray.exif.tags import TAG_NAMES, TagSpec, TypedValue, lookup
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 
 @dataclass
@@ -113,20 +116,31 @@ def read_mirflickr_exif(text: str | bytes) -> ExifReading:
 def read_jpeg_exif(source: bytes | str | os.PathLike[str]) -> ExifReading:
     """Parse the EXIF embedded in a JPEG. A JPEG without EXIF gives an empty reading; a file that is
     not a JPEG, or whose EXIF block is broken, raises ExifParseError."""
-    from PIL import ExifTags, Image, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError
 
     data = Path(source).read_bytes() if not isinstance(source, bytes) else source
     if not data.startswith(b"\xff\xd8"):
         raise ExifParseError("not a JPEG (no SOI marker)")
     try:
+        with Image.open(io.BytesIO(data)) as image:
+            return read_image_exif(image)
+    except (UnidentifiedImageError, OSError) as exc:
+        raise ExifParseError(f"broken JPEG/EXIF block: {type(exc).__name__}: {exc}") from exc
+
+
+def read_image_exif(image: Image.Image) -> ExifReading:
+    """The EXIF of an image Pillow has opened (JPEG, PNG's eXIf chunk, WebP, HEIC with `exifray[heic]`): IFD0
+    plus the Exif sub-IFD, rationals resolved. No EXIF gives an empty reading; a broken block raises
+    ExifParseError."""
+    from PIL import ExifTags
+
+    try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Pillow warns on odd tags; we report per value instead
-            with Image.open(io.BytesIO(data)) as image:
-                exif = image.getexif()
-                entries = dict(exif.items())
-                entries.update(exif.get_ifd(ExifTags.IFD.Exif).items())
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, TypeError, KeyError,
-            IndexError, struct.error) as exc:
+            exif = image.getexif()
+            entries = dict(exif.items())
+            entries.update(exif.get_ifd(ExifTags.IFD.Exif).items())
+    except (OSError, SyntaxError, ValueError, TypeError, KeyError, IndexError, struct.error) as exc:
         raise ExifParseError(f"broken JPEG/EXIF block: {type(exc).__name__}: {exc}") from exc
     reading = ExifReading()
     for tag_id, raw in entries.items():

@@ -77,7 +77,7 @@ def _quarantine(out: Path) -> dict[str | None, str]:
 
 def test_every_bad_record_is_quarantined_with_its_reason(ingested: tuple[Path, object]) -> None:
     out, summary = ingested
-    assert _quarantine(out) == {"1001": "empty_file", "1002": "corrupt_jpeg", "1003": "not_jpeg",
+    assert _quarantine(out) == {"1001": "empty_file", "1002": "corrupt_image", "1003": "not_an_image",
                                 "1004": "decompression_bomb", "1005": "bad_exif", "1006": "bad_exif",
                                 "1007": "missing_exif", None: "bad_record"}
     assert summary.quarantined == 8 and summary.by_reason["bad_exif"] == 2  # type: ignore[attr-defined]

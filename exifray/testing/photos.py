@@ -1,0 +1,76 @@
+"""Photos in every colour mode and orientation a user's folder holds, generated for tests.
+
+    paths = write_mode_photos(tmp / "photos")      # {"cmyk.jpg": Path, "grey16.png": Path, ...}
+
+Each upright picture has a red top-left quadrant on a blue ground, so a test can check that orientation was
+applied (`is_upright`). The orientation photos store their pixels turned the way a camera would with EXIF
+`Orientation` 1–8, so applying the tag brings each back upright.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+# EXIF orientation → the transpose a camera's stored pixels need *undone* (the inverse of Pillow's exif_transpose).
+_STORED = {2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: "TRANSPOSE", 6: "ROTATE_90",
+           7: "TRANSVERSE", 8: "ROTATE_270"}
+ORIENTATION_TAG = 0x0112
+
+
+def upright(width: int = 96, height: int = 64) -> np.ndarray:
+    """HWC uint8: blue ground, red top-left quadrant."""
+    pixels = np.zeros((height, width, 3), dtype=np.uint8)
+    pixels[..., 2] = 200
+    pixels[: height // 2, : width // 2] = (220, 20, 20)
+    return pixels
+
+
+def is_upright(image: np.ndarray) -> bool:
+    """The bright (red) quadrant is top-left, and in a colour photo it is red on blue (not inverted or swapped)."""
+    h, w = image.shape[0] // 2, image.shape[1] // 2
+    quadrants = [image[:h - 2, :w - 2], image[:h - 2, w + 2:], image[h + 2:, :w - 2], image[h + 2:, w + 2:]]
+    means = [q.reshape(-1, 3).mean(axis=0) for q in quadrants]
+    luma = [float(m @ (0.299, 0.587, 0.114)) for m in means]
+    brightest = luma[0] > max(luma[1:]) + 30
+    grey = float(np.ptp(means[0])) < 10
+    return brightest and (grey or bool(means[0][0] > 150 > means[0][2] and means[3][2] > 150 > means[3][0]))
+
+
+def write_mode_photos(folder: str | Path) -> dict[str, Path]:
+    """CMYK JPEG, greyscale JPEG and PNG, palette PNG (with and without transparency), RGBA PNG, 16-bit
+    greyscale PNG, a JPEG without EXIF, JPEGs with EXIF orientation 1–8 (and camera EXIF), a WebP."""
+    from PIL import Image
+
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    rgb = Image.fromarray(upright())
+    paths: dict[str, Path] = {}
+
+    def save(name: str, image: Image.Image, **kwargs: object) -> None:
+        paths[name] = out / name
+        image.save(paths[name], **kwargs)
+
+    save("cmyk.jpg", rgb.convert("CMYK"), quality=95)
+    save("grey.jpg", rgb.convert("L"), quality=95)
+    save("grey.png", rgb.convert("L"))
+    save("palette.png", rgb.convert("P", palette=Image.Palette.ADAPTIVE, colors=8))
+    transparent = rgb.convert("P", palette=Image.Palette.ADAPTIVE, colors=8)
+    save("palette_transparent.png", transparent, transparency=0)
+    rgba = rgb.convert("RGBA")
+    rgba.putalpha(255)
+    save("rgba.png", rgba)
+    grey16 = (np.asarray(rgb.convert("L"), dtype=np.uint16) * 257).astype(np.uint16)  # full 16-bit range
+    save("grey16.png", Image.fromarray(grey16))
+    save("no_exif.jpg", rgb, quality=95)
+    save("photo.webp", rgb, quality=95)
+    for orientation in range(1, 9):
+        stored = rgb if orientation == 1 else rgb.transpose(getattr(Image.Transpose, _STORED[orientation]))
+        exif = Image.Exif()
+        exif[ORIENTATION_TAG] = orientation
+        exif[0x010F] = "exifray"  # Make
+        exif.get_ifd(0x8769)[0x829D] = 2.8  # FNumber in the Exif sub-IFD
+        exif.get_ifd(0x8769)[0x8827] = 200  # ISO
+        save(f"orientation_{orientation}.jpg", stored, quality=95, exif=exif)
+    return paths
