@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     import keras
 
     from exifray.data.dataset import SplitArrays
+    from exifray.data.photo import DecodeParams
     from exifray.exif.encode import ExifEncoder
 
 logger = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ class LoadedModel:
     model: keras.Model
     settings: dict[str, Any]
     metrics: dict[str, Any]
+    bundle_id: str = ""  # sha256 over model.keras and settings.json (first 16 hex digits): what predictions cite
 
     @property
     def modality(self) -> str:
@@ -62,6 +64,42 @@ class LoadedModel:
     @property
     def multi_label(self) -> bool:
         return self.settings["label_mode"] == "multi"
+
+    @property
+    def classes(self) -> list[str]:
+        return [str(name) for name in self.settings["classes"]]
+
+    @property
+    def image_size(self) -> int | None:
+        size = self.settings.get("image_size")
+        return int(size) if size is not None and self.uses_image else None
+
+    @property
+    def thresholds(self) -> list[float] | None:
+        """Per-class thresholds fitted on the validation split (multi-label models; `--threshold calibrated`)."""
+        values = self.settings.get("thresholds")
+        return [float(v) for v in values] if values else None
+
+    def decode_params(self) -> DecodeParams:
+        """How the model's training photos were decoded; a user's photo is decoded the same way. A model from
+        before the card recorded it was decoded with its own size as the draft target."""
+        from exifray.data.photo import DecodeParams
+
+        size = self.image_size or 32  # an EXIF-only model still reads the photo (for its EXIF); pixels unused
+        return DecodeParams.recorded((size,), self.settings.get("decode"))
+
+    def photo_inputs(self, images: np.ndarray | None, exif: list[dict[str, float | None]]) -> dict[str, np.ndarray]:
+        """Model inputs from decoded photos: `images` (N, S, S, 3) uint8 at the model's size, and per photo its
+        EXIF values by tag (`ExifReading.as_floats()`; a photo without EXIF takes the encoder's missing path)."""
+        inputs: dict[str, np.ndarray] = {}
+        if self.uses_image:
+            if images is None:
+                raise DataError(f"{self.path} is an {self.modality} model and needs the photos' pixels")
+            inputs["image"] = images
+        if self.uses_exif:
+            encoder = self.encoder()
+            inputs["exif"] = encoder.transform({tag: [row.get(tag) for row in exif] for tag in encoder.tags})
+        return inputs
 
     def encoder(self) -> ExifEncoder:
         from exifray.exif.encode import ExifEncoder
@@ -86,7 +124,14 @@ class LoadedModel:
 
 
 def load_model(path: str | Path) -> LoadedModel:
-    """A bundle or a trial's final checkpoint folder."""
+    """A bundle or a trial's final checkpoint folder, local or at a pyarrow URI (`s3://bucket/models/best`)."""
+    from exifray.fsutil import is_uri
+
+    if is_uri(str(path)):
+        with tempfile.TemporaryDirectory(prefix="exifray-bundle-") as local:
+            loaded = load_model(_download_bundle(str(path), Path(local)))
+        loaded.path = str(path)
+        return loaded
     folder = Path(path)
     if not folder.is_dir():
         raise InputNotFoundError(f"model folder does not exist: {path}")
@@ -100,7 +145,31 @@ def load_model(path: str | Path) -> LoadedModel:
     import keras
 
     model = keras.models.load_model(folder / schema.MODEL_FILE, compile=False)
-    return LoadedModel(str(folder), model, settings, metrics)
+    return LoadedModel(str(folder), model, settings, metrics, model_id(folder))
+
+
+def _download_bundle(uri: str, local: Path) -> Path:
+    """The files of a bundle at `uri` copied into `local` (those it has of the bundle's file names)."""
+    from exifray.fsutil import filesystem_and_path
+
+    fs, root = filesystem_and_path(uri)
+    for name in (*TRIAL_FILES, BUNDLE_FILE):
+        try:
+            with fs.open_input_stream(f"{root.rstrip('/')}/{name}") as source:
+                (local / name).write_bytes(source.readall())
+        except FileNotFoundError:
+            continue
+    return local
+
+
+def model_id(folder: str | Path) -> str:
+    """A bundle's identity: sha256 over its model and settings files (16 hex digits)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name in (schema.MODEL_FILE, schema.SETTINGS_FILE):
+        digest.update((Path(folder) / name).read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def load_split(loaded: LoadedModel, dataset_dir: str | Path, split: str = "test") -> SplitArrays:
@@ -174,8 +243,9 @@ def write_importance(frame: pd.DataFrame, out: str | Path) -> list[Path]:
 
 # --- export-best --------------------------------------------------------------------------------------------
 
-def best_trial(frame: pd.DataFrame, metric: str, modality: str | None = None) -> pd.Series:
-    from exifray.analysis import best_row, check_metric
+def ranked_trials(frame: pd.DataFrame, metric: str, modality: str | None = None) -> pd.DataFrame:
+    """Complete trials with a checkpoint and a `metric` value, best first."""
+    from exifray.analysis import check_metric, metric_mode
 
     check_metric(frame, metric)
     if modality is not None and modality not in schema.MODALITIES:
@@ -183,16 +253,63 @@ def best_trial(frame: pd.DataFrame, metric: str, modality: str | None = None) ->
     rows = frame[(frame["status"] == schema.STATUS_COMPLETE) & frame["checkpoint"].notna()]
     if modality is not None:
         rows = rows[rows["modality"] == modality]
-    best = best_row(rows, metric)
-    if best is None:
+    rows = rows[pd.to_numeric(rows[metric], errors="coerce").notna()]
+    if rows.empty:
         what = f" {modality}" if modality else ""
         raise InputNotFoundError(f"no complete{what} trial with a checkpoint and a {metric} value to export")
+    return rows.sort_values(metric, ascending=metric_mode(metric) != "max", kind="stable")
+
+
+def best_trial(frame: pd.DataFrame, metric: str, modality: str | None = None) -> pd.Series:
+    best = ranked_trials(frame, metric, modality).iloc[0]
+    assert isinstance(best, pd.Series)
     return best
 
 
-def export_best(experiment_path: str, out: str | Path, metric: str | None = None,
-                modality: str | None = None) -> dict[str, Any]:
-    """Copy the best trial's final checkpoint into a self-contained bundle at `out` (created whole or not at all)."""
+def measured_inference_ms(loaded: LoadedModel, photos: int = 64) -> float:
+    """Milliseconds per photo for batched prediction of this model on this machine (synthetic inputs of the
+    model's shapes; the number the latency budget of `export-best --max-inference-ms` is checked against)."""
+    from exifray.models.runtime import inference_ms
+
+    inputs = {tensor.name.split(":")[0]: np.zeros((photos, *tensor.shape[1:]), dtype="float32")
+              for tensor in loaded.model.inputs}
+    return inference_ms(loaded.model, inputs, int(loaded.settings.get("batch_size", 32)))
+
+
+def _copy_checkpoint(experiment_fs: Any, checkpoint: str, staging: Path, trial_id: str) -> None:
+    for name in TRIAL_FILES:
+        try:
+            with experiment_fs.open_input_stream(f"{checkpoint}/{name}") as source:
+                (staging / name).write_bytes(source.readall())
+        except FileNotFoundError:
+            raise InputNotFoundError(f"trial {trial_id}'s checkpoint {checkpoint} lacks {name}") from None
+
+
+def _within_budget(experiment_fs: Any, ranked: pd.DataFrame, budget_ms: float, candidates: int,
+                   scratch: Path) -> tuple[pd.Series, list[dict[str, Any]]]:
+    """The best of the top `candidates` trials whose model, re-measured here, predicts within `budget_ms` per
+    photo; and what was measured."""
+    measured = []
+    for _, row in ranked.head(candidates).iterrows():
+        folder = scratch / f"candidate-{row['trial_id']}"
+        folder.mkdir()
+        _copy_checkpoint(experiment_fs, str(row["checkpoint"]), folder, str(row["trial_id"]))
+        latency = measured_inference_ms(load_model(folder))
+        measured.append({"trial_id": str(row["trial_id"]), "inference_ms": latency})
+        logger.info("trial %s: %.3f ms per photo here", row["trial_id"], latency)
+        if latency <= budget_ms:
+            return row, measured
+    raise InputNotFoundError(f"none of the best {len(measured)} trials predicts within {budget_ms} ms per photo on "
+                             f"this machine: {measured}")
+
+
+def export_best(experiment_path: str, out: str | Path, metric: str | None = None, modality: str | None = None,
+                *, data: str | None = None, max_inference_ms: float | None = None,
+                candidates: int = 5) -> dict[str, Any]:
+    """Copy the best trial's final checkpoint into a self-contained bundle at `out` (created whole or not at all).
+    `max_inference_ms`: the best of the top `candidates` whose latency, re-measured on this machine, is within it.
+    `data`: the DATASET DIR the trial trained on; a multi-label model's per-class thresholds are fitted again on
+    its validation split (otherwise the bundle keeps those the trial fitted on the same split)."""
     from exifray import __version__
 
     target = Path(out)
@@ -200,29 +317,44 @@ def export_best(experiment_path: str, out: str | Path, metric: str | None = None
         raise ConfigError(f"--out {out} exists and is not empty; choose a new folder")
     experiment = open_experiment(experiment_path)
     metric = metric or experiment.space.metrics[0]
-    row = best_trial(experiment.frame, metric, modality)
-    fs, checkpoint = experiment.files.fs, str(row["checkpoint"])
+    ranked = ranked_trials(experiment.frame, metric, modality)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".tmp-bundle-", dir=target.parent))
     try:
-        for name in TRIAL_FILES:
-            try:
-                with fs.open_input_stream(f"{checkpoint}/{name}") as source:
-                    (staging / name).write_bytes(source.readall())
-            except FileNotFoundError:
-                raise InputNotFoundError(f"trial {row['trial_id']}'s checkpoint {checkpoint} lacks {name}") from None
-        settings = json.loads((staging / schema.SETTINGS_FILE).read_text(encoding="utf-8"))
+        measured: list[dict[str, Any]] = []
+        if max_inference_ms is not None:
+            row, measured = _within_budget(experiment.files.fs, ranked, max_inference_ms, candidates, staging)
+        else:
+            row = ranked.iloc[0]
+        bundle = staging / "bundle"
+        bundle.mkdir()
+        _copy_checkpoint(experiment.files.fs, str(row["checkpoint"]), bundle, str(row["trial_id"]))
+        settings = json.loads((bundle / schema.SETTINGS_FILE).read_text(encoding="utf-8"))
+        if data is not None and settings["label_mode"] == "multi":
+            settings["thresholds"] = _fit_thresholds(bundle, data)
+            (bundle / schema.SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
         manifest = {"format": BUNDLE_FORMAT, "version": BUNDLE_VERSION, "exifray_version": __version__,
-                    "experiment": experiment.name, "trial_id": str(row["trial_id"]), "selected_by": metric,
-                    "selected_value": float(row[metric]), "modality": settings["modality"],
+                    "bundle_id": model_id(bundle), "experiment": experiment.name, "trial_id": str(row["trial_id"]),
+                    "selected_by": metric, "selected_value": float(row[metric]), "modality": settings["modality"],
                     "classes": settings["classes"], "label_mode": settings["label_mode"],
                     "image_size": settings.get("image_size"), "preprocessing": settings.get("preprocessing"),
+                    "decode": settings.get("decode"), "thresholds": settings.get("thresholds"),
                     "exif_tags": settings["exif_encoder"]["tags"], "files": list(TRIAL_FILES)}
-        (staging / BUNDLE_FILE).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        if max_inference_ms is not None:
+            manifest["latency_budget_ms"] = max_inference_ms
+            manifest["measured_inference_ms"] = measured
+        (bundle / BUNDLE_FILE).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         if target.exists():
             target.rmdir()
-        staging.rename(target)
-    except BaseException:
+        bundle.rename(target)
+    finally:
         shutil.rmtree(staging, ignore_errors=True)
-        raise
     return manifest
+
+
+def _fit_thresholds(bundle: Path, data: str) -> list[float]:
+    from exifray.tagging import fit_thresholds
+
+    loaded = load_model(bundle)
+    arrays = load_split(loaded, data, "val")
+    return fit_thresholds(arrays.targets, loaded.predict(loaded.inputs(arrays)))

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 
 from exifray import __version__, schema
 from exifray.cli_args import EXIT_USAGE, Commands, Parser, float_triple, int_list, setting_flag, str_list, values
+from exifray.cli_use import add_organize, add_predict
 from exifray.config import CRAWL_MODES, ClientConfig, CrawlConfig, IngestConfig, TrialConfig
 from exifray.errors import ExifrayError
 
@@ -251,13 +252,20 @@ def _add_export_best(commands: Commands) -> None:
     export.add_argument("--metric", default=None, help="select by this column (default: the sweep's metric)")
     export.add_argument("--modality", default=None, choices=schema.MODALITIES,
                         help="the best trial of this modality only")
+    export.add_argument("--max-inference-ms", type=float, default=None,
+                        help="the best model whose latency per photo, re-measured on this machine, is within this")
+    export.add_argument("--candidates", type=int, default=5, help="how many of the best trials --max-inference-ms "
+                                                                  "measures at most")
+    export.add_argument("--data", default=None, help="the DATASET DIR the sweep used: a multi-label model's "
+                                                     "per-class thresholds are fitted again on its val split")
     export.set_defaults(func=cmd_export_best)
 
 
 def cmd_export_best(args: argparse.Namespace) -> int:
     from exifray.bundle import export_best
 
-    manifest = export_best(args.experiment, args.out, metric=args.metric, modality=args.modality)
+    manifest = export_best(args.experiment, args.out, metric=args.metric, modality=args.modality, data=args.data,
+                           max_inference_ms=args.max_inference_ms, candidates=args.candidates)
     print(f"exported trial {manifest['trial_id']} ({manifest['modality']}, {manifest['selected_by']} = "
           f"{manifest['selected_value']:.4f}) to {args.out}")
     return 0
@@ -356,7 +364,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
 # --- parser ------------------------------------------------------------------------------------
 
 _COMMANDS = (_add_synth, _add_exif, _add_ingest, _add_train, _add_crawl, _add_sweep, _add_leaderboard,
-             _add_export_best, _add_evaluate, _add_importance, _add_backbones, _add_cache)
+             _add_export_best, _add_evaluate, _add_importance, _add_backbones, _add_cache, add_predict, add_organize)
 
 
 def build_parser() -> argparse.ArgumentParser:

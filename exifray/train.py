@@ -360,6 +360,17 @@ def _test_scores(model: keras.Model, data: DatasetArrays, x_test: dict[str, np.n
     return f1_scores(data.test.targets, probabilities, data.multi_label)
 
 
+def _calibrated_thresholds(model: keras.Model, data: DatasetArrays, x_val: dict[str, np.ndarray], batch_size: int
+                           ) -> list[float] | None:
+    """A multi-label model's per-class thresholds with the best validation F1 (`--threshold calibrated`)."""
+    from exifray.tagging import fit_thresholds
+
+    if not data.multi_label:
+        return None
+    probabilities = model.predict(array_batches(x_val, None, batch_size * 2), verbose=0)
+    return fit_thresholds(data.val.targets, probabilities)
+
+
 def run_trial(config: TrialConfig, data: DatasetArrays | str | Path, *, report: Report | None = None,
               out_dir: str | Path | None = None, emissions_dir: str | None = None,
               resume: str | Path | None = None, cache: CacheAccess | None = None) -> TrialResult:
@@ -392,10 +403,11 @@ def run_trial(config: TrialConfig, data: DatasetArrays | str | Path, *, report: 
         train_time = loop.train_time_s
         loop.restore_best()
         emissions.start_segment("test")
-        if head.use and phases[-1].unfreeze == 0:  # the head trained last: the test split's features are cached
-            test = _test_scores(built.head_model(), data, head.inputs("test"), config.batch_size)
-        else:
-            test = _test_scores(built.model, data, inputs["test"], config.batch_size)
+        on_features = head.use and phases[-1].unfreeze == 0  # the head trained last: every split's features cached
+        scoring = built.head_model() if on_features else built.model
+        split_inputs = head.inputs if on_features else inputs.__getitem__
+        test = _test_scores(scoring, data, split_inputs("test"), config.batch_size)
+        thresholds = _calibrated_thresholds(scoring, data, split_inputs("val"), config.batch_size)
         latency = inference_ms(built.model, inputs["test"] if len(data.test) else inputs["val"], config.batch_size)
         totals = emissions.close()
     metrics = _final_metrics(loop, test, latency, train_time, totals, data) | head.metrics() | {
@@ -404,7 +416,8 @@ def run_trial(config: TrialConfig, data: DatasetArrays | str | Path, *, report: 
         "first_epoch_at": loop.first_epoch_at or math.nan}
     settings = {**config.to_dict(), "image_size": image_size, "classes": list(data.classes),
                 "label_mode": data.card.label_mode, "label_level": data.card.label_level,
-                "exif_encoder": encoder.to_dict(), "preprocessing": built.spec.preprocessing if built.spec else None}
+                "exif_encoder": encoder.to_dict(), "preprocessing": built.spec.preprocessing if built.spec else None,
+                "decode": data.card.decode_params().to_dict(), "thresholds": thresholds}
     result = TrialResult(metrics, loop.history, built.model, settings)
     if out_dir is not None:
         save_trial(result, out_dir)

@@ -74,3 +74,32 @@ def write_mode_photos(folder: str | Path) -> dict[str, Path]:
         exif.get_ifd(0x8769)[0x8827] = 200  # ISO
         save(f"orientation_{orientation}.jpg", stored, quality=95, exif=exif)
     return paths
+
+
+def write_labelled_jpegs(folder: str | Path, photos: int, *, size: int = 200, seed: int = 0) -> dict[str, str]:
+    """`folder/<class>/<photo id>.jpg` for the classes `indoor` and `outdoor`, with EXIF embedded in each JPEG
+    (FNumber, ISO, ExposureTime, Flash differ by class, and the pictures by brightness and hue) so that a model
+    learns from both. Returns photo id → class. A folder-layout dataset of these has EXIF from the JPEGs."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    labels = {}
+    for index in range(photos):
+        label = ("indoor", "outdoor")[index % 2]
+        photo_id = str(50_000_000_000 + seed * 100_000 + index)
+        outdoor = label == "outdoor"
+        base = np.array((120, 170, 230) if outdoor else (190, 140, 90), dtype=np.float64)
+        pixels = np.clip(base + rng.normal(0, 40, (size, size, 3)), 0, 255).astype(np.uint8)
+        exif = Image.Exif()
+        exif[0x010F] = "exifray"
+        sub = exif.get_ifd(0x8769)
+        sub[0x829D] = float(rng.choice((8.0, 11.0)) if outdoor else rng.choice((1.8, 2.8)))  # FNumber
+        sub[0x8827] = int(rng.choice((100, 200)) if outdoor else rng.choice((800, 1600, 3200)))  # ISO
+        sub[0x829A] = float(1 / rng.choice((500, 1000)) if outdoor else 1 / rng.choice((30, 60)))  # ExposureTime
+        if index % 7 != 3:  # some photos carry no Flash tag: the encoder's missing path
+            sub[0x9209] = 0 if outdoor else 1  # Flash
+        target = Path(folder) / label / f"{photo_id}.jpg"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pixels).save(target, quality=90, exif=exif)
+        labels[photo_id] = label
+    return labels

@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
+
+from exifray.testing.s3 import free_port, moto_server, s3_filesystem
 
 BIN = Path(sys.executable).parent
 SPACE = """
@@ -32,40 +31,11 @@ params:
 """
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """moto's S3 server in its own process; yields the environment a user would set to reach it."""
-    port = _free_port()
-    log = tmp_path_factory.mktemp("moto") / "moto.log"
-    with log.open("wb") as out:
-        server = subprocess.Popen([str(BIN / "python"), "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                                  stdout=out, stderr=subprocess.STDOUT)
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline and server.poll() is None, log.read_text()[-2000:]
-                time.sleep(0.3)
-        env = {**os.environ, "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "exifray-test",
-               "AWS_SECRET_ACCESS_KEY": "exifray-test", "AWS_DEFAULT_REGION": "us-east-1",
-               "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-        env.pop("RAY_ADDRESS", None)
+    with moto_server(tmp_path_factory.mktemp("moto")) as env:
         yield env
-    finally:
-        server.kill()
-        server.wait(timeout=30)
 
 
 def _exifray(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess:
@@ -74,14 +44,7 @@ def _exifray(env: dict[str, str], cwd: Path, *args: str) -> subprocess.Completed
 
 
 def _bucket(env: dict[str, str], name: str) -> tuple[object, str]:
-    """The test's own view of the server (explicit credentials: nothing taken from this process's environment)."""
-    import pyarrow.fs as pafs
-
-    fs = pafs.S3FileSystem(access_key=env["AWS_ACCESS_KEY_ID"], secret_key=env["AWS_SECRET_ACCESS_KEY"],
-                           region=env["AWS_DEFAULT_REGION"], endpoint_override=env["AWS_ENDPOINT_URL"],
-                           allow_bucket_creation=True)
-    fs.create_dir(name)
-    return fs, name
+    return s3_filesystem(env, name), name
 
 
 def _files(fs: object, root: str) -> dict[str, int]:
@@ -157,7 +120,7 @@ def test_a_missing_bucket_or_unreachable_endpoint_fails_before_the_sweep(s3: dic
     assert missing.returncode == 2
     assert "the bucket 'no-such-bucket' of --storage-path s3://no-such-bucket/experiments/shared does not exist" \
         in missing.stderr and s3["AWS_ENDPOINT_URL"] in missing.stderr
-    closed = {**s3, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{_free_port()}"}
+    closed = {**s3, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}"}
     unreachable = _exifray(closed, tmp_path, "sweep", "--space", str(space), "--data", str(small_dataset),
                            "--storage-path", "s3://exifray-results/experiments")
     assert unreachable.returncode == 2 and "cannot reach the storage of s3://exifray-results" in unreachable.stderr

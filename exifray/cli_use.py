@@ -1,0 +1,117 @@
+"""The "use the model" commands: `exifray predict`, `exifray organize`, `exifray serve`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from exifray.errors import ConfigError
+from exifray.predict import FORMATS
+
+
+def add_policy_flags(parser: argparse.ArgumentParser) -> None:
+    """The tag policy's flags (`exifray.tagging`), the same for predict, organize and serve."""
+    group = parser.add_argument_group("choosing tags")
+    group.add_argument("--threshold", default=None,
+                       help="multi-label models: a probability in [0, 1] (default 0.1) or 'calibrated' (the per-class "
+                            "thresholds fitted on the validation split)")
+    group.add_argument("--top-k", type=int, default=None, help="multi-label models: at most this many tags per photo")
+    group.add_argument("--policy", default=None, choices=("scene", "top1"),
+                       help="single-label models: 'scene' (default: top-1 above 0.9 alone, else top two above 0.5 "
+                            "together, else Unknown) or 'top1'")
+    group.add_argument("--min-confidence", type=float, default=None, help="--policy top1: Unknown below this")
+
+
+def policy_flags(args: argparse.Namespace) -> dict[str, Any]:
+    return {"policy": args.policy, "threshold": args.threshold, "top_k": args.top_k,
+            "min_confidence": args.min_confidence}
+
+
+def _add_cluster_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS, else start Ray "
+                                                        "in-process)")
+    parser.add_argument("--num-cpus", type=int, default=None, help="CPUs for an in-process Ray (default: all)")
+    parser.add_argument("--concurrency", type=int, default=1,
+                        help="model actors (one GPU each on a GPU cluster, else one CPU each) (default: %(default)s)")
+
+
+def add_predict(commands: Any) -> None:
+    predict = commands.add_parser("predict", help="tag photos (folders, files, s3:// prefixes) with a bundle")
+    predict.add_argument("bundle", help="bundle folder (export-best), local or s3://")
+    predict.add_argument("inputs", nargs="+", metavar="INPUT",
+                         help="photo folders (recursive), files or s3:// prefixes")
+    predict.add_argument("--out", required=True, help="JSONL (or CSV) file, local or s3://; re-runs skip photos "
+                                                      "already in it")
+    predict.add_argument("--format", default=None, choices=FORMATS, help="(default: from --out's suffix, else jsonl)")
+    predict.add_argument("--force", action="store_true", help="predict every photo again")
+    predict.add_argument("--batch-size", type=int, default=32, help="photos per batch (default: %(default)s)")
+    _add_cluster_flags(predict)
+    add_policy_flags(predict)
+    predict.set_defaults(func=cmd_predict)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from exifray.predict import init_ray, predict
+
+    owns = init_ray(args.address, args.num_cpus)
+    try:
+        summary = predict(args.bundle, args.inputs, args.out, force=args.force, concurrency=args.concurrency,
+                          batch_size=args.batch_size, output_format=args.format, policy_flags=policy_flags(args))
+    finally:
+        if owns:
+            import ray
+
+            ray.shutdown()
+    print(f"{len(summary.rows)} photos -> {args.out}: {summary.predicted} predicted "
+          f"({summary.photos_per_second:.1f} photos/s), {summary.skipped} already there, {summary.errors} unreadable")
+    return 0
+
+
+def add_organize(commands: Any) -> None:
+    organize = commands.add_parser("organize", help="sort photos into album folders named after the classes")
+    organize.add_argument("bundle", nargs="?", help="bundle folder (export-best), local or s3://")
+    organize.add_argument("sources", nargs="*", metavar="SRC", help="photo folders (recursive) or files")
+    organize.add_argument("--out", default=None, help="the ALBUMS folder")
+    organize.add_argument("--mode", default="copy", choices=("copy", "symlink", "hardlink"),
+                          help="how a photo gets into its albums (default: %(default)s); the source is never moved")
+    organize.add_argument("--dry-run", action="store_true", help="print what would be placed; write nothing")
+    organize.add_argument("--undo", metavar="ALBUMS", default=None,
+                          help="remove what organize created in ALBUMS (no other arguments)")
+    _add_cluster_flags(organize)
+    add_policy_flags(organize)
+    organize.set_defaults(func=cmd_organize)
+
+
+def cmd_organize(args: argparse.Namespace) -> int:
+    from exifray.organize import organize, undo
+    from exifray.predict import init_ray
+
+    if args.undo is not None:
+        if args.bundle or args.sources or args.out:
+            raise ConfigError("--undo ALBUMS takes no other arguments")
+        done = undo(args.undo)
+        print(f"removed {len(done.removed)} placed files from {args.undo}; {len(done.missing)} were already gone")
+        for path in done.kept_changed:
+            print(f"kept {path}: changed since organize placed it")
+        return 0
+    if not args.bundle or not args.sources or not args.out:
+        raise ConfigError("organize needs BUNDLE, at least one SRC and --out ALBUMS (or --undo ALBUMS)")
+    owns = init_ray(args.address, args.num_cpus)
+    try:
+        summary = organize(args.bundle, args.sources, args.out, mode=args.mode, dry_run=args.dry_run,
+                           policy_flags=policy_flags(args), concurrency=args.concurrency)
+    finally:
+        if owns:
+            import ray
+
+            ray.shutdown()
+    verb = "would place" if args.dry_run else "placed"
+    if args.dry_run:
+        for placement in summary.placed:
+            print(f"would place {placement.source} -> {placement.relative}")
+    for row in summary.errors:
+        print(f"not readable: {row['source']}: {row['error']}")
+    print(f"{summary.photos} photos: {verb} {len(summary.placed)} files, {summary.unchanged} already placed, "
+          f"{len(summary.errors)} unreadable; albums {json.dumps(summary.albums)}")
+    return 0
