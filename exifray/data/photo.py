@@ -112,6 +112,14 @@ def _register_optional_formats() -> None:
     register_heif_opener()
 
 
+_MAGIC = (b"\xff\xd8", b"\x89PNG", b"GIF8", b"II*\x00", b"MM\x00*", b"BM")
+
+
+def _looks_like_image(data: bytes) -> bool:
+    """The bytes start like an image format (so a failure to open it is a damaged image, not another file)."""
+    return data.startswith(_MAGIC) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP") or data[4:8] == b"ftyp"
+
+
 def _to_rgb(image: Image.Image) -> Image.Image:
     from PIL import Image
 
@@ -146,6 +154,9 @@ def read_photo(data: bytes, params: DecodeParams, *, with_exif: bool = True) -> 
             try:
                 image = Image.open(io.BytesIO(data))
             except UnidentifiedImageError as exc:
+                if _looks_like_image(data):
+                    raise Rejected("corrupt_image", f"starts like an image ({data[:8]!r}) but Pillow cannot read it"
+                                   ) from exc
                 raise Rejected("not_an_image", f"not an image Pillow can read (starts with {data[:8]!r})") from exc
             width, height = image.size
             if width * height > params.max_pixels:
