@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 
 from exifray import __version__, schema
 from exifray.cli_args import EXIT_USAGE, Commands, Parser, float_triple, int_list, setting_flag, str_list, values
-from exifray.cli_use import add_organize, add_predict
+from exifray.cli_use import add_organize, add_predict, add_serve
 from exifray.config import CRAWL_MODES, ClientConfig, CrawlConfig, IngestConfig, TrialConfig
 from exifray.errors import ExifrayError
 
@@ -364,7 +364,8 @@ def cmd_cache(args: argparse.Namespace) -> int:
 # --- parser ------------------------------------------------------------------------------------
 
 _COMMANDS = (_add_synth, _add_exif, _add_ingest, _add_train, _add_crawl, _add_sweep, _add_leaderboard,
-             _add_export_best, _add_evaluate, _add_importance, _add_backbones, _add_cache, add_predict, add_organize)
+             _add_export_best, _add_evaluate, _add_importance, _add_backbones, _add_cache, add_predict, add_organize,
+             add_serve)
 
 
 def build_parser() -> argparse.ArgumentParser:

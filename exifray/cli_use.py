@@ -115,3 +115,63 @@ def cmd_organize(args: argparse.Namespace) -> int:
     print(f"{summary.photos} photos: {verb} {len(summary.placed)} files, {summary.unchanged} already placed, "
           f"{len(summary.errors)} unreadable; albums {json.dumps(summary.albums)}")
     return 0
+
+
+def add_serve(commands: Any) -> None:
+    serve = commands.add_parser("serve", help="a REST API (Ray Serve) and an albums page for tagging photos")
+    serve.add_argument("bundle", help="bundle folder (export-best), local or s3://")
+    serve.add_argument("--host", default="127.0.0.1", help="(default: %(default)s)")
+    serve.add_argument("--port", type=int, default=8000, help="(default: %(default)s)")
+    serve.add_argument("--replicas", type=int, default=1, help="model replicas, one CPU each (default: %(default)s)")
+    serve.add_argument("--max-batch-size", type=int, default=16,
+                       help="images per model call, across requests (default: %(default)s)")
+    serve.add_argument("--batch-wait-timeout-s", type=float, default=0.05,
+                       help="how long a batch waits to fill (default: %(default)s)")
+    serve.add_argument("--max-images", type=int, default=64, help="images per request (default: %(default)s)")
+    serve.add_argument("--max-request-mb", type=float, default=32.0, help="request size (default: %(default)s)")
+    serve.add_argument("--api-key-env", default=None, metavar="NAME",
+                       help="require the key in this environment variable as X-API-Key (every route but /healthz and "
+                            "the page, which asks for it)")
+    serve.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS, else start Ray "
+                                                       "in-process)")
+    serve.add_argument("--num-cpus", type=int, default=None, help="CPUs for an in-process Ray (default: all)")
+    add_policy_flags(serve)
+    serve.set_defaults(func=cmd_serve)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from ray import serve as ray_serve
+
+    from exifray.predict import init_ray
+    from exifray.serve import build_app, check_resources
+
+    flags = {"bundle": args.bundle, "max_batch_size": args.max_batch_size, "replicas": args.replicas,
+             "batch_wait_timeout_s": args.batch_wait_timeout_s, "max_images": args.max_images,
+             "max_request_mb": args.max_request_mb, "policy": policy_flags(args)}
+    if args.api_key_env:
+        flags["api_key_env"] = args.api_key_env
+    application = build_app(flags)  # checks the flags (and the key's variable) before Ray starts
+    owns = init_ray(args.address, args.num_cpus)
+    stop = threading.Event()
+    try:
+        from exifray.serve import ServeConfig
+
+        check_resources(ServeConfig(bundle=args.bundle, replicas=args.replicas))
+        ray_serve.start(http_options={"host": args.host, "port": args.port})
+        ray_serve.run(application, name="exifray", route_prefix="/", blocking=False)
+        print(f"exifray serve: {args.bundle} at http://{args.host}:{args.port}/ (API docs: /docs); Ctrl-C stops",
+              flush=True)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stop.set())
+        stop.wait()
+    finally:
+        ray_serve.shutdown()
+        if owns:
+            import ray
+
+            ray.shutdown()
+    print("exifray serve: stopped", flush=True)
+    return 0
