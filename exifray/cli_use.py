@@ -52,17 +52,11 @@ def add_predict(commands: Any) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from exifray.predict import init_ray, predict
+    from exifray.predict import predict, ray_session
 
-    owns = init_ray(args.address, args.num_cpus)
-    try:
+    with ray_session(args.address, args.num_cpus):
         summary = predict(args.bundle, args.inputs, args.out, force=args.force, concurrency=args.concurrency,
                           batch_size=args.batch_size, output_format=args.format, policy_flags=policy_flags(args))
-    finally:
-        if owns:
-            import ray
-
-            ray.shutdown()
     print(f"{len(summary.rows)} photos -> {args.out}: {summary.predicted} predicted "
           f"({summary.photos_per_second:.1f} photos/s), {summary.skipped} already there, {summary.errors} unreadable")
     return 0
@@ -85,7 +79,7 @@ def add_organize(commands: Any) -> None:
 
 def cmd_organize(args: argparse.Namespace) -> int:
     from exifray.organize import organize, undo
-    from exifray.predict import init_ray
+    from exifray.predict import ray_session
 
     if args.undo is not None:
         if args.bundle or args.sources or args.out:
@@ -97,15 +91,9 @@ def cmd_organize(args: argparse.Namespace) -> int:
         return 0
     if not args.bundle or not args.sources or not args.out:
         raise ConfigError("organize needs BUNDLE, at least one SRC and --out ALBUMS (or --undo ALBUMS)")
-    owns = init_ray(args.address, args.num_cpus)
-    try:
+    with ray_session(args.address, args.num_cpus):
         summary = organize(args.bundle, args.sources, args.out, mode=args.mode, dry_run=args.dry_run,
                            policy_flags=policy_flags(args), concurrency=args.concurrency)
-    finally:
-        if owns:
-            import ray
-
-            ray.shutdown()
     verb = "would place" if args.dry_run else "placed"
     if args.dry_run:
         for placement in summary.placed:
@@ -145,8 +133,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from ray import serve as ray_serve
 
-    from exifray.predict import init_ray
-    from exifray.serve import build_app, check_resources
+    from exifray.predict import ray_session
+    from exifray.serve import ServeConfig, build_app, check_resources
 
     flags = {"bundle": args.bundle, "max_batch_size": args.max_batch_size, "replicas": args.replicas,
              "batch_wait_timeout_s": args.batch_wait_timeout_s, "max_images": args.max_images,
@@ -154,11 +142,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.api_key_env:
         flags["api_key_env"] = args.api_key_env
     application = build_app(flags)  # checks the flags (and the key's variable) before Ray starts
-    owns = init_ray(args.address, args.num_cpus)
     stop = threading.Event()
-    try:
-        from exifray.serve import ServeConfig
-
+    with ray_session(args.address, args.num_cpus):
         check_resources(ServeConfig(bundle=args.bundle, replicas=args.replicas))
         ray_serve.start(http_options={"host": args.host, "port": args.port})
         ray_serve.run(application, name="exifray", route_prefix="/", blocking=False)
@@ -166,12 +151,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
               flush=True)
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: stop.set())
-        stop.wait()
-    finally:
-        ray_serve.shutdown()
-        if owns:
-            import ray
-
-            ray.shutdown()
+        try:
+            stop.wait()
+        finally:
+            ray_serve.shutdown()
     print("exifray serve: stopped", flush=True)
     return 0

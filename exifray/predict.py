@@ -22,6 +22,7 @@ import json
 import logging
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -322,17 +323,21 @@ def _json_default(value: object) -> object:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
-def init_ray(address: str | None, num_cpus: int | None = None) -> bool:
-    """Join the cluster in `address` (or RAY_ADDRESS), else start Ray in-process; True when this call started it."""
+@contextmanager
+def ray_session(address: str | None, num_cpus: int | None = None) -> Iterator[None]:
+    """Join the cluster in `address` (or RAY_ADDRESS), else start Ray in-process and shut it down at the end."""
     import os
 
     import ray
 
     if ray.is_initialized():
-        return False
+        yield
+        return
     if address or os.environ.get("RAY_ADDRESS"):
         ray.init(address=address or os.environ["RAY_ADDRESS"], logging_level=logging.WARNING)
     else:
         ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING)
-    return True
-
+    try:
+        yield
+    finally:
+        ray.shutdown()
