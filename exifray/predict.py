@@ -43,7 +43,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 FORMATS = ("jsonl", "csv")
-PROBABILITY_PREFIX = "p_"  # the wide CSV's probability columns: p_<class>
+PROBABILITY_PREFIX = "p_"
+DECODE_CPUS = 0.5  # the wide CSV's probability columns: p_<class>
 
 
 # --- inputs ----------------------------------------------------------------------------------------------------
@@ -218,7 +219,9 @@ def run_pipeline(loaded: LoadedModel, bundle: str, photos: Sequence[str], policy
     blocks = max(1, min(len(photos) // batch_size, 64))
     dataset = ray.data.from_items([{"path": path} for path in photos], override_num_blocks=blocks)
     decode = DecodeStage(loaded.decode_params(), skip, thumbnail)
-    dataset = dataset.map_batches(decode, batch_size=batch_size, batch_format="numpy")
+    # Half a CPU per decode task: two interleave reading and decoding per core, and the resources differ from the
+    # model actors', so Ray Data keeps decoding in tasks of its own instead of fusing it into the actors.
+    dataset = dataset.map_batches(decode, batch_size=batch_size, batch_format="numpy", num_cpus=DECODE_CPUS)
     dataset = dataset.map_batches(PredictStage, fn_constructor_kwargs={"bundle": bundle, "policy": policy},
                                   batch_size=batch_size, batch_format="numpy",
                                   compute=ray.data.ActorPoolStrategy(size=concurrency), **resources)

@@ -103,3 +103,26 @@ def write_labelled_jpegs(folder: str | Path, photos: int, *, size: int = 200, se
         Image.fromarray(pixels).save(target, quality=90, exif=exif)
         labels[photo_id] = label
     return labels
+
+
+def train_bundle(root: str | Path, *, photos: int, photo_px: int = 200, sizes: tuple[int, ...] = (24,),
+                 image_size: int | None = None, backbone: str = "TestTinyCNN", epochs: int = 2,
+                 exif_tags: tuple[str, ...] = ("FNumber", "ISO", "ExposureTime", "Flash"), seed: int = 5,
+                 ) -> tuple[Path, Path, Path]:
+    """(photo folder, dataset, bundle) under `root`: `write_labelled_jpegs`, a folder-layout ingest (EXIF from the
+    JPEGs themselves), and a fusion trial's final folder, which every bundle reader accepts. Joins the running Ray
+    (or starts one for the ingest)."""
+    from exifray.config import IngestConfig, TrialConfig
+    from exifray.data.ingest import run_ingest
+    from exifray.train import run_trial
+
+    root = Path(root)
+    folder = root / "photos"
+    write_labelled_jpegs(folder, photos, size=photo_px, seed=seed)
+    dataset = root / "dataset"
+    run_ingest(IngestConfig(inputs=(str(folder),), out=str(dataset), sizes=sizes, shard_size=64))
+    bundle = root / "bundle"
+    config = TrialConfig(modality="fusion", backbone=backbone, image_size=image_size or sizes[0], epochs=epochs,
+                         batch_size=32, exif_tags=exif_tags, fusion_width=8)
+    run_trial(config, dataset, out_dir=bundle)
+    return folder, dataset, bundle

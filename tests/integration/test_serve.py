@@ -23,13 +23,10 @@ import pytest
 from PIL import Image
 
 from exifray.bundle import load_model
-from exifray.config import IngestConfig, TrialConfig
-from exifray.data.ingest import run_ingest
 from exifray.data.photo import read_photo
 from exifray.tagging import make_policy
-from exifray.testing.photos import write_labelled_jpegs
+from exifray.testing.photos import train_bundle
 from exifray.testing.s3 import free_port, moto_server, s3_filesystem
-from exifray.train import run_trial
 
 pytestmark = pytest.mark.integration
 BIN = Path(sys.executable).parent
@@ -40,12 +37,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, ray_local: None) -> Iterator[dict[str, Any]]:
     root = tmp_path_factory.mktemp("serve")
-    photos = root / "photos"
-    write_labelled_jpegs(photos, 80, seed=9)
-    run_ingest(IngestConfig(inputs=(str(photos),), out=str(root / "dataset"), sizes=(24,)))
-    bundle = root / "bundle"
-    run_trial(TrialConfig(modality="fusion", backbone="TestTinyCNN", epochs=2, exif_tags=("FNumber", "ISO"),
-                          fusion_width=8), root / "dataset", out_dir=bundle)
+    photos, _, bundle = train_bundle(root, photos=80, seed=9, exif_tags=("FNumber", "ISO"))
     with moto_server(root) as env:
         fs = s3_filesystem(env, "models")
         import pyarrow.fs as pafs

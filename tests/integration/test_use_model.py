@@ -16,13 +16,10 @@ import pytest
 from exifray import schema
 from exifray.bundle import evaluate, load_model, load_split
 from exifray.cli import main
-from exifray.config import IngestConfig, TrialConfig
-from exifray.data.ingest import run_ingest
 from exifray.metrics import f1_scores
 from exifray.organize import MANIFEST, read_manifest
 from exifray.predict import predict
-from exifray.testing.photos import write_labelled_jpegs, write_mode_photos
-from exifray.train import run_trial
+from exifray.testing.photos import train_bundle, write_mode_photos
 
 pytestmark = pytest.mark.integration
 
@@ -31,16 +28,7 @@ pytestmark = pytest.mark.integration
 def trained(tmp_path_factory: pytest.TempPathFactory, ray_local: None) -> tuple[Path, Path, Path]:
     """(photo folder, dataset, bundle): 160 labelled 200-px JPEGs with embedded EXIF, ingested at 24 and 64 px
     (so the JPEG draft target, 64, differs from the model's size, 24), a fusion model trained at 24 px."""
-    root = tmp_path_factory.mktemp("use")
-    photos = root / "photos"
-    write_labelled_jpegs(photos, 160, seed=5)
-    dataset = root / "dataset"
-    run_ingest(IngestConfig(inputs=(str(photos),), out=str(dataset), sizes=(24, 64), shard_size=64))
-    bundle = root / "bundle"
-    config = TrialConfig(modality="fusion", backbone="TestTinyCNN", image_size=24, epochs=3, batch_size=32,
-                         exif_tags=("FNumber", "ISO", "ExposureTime", "Flash"), fusion_width=8)
-    run_trial(config, dataset, out_dir=bundle)
-    return photos, dataset, bundle
+    return train_bundle(tmp_path_factory.mktemp("use"), photos=160, sizes=(24, 64), image_size=24, epochs=3)
 
 
 def _hashes(folder: Path) -> dict[str, str]:

@@ -70,3 +70,18 @@ def test_bench_sweep_speed_smoke_runs_both_sweeps_and_compares_them() -> None:
     assert worst and int(worst.group(1)) >= 1 and float(worst.group(2)) <= 0.01, result.stdout
     outcomes = re.findall(r"epochs, (\w+)\)$", result.stdout, re.MULTILINE)  # stopped trials say it too
     assert len(outcomes) == 4 and set(outcomes) <= {"built", "hit"} and "built" in outcomes, result.stdout
+
+
+def test_bench_predict_smoke_prints_the_loop_and_the_command_with_ratios() -> None:
+    result = _smoke("bench_predict.py", timeout=600)
+    assert re.search(r"plain loop, 1 process .*: +[\d.]+ photos/s +\(1\.00x\)", result.stdout), result.stdout
+    whole = re.search(r"exifray predict, whole command +: +([\d.]+) photos/s +\(([\d.]+)x", result.stdout)
+    assert whole and float(whole.group(1)) > 0 and float(whole.group(2)) > 0, result.stdout
+
+
+def test_bench_serve_smoke_prints_each_concurrency_with_and_without_batching() -> None:
+    result = _smoke("bench_serve.py", timeout=600)
+    rows = re.findall(r"^ +(\d+) \| +([\d.]+) +([\d.]+) +([\d.]+) \| +([\d.]+) +([\d.]+) +([\d.]+) \| ([\d.]+)x$",
+                      result.stdout, re.MULTILINE)
+    assert [int(row[0]) for row in rows] == [1, 8, 32], result.stdout
+    assert all(float(value) > 0 for row in rows for value in row[1:]), result.stdout
