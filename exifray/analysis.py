@@ -90,6 +90,21 @@ def with_pareto(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
     return out[columns]
 
 
+SPEED_COLUMNS = ("trial_id", "modality", "backbone", "image_size", schema.INFERENCE_MS, schema.TEST_F1_MACRO,
+                 schema.PARAMS)
+
+
+def speed_front(frame: pd.DataFrame) -> pd.DataFrame:
+    """The speed/accuracy front for picking a model to deploy: complete trials whose test macro F1 no faster trial
+    matches (`inference_ms` per photo, as each trial measured it), fastest first."""
+    complete = frame["status"] == schema.STATUS_COMPLETE
+    score = pd.to_numeric(frame[schema.TEST_F1_MACRO], errors="coerce").where(complete)
+    cost = pd.to_numeric(frame[schema.INFERENCE_MS], errors="coerce").where(complete)
+    flags = pareto_flags(score.to_numpy(float).tolist(), cost.to_numpy(float).tolist())
+    columns = [c for c in SPEED_COLUMNS if c in frame.columns]
+    return frame.loc[flags, columns].sort_values(schema.INFERENCE_MS, kind="stable").reset_index(drop=True)
+
+
 # --- comparison tables ------------------------------------------------------------------------------------
 
 def best_row(rows: pd.DataFrame, metric: str) -> pd.Series | None:
@@ -257,6 +272,7 @@ def analyse(experiment: Experiment, metric: str | None = None, by: str = "modali
     tables = {
         "leaderboard": board if top is None else board.head(top),
         "pareto": board[board["pareto"]].sort_values(PARETO_COST).reset_index(drop=True),
+        "speed_accuracy": speed_front(board),
         "fusion_vs_image": fusion_vs_image(board, metric),
         f"by_{by}": grouped(board, by, metric),
         "hyperparameters": hyperparameter_effects(board, experiment.space, metric),

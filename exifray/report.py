@@ -99,6 +99,27 @@ def _pareto_plot(analysis: Analysis) -> str:
     return _svg(fig)
 
 
+def _speed_plot(analysis: Analysis) -> str:
+    board = analysis.tables["leaderboard"]
+    done = board[(board["status"] == schema.STATUS_COMPLETE) & board[schema.INFERENCE_MS].notna()
+                 & board[schema.TEST_F1_MACRO].notna()]
+    if done.empty:
+        return '<p class="note">No complete trial with a test F1 and a latency yet.</p>'
+    fig, ax = _figure()
+    for modality, rows in done.groupby("modality"):
+        ax.scatter(rows[schema.INFERENCE_MS], rows[schema.TEST_F1_MACRO], label=str(modality), alpha=0.8,
+                   color=MODALITY_COLOURS.get(str(modality), "#666"))
+    front = analysis.tables["speed_accuracy"]
+    ax.step(front[schema.INFERENCE_MS], front[schema.TEST_F1_MACRO], where="post", color="black", linewidth=1,
+            label="speed/accuracy front")
+    ax.set_xscale("log")
+    ax.set_xlabel("inference per photo (ms, batched, as each trial measured it)")
+    ax.set_ylabel(schema.TEST_F1_MACRO)
+    ax.set_title(f"test macro F1 against latency ({len(front)} of {len(done)} trials on the front)")
+    ax.legend()
+    return _svg(fig)
+
+
 def _delta_plot(analysis: Analysis) -> str:
     table = analysis.tables["fusion_vs_image"].dropna(subset=["delta_test_f1_macro"])
     if table.empty:
@@ -215,6 +236,10 @@ def render_report(analysis: Analysis) -> str:
                         "<code>pareto</code>: on the F1/CO2-eq front; <code>f1_per_gram_co2</code>: that F1 per "
                         "gram CO2-eq.</p>" + _table(analysis.tables["leaderboard"], "leaderboard")),
         ("F1 against CO2-eq", _pareto_plot(analysis) + _table(analysis.tables["pareto"], "pareto")),
+        ("Speed against accuracy", '<p class="note">For picking a model to deploy: <code>exifray export-best '
+                                   '--max-inference-ms X</code> re-measures the best candidates on the machine it '
+                                   'runs on.</p>' + _speed_plot(analysis)
+         + _table(analysis.tables["speed_accuracy"], "speed-accuracy")),
         ("Fusion against image only", _delta_plot(analysis) + _table(analysis.tables["fusion_vs_image"],
                                                                      "fusion-vs-image")),
         ("Validation F1 of the top trials", _curves_plot(analysis)),

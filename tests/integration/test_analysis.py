@@ -105,7 +105,8 @@ def test_every_format_has_one_row_per_trial_and_the_same_numbers(experiment: Pat
     assert (csv["f1_per_gram_co2"] - csv["val_f1_macro"] / (csv["emissions_kg"] * 1000)).abs().max() < 1e-9
     assert set(csv["modality"]) == {"image", "fusion", "exif"} and set(csv["label_mode"]) == {"single"}
     assert csv.loc[csv["modality"] == "exif", "backbone"].isna().all()  # unused settings stay empty
-    for table in ("pareto", "fusion_vs_image", "by_modality", "hyperparameters", "optuna_importance"):
+    for table in ("pareto", "speed_accuracy", "fusion_vs_image", "by_modality", "hyperparameters",
+                  "optuna_importance"):
         for fmt in ("csv", "md", "json", "parquet"):
             assert (out / f"{table}.{fmt}").stat().st_size > 0
 
@@ -149,11 +150,15 @@ def test_report_renders_in_headless_chromium(experiment: Path, small_dataset: Pa
     rows = page.tables["leaderboard"]
     assert len(rows) == 7 and rows[0][:3] == ["rank", "trial_id", "status"]  # header + one row per trial
     assert len(page.tables["fusion-vs-image"]) == 2 and len(page.tables["pareto"]) >= 2
+    front = page.tables["speed-accuracy"]  # the speed/accuracy front: no row both slower and less accurate
+    assert front[0][4:6] == ["inference_ms", "test_f1_macro"] and len(front) >= 2
+    points = [(float(row[4]), float(row[5])) for row in front[1:]]
+    assert points == sorted(points) and all(b[1] > a[1] for a, b in zip(points, points[1:], strict=False))
     assert len(page.tables["tag-importance"]) == 5  # header + the fusion model's 4 tags, with its chart
-    # Pareto scatter, delta bars, validation curves, hyperparameter effects, Optuna importance, tag importance
-    assert page.svgs >= 6
-    for section in ("F1 against CO2-eq", "Fusion against image only", "Validation F1 of the top trials",
-                    "EXIF tag importance"):
+    # Pareto and speed scatters, delta bars, validation curves, hyperparameter effects, Optuna and tag importance
+    assert page.svgs >= 7
+    for section in ("F1 against CO2-eq", "Speed against accuracy", "Fusion against image only",
+                    "Validation F1 of the top trials", "EXIF tag importance"):
         assert section in result.stdout
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from exifray.analysis import fusion_vs_image, grouped, metric_mode, pareto_flags, ranked, with_pareto
+from exifray.analysis import fusion_vs_image, grouped, metric_mode, pareto_flags, ranked, speed_front, with_pareto
 from exifray.errors import ConfigError
 from exifray.report import parse_formats, table_bytes
 
@@ -38,6 +38,19 @@ def _board(rows: list[dict]) -> pd.DataFrame:
     frame = pd.DataFrame([{**defaults, "trial_id": f"t{i}", **row} for i, row in enumerate(rows)])
     frame.insert(0, "rank", range(1, len(frame) + 1))
     return frame
+
+
+def test_speed_front_keeps_trials_no_faster_one_matches_fastest_first() -> None:
+    board = _board([
+        {"modality": "fusion", "test_f1_macro": 0.9, "inference_ms": 4.0, "params": 10},
+        {"modality": "image", "test_f1_macro": 0.8, "inference_ms": 1.0, "params": 5},
+        {"modality": "image", "test_f1_macro": 0.7, "inference_ms": 2.0, "params": 5},  # slower and worse
+        {"modality": "exif", "test_f1_macro": 0.95, "inference_ms": 0.1, "status": "error", "params": 1},
+    ])
+    front = speed_front(board)
+    assert front["trial_id"].tolist() == ["t1", "t0"]
+    assert list(front.columns) == ["trial_id", "modality", "backbone", "image_size", "inference_ms",
+                                   "test_f1_macro", "params"]
 
 
 def test_with_pareto_uses_complete_trials_and_validation_f1() -> None:
