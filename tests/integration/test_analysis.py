@@ -222,6 +222,25 @@ def test_export_best_bundle_reproduces_test_f1_in_a_fresh_process(experiment: Pa
     assert main(["export-best", str(experiment), "--out", str(moved)]) != 0  # never into a non-empty folder
 
 
+def test_export_best_within_a_latency_budget_measures_here(experiment: Path, tmp_path: Path) -> None:
+    from exifray.bundle import model_id
+
+    assert main(["export-best", str(experiment), "--out", str(tmp_path / "plain")]) == 0
+    best = json.loads((tmp_path / "plain" / "bundle.json").read_text())
+    bundle = tmp_path / "fast"
+    assert main(["export-best", str(experiment), "--out", str(bundle), "--max-inference-ms", "1e6",
+                 "--candidates", "2"]) == 0
+    manifest = json.loads((bundle / "bundle.json").read_text())
+    assert manifest["trial_id"] == best["trial_id"]  # the best model is within a generous budget
+    assert manifest["selected_value"] == max(open_experiment(str(experiment)).frame["val_f1_macro"].dropna())
+    assert [m["trial_id"] for m in manifest["measured_inference_ms"]] == [best["trial_id"]]
+    assert manifest["measured_inference_ms"][0]["inference_ms"] > 0 and manifest["latency_budget_ms"] == 1e6
+    assert manifest["bundle_id"] == model_id(bundle) and manifest["decode"]["draft"] == 32
+    assert main(["export-best", str(experiment), "--out", str(tmp_path / "none"), "--max-inference-ms", "1e-9",
+                 "--candidates", "2"]) != 0  # nothing is that fast: an error, and no folder
+    assert not (tmp_path / "none").exists() and not list(tmp_path.glob(".tmp-bundle-*"))
+
+
 def _one_tag_dataset(root: Path) -> Path:
     """Synthetic photos whose EXIF carries the label only in FNumber: every other tag is shuffled across photos."""
     from exifray.config import IngestConfig

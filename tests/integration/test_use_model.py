@@ -136,3 +136,29 @@ def test_organize_symlinks_and_undo_removes_them(trained: tuple[Path, Path, Path
     assert all(link.resolve().parent == (photos / "outdoor").resolve() for link in links)
     assert main(["organize", "--undo", str(albums)]) == 0
     assert not albums.exists() and len(list((photos / "outdoor").glob("*.jpg"))) == 80
+
+
+def test_a_multi_label_model_carries_calibrated_thresholds_that_predict_uses(
+        trained: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    from exifray.config import IngestConfig, TrialConfig
+    from exifray.data.ingest import run_ingest
+    from exifray.tagging import fit_thresholds, make_policy
+    from exifray.train import run_trial
+
+    photos, _, _ = trained
+    dataset, bundle = tmp_path / "multi", tmp_path / "bundle"
+    run_ingest(IngestConfig(inputs=(str(photos),), out=str(dataset), sizes=(24,), label_mode="multi"))
+    run_trial(TrialConfig(modality="exif", epochs=3, exif_tags=("FNumber", "ISO", "ExposureTime", "Flash")), dataset,
+              out_dir=bundle)
+    loaded = load_model(bundle)
+    assert loaded.multi_label and loaded.thresholds is not None and len(loaded.thresholds) == 2
+    val = load_split(loaded, dataset, "val")
+    assert loaded.thresholds == pytest.approx(fit_thresholds(val.targets, loaded.predict(loaded.inputs(val))),
+                                              abs=1e-6)  # the best-F1 threshold per class on the val split
+    files = [str(p) for p in sorted(photos.rglob("*.jpg"))[:12]]
+    out = tmp_path / "tags.jsonl"
+    assert main(["predict", str(bundle), *files, "--out", str(out), "--threshold", "calibrated"]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    probabilities = np.array([[row["probabilities"][c] for c in loaded.classes] for row in rows])
+    policy = make_policy(True, threshold="calibrated", calibrated=loaded.thresholds)
+    assert [row["tags"] for row in rows] == policy.tags(probabilities, loaded.classes)
