@@ -1,8 +1,8 @@
 """`exifray serve BUNDLE`: a REST API for tagging photos, on Ray Serve.
 
     exifray serve models/best --port 8000 --replicas 1 --max-batch-size 16
-    serve run exifray.serve:build_app bundle=models/best          # the same app, deployed by Ray Serve's CLI
-    serve build exifray.serve:build_app -o serve.yaml && serve deploy serve.yaml
+    serve run exifray.serve:build_app bundle=models/best          # the same app, started by Ray Serve's CLI
+    serve deploy jobs/serve.yaml                                  # on a cluster: a config naming build_app and args
 
 Two deployments: `Api`, the FastAPI ingress (a fraction of a CPU), validates requests and decodes photos with the
 dataset's own decoder (`exifray.data.photo`); `Tagger` holds the model and batches images across requests with

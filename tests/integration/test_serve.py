@@ -212,3 +212,17 @@ def test_the_albums_page_sorts_uploads_and_the_slider_resorts(server: dict[str, 
         page.dispatch_event("#threshold", "input")
         assert "Unknown" not in counts() and sum(counts().values()) == len(files)
         browser.close()
+
+
+def test_the_serve_config_in_jobs_builds_the_application(server: dict[str, Any]) -> None:
+    """`serve deploy jobs/serve.yaml` imports `exifray.serve:build_app` with the file's args."""
+    import importlib
+
+    import yaml
+    from ray.serve import Application
+
+    config = yaml.safe_load((Path(__file__).parents[2] / "jobs" / "serve.yaml").read_text())
+    (app,) = config["applications"]
+    module, name = app["import_path"].split(":")
+    builder = getattr(importlib.import_module(module), name)
+    assert isinstance(builder({**app["args"], "bundle": str(server["bundle"])}), Application)

@@ -162,3 +162,35 @@ def test_a_multi_label_model_carries_calibrated_thresholds_that_predict_uses(
     probabilities = np.array([[row["probabilities"][c] for c in loaded.classes] for row in rows])
     policy = make_policy(True, threshold="calibrated", calibrated=loaded.thresholds)
     assert [row["tags"] for row in rows] == policy.tags(probabilities, loaded.classes)
+
+
+def test_predict_reads_photos_and_the_bundle_from_s3_and_writes_there(trained: tuple[Path, Path, Path],
+                                                                      tmp_path: Path) -> None:
+    """As a user runs it: its own process and Ray, moto's S3 server named by AWS_ENDPOINT_URL."""
+    import subprocess
+    import sys
+
+    import pyarrow.fs as pafs
+
+    from exifray.testing.s3 import moto_server, s3_filesystem
+
+    photos, _, bundle = trained
+    with moto_server(tmp_path) as env:
+        fs = s3_filesystem(env, "album")
+        pafs.copy_files(str(bundle), "album/models/best", destination_filesystem=fs)
+        pafs.copy_files(str(photos / "outdoor"), "album/inbox/outdoor", destination_filesystem=fs)
+        fs.create_dir("album/inbox/notes")
+        with fs.open_output_stream("album/inbox/notes/readme.txt") as stream:
+            stream.write(b"not a photo, not listed")
+        command = [str(Path(sys.executable).parent / "exifray"), "predict", "s3://album/models/best",
+                   "s3://album/inbox/", "--out", "s3://album/tags.jsonl", "--num-cpus", "2"]
+        run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+        assert run.returncode == 0, run.stderr[-3000:]
+        with fs.open_input_stream("album/tags.jsonl") as stream:
+            rows = [json.loads(line) for line in stream.readall().decode().splitlines()]
+        assert sorted(row["path"] for row in rows) == sorted(
+            f"s3://album/inbox/outdoor/{p.name}" for p in (photos / "outdoor").glob("*.jpg"))
+        assert all(row["error"] is None and row["exif_found"] for row in rows)
+        assert {row["bundle_id"] for row in rows} == {load_model(bundle).bundle_id}  # the same files, the same id
+        again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+        assert again.returncode == 0 and "0 predicted" in again.stdout and f"{len(rows)} already there" in again.stdout
