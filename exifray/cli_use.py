@@ -21,11 +21,15 @@ def add_policy_flags(parser: argparse.ArgumentParser) -> None:
                        help="single-label models: 'scene' (default: top-1 above 0.9 alone, else top two above 0.5 "
                             "together, else Unknown) or 'top1'")
     group.add_argument("--min-confidence", type=float, default=None, help="--policy top1: Unknown below this")
+    group.add_argument("--scene-single", type=float, default=0.9,
+                       help="--policy scene: the top class alone above this probability (default: %(default)s)")
+    group.add_argument("--scene-pair", type=float, default=0.5,
+                       help="--policy scene: else the top two when together above this (default: %(default)s)")
 
 
 def policy_flags(args: argparse.Namespace) -> dict[str, Any]:
     return {"policy": args.policy, "threshold": args.threshold, "top_k": args.top_k,
-            "min_confidence": args.min_confidence}
+            "min_confidence": args.min_confidence, "single": args.scene_single, "pair": args.scene_pair}
 
 
 def _add_cluster_flags(parser: argparse.ArgumentParser) -> None:

@@ -55,3 +55,17 @@ def test_fit_thresholds_picks_the_best_f1_per_class() -> None:
     # class 0: t = 0.3 catches both positives and nothing else (F1 1.0); class 1: t = 0.6 gives F1 2/3
     assert fit_thresholds(targets, probabilities) == pytest.approx([0.3, 0.6])
     assert fit_thresholds(np.zeros((2, 1)), np.array([[0.2], [0.9]])) == [0.5]  # no positive: the default
+
+
+def test_the_command_line_flags_reach_the_policy() -> None:
+    from exifray.cli import build_parser
+    from exifray.cli_use import policy_flags
+
+    args = build_parser().parse_args(["predict", "bundle", "photos", "--out", "t.jsonl", "--scene-single", "0.99",
+                                      "--scene-pair", "0.9"])
+    policy = make_policy(False, **policy_flags(args))
+    assert (policy.kind, policy.single, policy.pair) == ("scene", 0.99, 0.9)
+    args = build_parser().parse_args(["organize", "bundle", "photos", "--out", "albums", "--threshold", "calibrated",
+                                      "--top-k", "2"])
+    policy = make_policy(True, calibrated=[0.2, 0.3, 0.4], **policy_flags(args))
+    assert (policy.thresholds, policy.top_k) == ((0.2, 0.3, 0.4), 2)
