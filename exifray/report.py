@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 import io
+import math
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
 FORMATS = ("csv", "md", "html", "json", "parquet")
 
 MODALITY_COLOURS = {"exif": "#d95f02", "image": "#1b9e77", "fusion": "#7570b3"}
+# The leaderboard's leading columns after rank, status, modality and the ranking metric.
+LEAD_METRICS = (schema.VAL_F1_MACRO, schema.TEST_F1_MACRO, schema.EMISSIONS_KG, "f1_per_gram_co2", "pareto")
 TOP_CURVES = 8
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em;color:#222;max-width:1400px}
@@ -76,6 +79,33 @@ def _table(frame: pd.DataFrame, table_id: str) -> str:
     body = frame.to_html(index=False, table_id=table_id, na_rep="", border=0, escape=True,
                          float_format=lambda v: f"{v:.6g}")
     return f'<div class="scroll">{body}</div>'
+
+
+def _cell(value: object, limit: int) -> str:
+    """One table cell: blanks for missing values, 6 significant digits, and a long value (a tag list) cut to its
+    first items with the whole value on hover."""
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return "<td></td>"
+    text = f"{value:.6g}" if isinstance(value, float) else str(value)
+    if len(text) <= limit:
+        return f"<td>{html.escape(text)}</td>"
+    separator = "+" if "+" in text and "," not in text else ","  # tag lists read "ExposureTime+FNumber+ISO"
+    items = [item.strip() for item in text.split(separator)]
+    shown = separator.join(items[:2]) if separator == "+" else ", ".join(items[:2])
+    short = f"{shown} (+{len(items) - 2} more)" if len(items) > 2 else text[: limit - 1] + "…"
+    return f'<td title="{html.escape(text)}">{html.escape(short)}</td>'
+
+
+def _leaderboard_table(frame: pd.DataFrame, metric: str, limit: int = 28) -> str:
+    """The leaderboard as a person reads it: rank, status, modality, the metrics and the Pareto flag first, then
+    the trial and its settings; long tag lists abbreviated (the whole list on hover)."""
+    lead = list(dict.fromkeys(c for c in ("rank", "status", "modality", metric, *LEAD_METRICS) if c in frame.columns))
+    columns = lead + [c for c in frame.columns if c not in lead]
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
+    rows = "".join("<tr>" + "".join(_cell(value, limit) for value in row) + "</tr>"
+                   for row in frame[columns].itertuples(index=False, name=None))
+    return (f'<div class="scroll"><table id="leaderboard" class="dataframe"><thead><tr>{head}</tr></thead>'
+            f"<tbody>{rows}</tbody></table></div>")
 
 
 def _pareto_plot(analysis: Analysis) -> str:
@@ -234,7 +264,8 @@ def render_report(analysis: Analysis) -> str:
         ("Leaderboard", f'<p class="note">Ranked by {html.escape(analysis.metric)} '
                         f'({metric_mode(analysis.metric)}); test columns are shown, never used to choose. '
                         "<code>pareto</code>: on the F1/CO2-eq front; <code>f1_per_gram_co2</code>: that F1 per "
-                        "gram CO2-eq.</p>" + _table(analysis.tables["leaderboard"], "leaderboard")),
+                        "gram CO2-eq. Hover over a shortened tag list for all of it.</p>"
+                        + _leaderboard_table(analysis.tables["leaderboard"], analysis.metric)),
         ("F1 against CO2-eq", _pareto_plot(analysis) + _table(analysis.tables["pareto"], "pareto")),
         ("Speed against accuracy", '<p class="note">For picking a model to deploy: <code>exifray export-best '
                                    '--max-inference-ms X</code> re-measures the best candidates on the machine it '

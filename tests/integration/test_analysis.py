@@ -148,7 +148,7 @@ def test_report_renders_in_headless_chromium(experiment: Path, small_dataset: Pa
     assert result.returncode == 0, result.stderr[-2000:]
     page = _parse(result.stdout)
     rows = page.tables["leaderboard"]
-    assert len(rows) == 7 and rows[0][:3] == ["rank", "trial_id", "status"]  # header + one row per trial
+    assert len(rows) == 7 and rows[0][:3] == ["rank", "status", "modality"]  # header + one row per trial
     assert len(page.tables["fusion-vs-image"]) == 2 and len(page.tables["pareto"]) >= 2
     front = page.tables["speed-accuracy"]  # the speed/accuracy front: no row both slower and less accurate
     assert front[0][4:6] == ["inference_ms", "test_f1_macro"] and len(front) >= 2
@@ -339,3 +339,27 @@ def test_the_viewers_from_the_viz_extra_show_every_trial(experiment: Path) -> No
         for server in servers:
             server.terminate()
             server.wait(timeout=30)
+
+
+def test_the_leaderboard_leads_with_the_metrics_inside_a_1280_px_window(experiment: Path, tmp_path: Path) -> None:
+    from exifray.testing.browser import chromium
+
+    out = tmp_path / "analysis"
+    assert main(["leaderboard", str(experiment), "--format", "html", "--out", str(out)]) == 0
+    lead = ["rank", "status", "modality", "val_f1_macro", "test_f1_macro", "emissions_kg", "f1_per_gram_co2",
+            "pareto"]
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto((out / "report.html").as_uri())
+        heads = page.eval_on_selector_all(
+            "#leaderboard thead th", "els => els.map(e => [e.textContent, e.getBoundingClientRect().right])")
+        assert [name for name, _ in heads[:len(lead)]] == lead
+        assert all(right <= 1280 for _, right in heads[:len(lead)]), heads[:len(lead)]  # no scrolling to see them
+        assert heads[-1][1] > 0 and "trial_id" in [name for name, _ in heads]
+        cells = page.eval_on_selector_all(
+            "#leaderboard td", "els => els.map(e => [e.textContent, e.title || e.textContent])")
+        lists = [(re.fullmatch(r"(.+) \(\+(\d+) more\)", shown), whole) for shown, whole in cells if shown != whole]
+        lists = [(match.groups(), whole) for match, whole in lists if match]
+        assert lists, "the 4-tag lists should be shortened"
+        for (first, more), whole in lists:  # "ExposureTime+FNumber (+2 more)" keeps the whole list on hover
+            assert whole.startswith(first) and len(re.split("[+,]", whole)) == 2 + int(more)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import shutil
 import subprocess
 import sys
 import time
@@ -25,13 +24,13 @@ from PIL import Image
 from exifray.bundle import load_model
 from exifray.data.photo import read_photo
 from exifray.tagging import make_policy
+from exifray.testing.browser import chromium
 from exifray.testing.photos import train_bundle
 from exifray.testing.s3 import free_port, moto_server, s3_filesystem
 
 pytestmark = pytest.mark.integration
 BIN = Path(sys.executable).parent
 KEY = "correct horse battery staple"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.fixture(scope="module")
@@ -179,14 +178,8 @@ def test_schemathesis_finds_no_server_error(server: dict[str, Any], tmp_path: Pa
 
 
 def test_the_albums_page_sorts_uploads_and_the_slider_resorts(server: dict[str, Any], tmp_path: Path) -> None:
-    assert CHROMIUM is not None, "Debian's chromium package is needed (.ci/run installs it)"
-    from playwright.sync_api import sync_playwright
-
     files = [str(p) for p in sorted(server["photos"].rglob("*.jpg"))[:6]]
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--no-first-run", "--disable-sync"])
+    with chromium() as browser:
         page = browser.new_page()
         problems: list[str] = []
         page.on("pageerror", lambda error: problems.append(str(error)))
@@ -211,7 +204,6 @@ def test_the_albums_page_sorts_uploads_and_the_slider_resorts(server: dict[str, 
         page.fill("#threshold", "0")
         page.dispatch_event("#threshold", "input")
         assert "Unknown" not in counts() and sum(counts().values()) == len(files)
-        browser.close()
 
 
 def test_the_serve_config_in_jobs_builds_the_application(server: dict[str, Any]) -> None:
