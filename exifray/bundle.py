@@ -153,7 +153,7 @@ def _download_bundle(uri: str, local: Path) -> Path:
     from exifray.fsutil import filesystem_and_path
 
     fs, root = filesystem_and_path(uri)
-    for name in (*TRIAL_FILES, BUNDLE_FILE):
+    for name in (*TRIAL_FILES, *schema.CODECARBON_FILES, BUNDLE_FILE):
         try:
             with fs.open_input_stream(f"{root.rstrip('/')}/{name}") as source:
                 (local / name).write_bytes(source.readall())
@@ -277,12 +277,15 @@ def measured_inference_ms(loaded: LoadedModel, photos: int = 64) -> float:
 
 
 def _copy_checkpoint(experiment_fs: Any, checkpoint: str, staging: Path, trial_id: str) -> None:
-    for name in TRIAL_FILES:
+    """The final folder's files; CodeCarbon's files too where the trial has them (trials before they were kept
+    do not)."""
+    for name in (*TRIAL_FILES, *schema.CODECARBON_FILES):
         try:
             with experiment_fs.open_input_stream(f"{checkpoint}/{name}") as source:
                 (staging / name).write_bytes(source.readall())
         except FileNotFoundError:
-            raise InputNotFoundError(f"trial {trial_id}'s checkpoint {checkpoint} lacks {name}") from None
+            if name in TRIAL_FILES:
+                raise InputNotFoundError(f"trial {trial_id}'s checkpoint {checkpoint} lacks {name}") from None
 
 
 def _within_budget(experiment_fs: Any, ranked: pd.DataFrame, budget_ms: float, candidates: int,
@@ -339,7 +342,8 @@ def export_best(experiment_path: str, out: str | Path, metric: str | None = None
                     "classes": settings["classes"], "label_mode": settings["label_mode"],
                     "image_size": settings.get("image_size"), "preprocessing": settings.get("preprocessing"),
                     "decode": settings.get("decode"), "thresholds": settings.get("thresholds"),
-                    "exif_tags": settings["exif_encoder"]["tags"], "files": list(TRIAL_FILES)}
+                    "exif_tags": settings["exif_encoder"]["tags"],
+                    "files": sorted(path.name for path in bundle.iterdir())}
         if max_inference_ms is not None:
             manifest["latency_budget_ms"] = max_inference_ms
             manifest["measured_inference_ms"] = measured

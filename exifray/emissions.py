@@ -5,22 +5,36 @@ their own process's share of CPU and RAM rather than the whole machine. Measurem
 segments (one per epoch, one for the test evaluation) with CodeCarbon's `start_task`/`stop_task`, and
 the running totals are what each epoch reports as `emissions_kg` and `energy_kwh`.
 
+CodeCarbon's own files are kept in the tracker's folder (a trial's: see `train.run_trial`): each measured
+segment is appended to `emissions_tasks.csv` as it ends (CodeCarbon's columns, with `task_name` first), so a
+trial killed mid-way keeps what it measured, and the sum of its `emissions` column is the trial's
+`emissions_kg`; when the tracker stops, CodeCarbon appends the attempt's whole-run row to `emissions.csv`
+(its standard file: hardware, tracking mode, PUE, region, version). How CodeCarbon obtained the power (RAPL,
+a TDP estimate from CPU load, NVML), which it logs but does not write, is `power_source`.
+
 Limits of the estimate: without RAPL access CodeCarbon estimates CPU power from the CPU's TDP and
 load; GPU power is read per device, so trials sharing a GPU are each charged the whole device.
 """
 
 from __future__ import annotations
 
+import csv
 import logging
 import os
 import shutil
 import tempfile
 import uuid
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, is_dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Protocol, Self
 
+from exifray import schema
+
 logger = logging.getLogger(__name__)
+
+TASKS_FILE = schema.CODECARBON_TASKS_FILE
+CODECARBON_FILES = schema.CODECARBON_FILES
 
 
 class _Measured(Protocol):
@@ -54,24 +68,31 @@ class EmissionsTotals:
 
 class TrialEmissions:
     """Cumulative emissions of one trial, measured segment by segment. A context manager: leaving it (also by an
-    exception) closes the open segment, so CodeCarbon's power-sampling thread never outlives the trial."""
+    exception) closes the open segment and stops the tracker, so CodeCarbon's power-sampling thread never outlives
+    the trial. `output_dir`: where CodeCarbon's files go (None: a temporary folder, removed on close)."""
 
-    def __init__(self, country: str, *, output_dir: str | None = None, tracking_mode: str = "process",
-                 project_name: str = "exifray"):
+    def __init__(self, country: str, *, output_dir: str | os.PathLike[str] | None = None,
+                 tracking_mode: str = "process", project_name: str = "exifray"):
         from codecarbon import OfflineEmissionsTracker
+        from codecarbon.output_methods.base_output import OutputMethod
 
         self._own_dir = output_dir is None  # a temporary folder of ours, removed on close
-        directory = output_dir or tempfile.mkdtemp(prefix="exifray-codecarbon-")
+        directory = str(output_dir) if output_dir is not None else tempfile.mkdtemp(prefix="exifray-codecarbon-")
         os.makedirs(directory, exist_ok=True)
-        self._directory = directory
+        self.directory = Path(directory)
+        for name in CODECARBON_FILES:  # an earlier attempt's leftovers: a resume restores the checkpoint's rows
+            (self.directory / name).unlink(missing_ok=True)
         self.country = country
         self.tracking_mode = tracking_mode
         self.totals = EmissionsTotals()
         self._tracker = OfflineEmissionsTracker(
             country_iso_code=country, project_name=project_name, experiment_id=str(uuid.uuid4()),
-            output_dir=directory, save_to_file=False, tracking_mode=tracking_mode, log_level="error",
-            allow_multiple_runs=True, measure_power_secs=5)
+            output_dir=directory, output_methods=[OutputMethod.CSV], on_csv_write="append",
+            tracking_mode=tracking_mode, log_level="error", allow_multiple_runs=True, measure_power_secs=5)
+        self._tracker.start()  # a run of its own, so that stop() writes the attempt's row to emissions.csv
         self._open: str | None = None
+        self._closed = False
+        self.final_files: dict[str, bytes] = {}  # CodeCarbon's files when the tracker stopped
 
     def start_segment(self, name: str) -> None:
         if self._open is not None:
@@ -80,20 +101,70 @@ class TrialEmissions:
         self._open = name
 
     def stop_segment(self) -> EmissionsTotals:
-        """Close the open segment and return the running totals."""
+        """Close the open segment, append its row to `emissions_tasks.csv` and return the running totals."""
         if self._open is None:
             return self.totals
-        data = self._tracker.stop_task(self._open)
-        self._open = None
+        name, self._open = self._open, None
+        data = self._tracker.stop_task(name)
         if data is None:
             raise RuntimeError("CodeCarbon returned no data for a measured segment")
         self.totals.add(data)
+        self._append_task_row(name, data)
         return self.totals
 
+    def _append_task_row(self, name: str, data: object) -> None:
+        values = asdict(data) if is_dataclass(data) and not isinstance(data, type) else dict(vars(data))
+        row = {"task_name": name, **values}
+        path = self.directory / TASKS_FILE
+        new = not path.exists() or path.stat().st_size == 0
+        with path.open("a", newline="", encoding="utf-8") as stream:
+            writer = csv.DictWriter(stream, fieldnames=list(row))
+            if new:
+                writer.writeheader()
+            writer.writerow({key: repr(value) if isinstance(value, float) else value for key, value in row.items()})
+
+    @property
+    def power_source(self) -> str:
+        """How CodeCarbon measures each device here, e.g. `CPU: cpu_load (TDP estimate); RAM: estimate` or
+        `CPU: intel_rapl; GPU: nvml` (it logs this but does not write it to its CSV)."""
+        parts = []
+        for hardware in getattr(self._tracker, "_hardware", []):  # no public API for it in CodeCarbon 3.3
+            kind = type(hardware).__name__
+            mode = getattr(hardware, "_mode", None)
+            if kind == "GPU":
+                parts.append("GPU: nvml")
+            elif kind == "RAM":
+                parts.append("RAM: estimate from memory size" if getattr(hardware, "_force_ram_power", None) is None
+                             else "RAM: given power")
+            elif mode in ("cpu_load", "constant"):
+                generic = " (generic TDP)" if getattr(hardware, "_is_generic_tdp", False) else ""
+                parts.append(f"{kind}: {mode} (TDP estimate{generic})")
+            else:
+                parts.append(f"{kind}: {mode or 'measured'}")
+        order = {"CPU": 0, "GPU": 1, "RAM": 2}
+        return "; ".join(sorted(parts, key=lambda part: order.get(part.split(":")[0], 3))) or "unknown"
+
+    def files(self) -> dict[str, bytes]:
+        """CodeCarbon's files as they are now (what a checkpoint and the final folder carry)."""
+        return {name: (self.directory / name).read_bytes() for name in CODECARBON_FILES
+                if (self.directory / name).is_file()}
+
+    def restore_files(self, folder: str | os.PathLike[str]) -> None:
+        """Continue the record a checkpoint carries (a resumed attempt appends to its rows)."""
+        for name in CODECARBON_FILES:
+            source = Path(folder) / name
+            if source.is_file():
+                shutil.copyfile(source, self.directory / name)
+
     def close(self) -> EmissionsTotals:
+        if self._closed:
+            return self.totals
         self.stop_segment()
+        self._closed = True
+        self._tracker.stop()  # appends this attempt's whole-run row to emissions.csv
+        self.final_files = self.files()
         if self._own_dir:
-            shutil.rmtree(self._directory, ignore_errors=True)
+            shutil.rmtree(self.directory, ignore_errors=True)
         return self.totals
 
     @property

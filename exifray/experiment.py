@@ -43,6 +43,7 @@ SWEEP_FILE: Final = "sweep.yaml"
 JOURNAL_FILE: Final = "optuna.journal"
 LEADERBOARD_FILE: Final = "leaderboard.csv"
 ERROR_MARKER: Final = "exifray_error.txt"
+CODECARBON_DIR: Final = "codecarbon"  # in a trial's folder: CodeCarbon's files of the running attempt
 DEFAULT_STORAGE: Final = "experiments"
 ANALYSIS_DIR: Final = "analysis"
 # A trial's resume checkpoint (TrainingState.save) and its final checkpoint (= a bundle's model files).
@@ -150,6 +151,8 @@ def save_trial(result: TrialResult, out_dir: str | Path) -> None:
     atomic_write_json(out / schema.METRICS_FILE, jsonable(result.metrics))
     atomic_write_json(out / schema.SETTINGS_FILE, result.settings)
     atomic_write_jsonl(out / schema.HISTORY_FILE, (jsonable(row) for row in result.history))
+    for name, data in result.emissions_files.items():  # CodeCarbon's emissions.csv and per-segment rows
+        atomic_write_bytes(out / name, data)
 
 
 def trial_error_marker(trial_dir: str | Path) -> Path:

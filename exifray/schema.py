@@ -45,6 +45,10 @@ TEST_ACCURACY: Final = "test_accuracy"
 TRAIN_TIME_S: Final = "train_time_s"
 PARAMS: Final = "params"
 INFERENCE_MS: Final = "inference_ms"
+CODECARBON_RUN_FILE: Final = "emissions.csv"  # CodeCarbon's own file: one row per tracker run (a trial attempt)
+CODECARBON_TASKS_FILE: Final = "emissions_tasks.csv"  # one row per measured segment (epoch, test), appended
+CODECARBON_FILES: Final = (CODECARBON_RUN_FILE, CODECARBON_TASKS_FILE)  # in checkpoints, final folders, bundles
+POWER_SOURCE: Final = "power_source"  # how CodeCarbon obtained the power (it logs this, not in its CSV)
 EPOCH: Final = "epoch"
 PHASE: Final = "phase"
 

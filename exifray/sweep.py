@@ -27,6 +27,7 @@ from exifray.config import SweepConfig, TrialConfig
 from exifray.data.dataset import DatasetArrays, load_arrays, read_card
 from exifray.errors import ConfigError, DataError, InputNotFoundError
 from exifray.experiment import (
+    CODECARBON_DIR,
     JOURNAL_FILE,
     LEADERBOARD_FILE,
     RESUME_FILE,
@@ -154,10 +155,12 @@ def sweep_trainable(config: dict[str, Any], *, plan: SweepPlan, data: Mapping[in
 
     from exifray.train import TrialFailed, run_trial
 
-    marker = trial_error_marker(tune.get_context().get_trial_dir())
+    trial_dir = Path(tune.get_context().get_trial_dir())
+    marker = trial_error_marker(trial_dir)
     if marker.exists():
         raise TrialFailed(f"(not retried: deterministic) {marker.read_text(encoding='utf-8')}")
-    with tempfile.TemporaryDirectory(prefix="exifray-resume-") as resume:
+    # Scratch folders live in the trial's own folder, never in TMPDIR: a killed trial leaves nothing there.
+    with tempfile.TemporaryDirectory(prefix=".exifray-resume-", dir=trial_dir) as resume:
         checkpoint = tune.get_checkpoint()
         finished = finished_checkpoint(checkpoint) if checkpoint is not None else None
         if finished is not None:
@@ -171,11 +174,12 @@ def sweep_trainable(config: dict[str, Any], *, plan: SweepPlan, data: Mapping[in
             trial_config = plan.space.trial_config(config, threads=plan.config.resources.threads)
             report = functools.partial(_report_epoch, every=plan.config.checkpoint_every)
             result = run_trial(trial_config, _arrays_for(trial_config, data), report=report,
-                               resume=resume if (Path(resume) / RESUME_FILE).exists() else None, cache=cache)
+                               resume=resume if (Path(resume) / RESUME_FILE).exists() else None, cache=cache,
+                               emissions_dir=str(trial_dir / CODECARBON_DIR))
         except (TrialFailed, ConfigError, DataError, KeyError) as exc:
             marker.write_text(f"{type(exc).__name__}: {exc}", encoding="utf-8")
             raise
-    with tempfile.TemporaryDirectory(prefix="exifray-final-") as folder:
+    with tempfile.TemporaryDirectory(prefix=".exifray-final-", dir=trial_dir) as folder:
         _trial_overhead(result.metrics, result.history)
         save_trial(result, folder)
         _final_report(result.metrics, folder)
@@ -264,7 +268,10 @@ def trial_dirname(trial: Trial) -> str:
     return f"trial_{trial.trial_id}"
 
 
-def build_tuner(plan: SweepPlan, trainable: type[tune.Trainable], storage_path: str, name: str) -> tune.Tuner:
+def build_tuner(plan: SweepPlan, trainable: type[tune.Trainable], storage_path: str, name: str,
+                echo_epochs: bool = False) -> tune.Tuner:
+    """`echo_epochs`: a line per trial epoch in the driver's log, for sweeps that join a cluster (`ray job logs`
+    shows the driver's output; the trials' own output stays on their nodes, `log_to_driver=False`)."""
     from ray import tune
 
     from exifray.sweep_callback import tune_callback
@@ -277,7 +284,7 @@ def build_tuner(plan: SweepPlan, trainable: type[tune.Trainable], storage_path: 
         trial_dirname_creator=trial_dirname,
         metric=space.metric if single else None, mode=space.mode if single else None)
     run_config = tune.RunConfig(
-        name=name, storage_path=storage_path, callbacks=[tune_callback(space, storage_path, name)],
+        name=name, storage_path=storage_path, callbacks=[tune_callback(space, storage_path, name, echo_epochs)],
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
         failure_config=tune.FailureConfig(max_failures=plan.config.max_failures), verbose=0)
     return tune.Tuner(trainable, param_space=param_space(space), tune_config=tune_config, run_config=run_config)
@@ -325,7 +332,7 @@ def run_sweep(plan: SweepPlan, data_dir: str | Path, *, name: str | None = None,
         resources = plan.config.resources
         logger.info("sweep %s: %d trials, at most %d at a time, %g CPU / %g GPU each, results in %s", name,
                     plan.space.total_trials, plan.space.max_concurrent, resources.cpus, resources.gpus, files.uri)
-        tuner = build_tuner(plan, trainable, storage, name)
+        tuner = build_tuner(plan, trainable, storage, name, echo_epochs=not in_process)
     tuner.fit()
     frame = experiment_trials(plan.space, storage, name)[0]
     files.write_bytes(LEADERBOARD_FILE, frame.to_csv(index=False).encode("utf-8"))

@@ -12,7 +12,7 @@ import math
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,8 +33,9 @@ class SweepCallback:
     """Keeps `leaderboard.csv` and `optuna.journal` current and shows progress; Tune pickles it with the
     experiment, so it holds no open handles (the journal storage is opened lazily)."""
 
-    def __init__(self, space: SearchSpace, storage_path: str, name: str):
+    def __init__(self, space: SearchSpace, storage_path: str, name: str, echo_epochs: bool = False):
         self.space, self.storage_path, self.name = space, storage_path, name
+        self.echo_epochs = echo_epochs  # one line per trial epoch in the driver's log (what `ray job logs` shows)
         self.best_val: dict[str, float] = {}
         self.intermediate: dict[str, dict[int, float]] = {}
         self.ended: dict[str, str] = {}  # trial id → how it ended, from the event (Tune's status lags behind)
@@ -52,6 +53,8 @@ class SweepCallback:
             reported = result.get("training_iteration", 0)
             step = reported if isinstance(reported, int) else 0
             self.intermediate.setdefault(trial.trial_id, {})[step] = float(metric)
+        if self.echo_epochs:
+            self._say(epoch_line(trial.trial_id, result))
         self._progress(trials, force=False)
 
     # Tune calls these before it sets the trial's own status: the event says how the trial ended.
@@ -62,6 +65,9 @@ class SweepCallback:
 
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **_: object) -> None:
         self.ended[trial.trial_id] = schema.STATUS_ERROR
+        # Tune has written the error before it calls this: the whole message, traceback included, in the log.
+        text = (trial.get_error() or "no error text was saved").strip()
+        self._say(f"trial {trial.trial_id} failed:\n{text}", logging.ERROR)
         self._trial_finished(trials, trial)
 
     def on_experiment_end(self, trials: list[Trial], **_: object) -> None:
@@ -164,6 +170,12 @@ class SweepCallback:
         self._with_journal(append)
 
     # --- progress
+    def _say(self, line: str, level: int = logging.INFO) -> None:
+        if self._bar is not None:
+            self._bar.write(line, file=sys.stderr)
+        else:
+            logger.log(level, "%s", line)
+
     def _progress(self, trials: Sequence[Trial], force: bool) -> None:
         statuses = [self._status(t) for t in trials]
         done = sum(s in schema.FINISHED_STATUSES for s in statuses)
@@ -188,13 +200,27 @@ class SweepCallback:
         return state
 
 
-def tune_callback(space: SearchSpace, storage_path: str, name: str) -> SweepCallback:
+def epoch_line(trial_id: str, result: Mapping[str, object]) -> str:
+    """A trial's report as one log line: an epoch's losses and validation F1, or the final test scores."""
+    def number(key: str) -> str:
+        value = result.get(key)
+        return f"{value:.4f}" if isinstance(value, int | float) else "-"
+
+    if schema.is_final(result):
+        return (f"trial {trial_id} done: val_f1_macro {number(schema.VAL_F1_MACRO)} test_f1_macro "
+                f"{number(schema.TEST_F1_MACRO)} after {result.get(schema.EPOCHS, '?')} epochs")
+    return (f"trial {trial_id} epoch {result.get(schema.EPOCH, '?')} ({result.get(schema.PHASE, '?')}): loss "
+            f"{number('loss')} val_loss {number(schema.VAL_LOSS)} val_f1_macro {number(schema.VAL_F1_MACRO)} "
+            f"{number(schema.EPOCH_TIME_S)} s")
+
+
+def tune_callback(space: SearchSpace, storage_path: str, name: str, echo_epochs: bool = False) -> SweepCallback:
     """The callback as a `ray.tune.Callback` (this module imports without Ray; Tune wants its base class)."""
     from ray.tune import Callback
 
     class _SweepTuneCallback(SweepCallback, Callback):
         pass
 
-    return _SweepTuneCallback(space, storage_path, name)
+    return _SweepTuneCallback(space, storage_path, name, echo_epochs)
 
 

@@ -62,6 +62,7 @@ class TrialResult:
     history: list[dict[str, Any]]
     model: keras.Model = field(repr=False)
     settings: dict[str, Any]
+    emissions_files: dict[str, bytes] = field(default_factory=dict, repr=False)  # CodeCarbon's CSV files
 
 
 def model_inputs(split: SplitArrays, config: TrialConfig, encoder: ExifEncoder) -> dict[str, np.ndarray]:
@@ -214,6 +215,8 @@ class TrainingState:
             "history": [jsonable(row) for row in self.history], "train_time_s": self.train_time_s,
             "weight_shapes": _weight_shapes(self.model),
             "emissions": {name: getattr(totals, name) for name in totals.__dataclass_fields__}})
+        for name, data in self.emissions.files().items():  # CodeCarbon's rows so far travel with the checkpoint
+            (out / name).write_bytes(data)
 
     def resume(self, folder: str | Path, state: dict[str, Any]) -> None:
         """Load a saved state (`saved_state(folder)`) into this freshly built model, compiled for the phase the
@@ -239,6 +242,7 @@ class TrainingState:
         self.best_row = next((row for row in self.history if row[schema.EPOCH] == state["best_epoch"]), None)
         self._train_time_before, self._train_started = state["train_time_s"], time.perf_counter()
         self.emissions.totals = EmissionsTotals(**state["emissions"])
+        self.emissions.restore_files(path)  # this attempt appends to the rows the checkpoint carries
         self.resumed_from_epoch = self.epoch
         logger.info("resumed at epoch %d (%s, epoch %d of the phase) from %s", self.epoch, self.phase,
                     self.phase_epoch, folder)
@@ -410,15 +414,17 @@ def run_trial(config: TrialConfig, data: DatasetArrays | str | Path, *, report: 
         thresholds = _calibrated_thresholds(scoring, data, split_inputs("val"), config.batch_size)
         latency = inference_ms(built.model, inputs["test"] if len(data.test) else inputs["val"], config.batch_size)
         totals = emissions.close()
+        emissions_files = emissions.final_files
     metrics = _final_metrics(loop, test, latency, train_time, totals, data) | head.metrics() | {
         schema.FINE_TUNED_LAYERS: fine_tuned, "emissions_tracking_mode": emissions.tracking_mode,
+        schema.POWER_SOURCE: emissions.power_source,
         "country": config.country, schema.STARTUP_S: (loop.first_epoch_at or time.time()) - entered,
         "first_epoch_at": loop.first_epoch_at or math.nan}
     settings = {**config.to_dict(), "image_size": image_size, "classes": list(data.classes),
                 "label_mode": data.card.label_mode, "label_level": data.card.label_level,
                 "exif_encoder": encoder.to_dict(), "preprocessing": built.spec.preprocessing if built.spec else None,
                 "decode": data.card.decode_params().to_dict(), "thresholds": thresholds}
-    result = TrialResult(metrics, loop.history, built.model, settings)
+    result = TrialResult(metrics, loop.history, built.model, settings, emissions_files)
     if out_dir is not None:
         save_trial(result, out_dir)
     return result

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import urllib.error
@@ -57,3 +58,22 @@ def test_every_job_smoke_test_runs_under_ray_job_submit_with_token_auth(local_cl
     listed = subprocess.run([str(BIN / "ray"), "job", "list", "--address", cluster.dashboard], capture_output=True,
                             text=True, env=cluster.env, timeout=60)
     assert listed.stdout.count("status=<JobStatus.SUCCEEDED") == 4, listed.stdout[-2000:]
+
+    # Following a sweep's job shows each trial's epochs and a failed trial's whole error (the trials' own output
+    # stays on their nodes): a trial whose loss diverges at learning rate 1e30, the other trains.
+    space = tmp_path / "failing.yaml"
+    space.write_text("name: failing\nscheduler: none\nmax_failures: 0\nresources: {cpus: 1}\n"
+                     "fixed: {modality: exif, epochs: 2, batch_size: 8}\n"
+                     "params: {learning_rate: {grid: [0.01, 1.0e30]}}\n")
+    submitted = cluster.submit("jobs/sweep.py", "--space", str(space), "--data", str(tmp_path / "ingest" / "dataset"),
+                               "--storage-path", str(tmp_path / "failing"))
+    job = re.search(r"Job '(raysubmit_\w+)' submitted", submitted.stdout + submitted.stderr)
+    assert job, (submitted.stdout + submitted.stderr)[-3000:]
+    followed = subprocess.run([str(BIN / "ray"), "job", "logs", "--address", cluster.dashboard, job.group(1)],
+                              capture_output=True, text=True, env=cluster.env, timeout=60)
+    text = followed.stdout + followed.stderr
+    assert len(re.findall(r"trial \w+ epoch [12] \(train\): loss [\d.]+ val_loss [\d.]+ val_f1_macro", text)) == 2, \
+        text[-3000:]  # the good trial's two epochs
+    failed = re.search(r"trial (\w+) failed:\n(.*?)TrialFailed: training loss is nan at epoch 1 \(train\): diverged",
+                       text, re.DOTALL)
+    assert failed and "Traceback" in failed.group(2), text[-3000:]  # the error in full, traceback included

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -48,3 +49,45 @@ def test_no_temporary_folder_is_left_behind(tmp_path: Path, monkeypatch: pytest.
         emissions.start_segment("test")
         _busy(0.05)
     assert list(tmp_path.iterdir()) == []
+
+
+CODECARBON_COLUMNS = {"timestamp", "project_name", "run_id", "duration", "emissions", "energy_consumed",
+                      "cpu_model", "tracking_mode", "pue", "codecarbon_version", "country_iso_code"}
+
+
+def test_codecarbon_files_are_kept_and_a_resumed_attempt_appends(tmp_path: Path) -> None:
+    import pandas as pd
+
+    first = tmp_path / "attempt1"
+    with TrialEmissions("DEU", output_dir=first) as emissions:
+        for epoch in (1, 2):
+            emissions.start_segment(f"train-epoch{epoch}")
+            _busy(0.1)
+            emissions.stop_segment()
+            if epoch == 1:
+                checkpoint = emissions.files()  # what a checkpoint saved after epoch 1 carries
+                saved_totals = emissions.totals.emissions_kg
+        assert re.fullmatch(r"CPU: \w+.*; RAM: .+", emissions.power_source)  # e.g. cpu_load (TDP estimate)
+    tasks = pd.read_csv(first / "emissions_tasks.csv")
+    assert tasks["task_name"].tolist() == ["train-epoch1", "train-epoch2"]
+    assert set(tasks.columns) >= CODECARBON_COLUMNS
+    assert abs(tasks["emissions"].sum() - emissions.totals.emissions_kg) < 1e-12
+    run = pd.read_csv(first / "emissions.csv")  # CodeCarbon's own whole-run row, written when the tracker stopped
+    assert len(run) == 1 and set(run.columns) >= CODECARBON_COLUMNS and run.loc[0, "tracking_mode"] == "process"
+    assert set(emissions.final_files) == {"emissions.csv", "emissions_tasks.csv"}
+
+    # The trial was killed after epoch 2 was measured but before it was checkpointed: a new attempt resumes from
+    # the epoch-1 checkpoint, whose rows it continues.
+    saved = tmp_path / "checkpoint"
+    saved.mkdir()
+    for name, data in checkpoint.items():
+        (saved / name).write_bytes(data)
+    second = tmp_path / "attempt2"
+    with TrialEmissions("DEU", output_dir=second) as resumed:
+        resumed.totals.emissions_kg = saved_totals
+        resumed.restore_files(saved)
+        resumed.start_segment("train-epoch2")
+        _busy(0.1)
+    tasks = pd.read_csv(second / "emissions_tasks.csv")
+    assert tasks["task_name"].tolist() == ["train-epoch1", "train-epoch2"] and tasks["run_id"].nunique() == 2
+    assert abs(tasks["emissions"].sum() - resumed.totals.emissions_kg) < 1e-12
