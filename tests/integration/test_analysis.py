@@ -207,7 +207,16 @@ def test_export_best_bundle_reproduces_test_f1_in_a_fresh_process(experiment: Pa
     assert manifest["trial_id"] == fusion["trial_id"] and manifest["modality"] == "fusion"
     assert manifest["classes"] == ["indoor", "outdoor"] and manifest["exif_tags"]
     assert {p.name for p in bundle.iterdir()} == {"bundle.json", "model.keras", "settings.json", "metrics.json",
-                                                   "history.jsonl"}
+                                                   "history.jsonl", "emissions.csv", "emissions_tasks.csv"}
+    # CodeCarbon's own files: its standard header, and the per-segment rows add up to the leaderboard's emissions
+    run = pd.read_csv(bundle / "emissions.csv")
+    assert {"timestamp", "project_name", "run_id", "duration", "emissions", "energy_consumed", "cpu_model",
+            "tracking_mode", "pue", "codecarbon_version"} <= set(run.columns) and len(run) == 1
+    tasks = pd.read_csv(bundle / "emissions_tasks.csv")
+    assert abs(tasks["emissions"].sum() - fusion["emissions_kg"]) < 1e-12 and tasks["task_name"].iloc[-1] == "test"
+    assert isinstance(fusion["power_source"], str) and fusion["power_source"].startswith("CPU: ")
+    trial_folder = Path(fusion["checkpoint"]).parent / "codecarbon"  # the trial's own folder keeps them too
+    assert (trial_folder / "emissions.csv").read_bytes() == (bundle / "emissions.csv").read_bytes()
     for path in bundle.iterdir():
         if path.suffix in (".json", ".jsonl"):
             assert str(experiment) not in path.read_text()  # nothing points back into the experiment

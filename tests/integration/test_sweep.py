@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -142,7 +144,10 @@ def test_sweep_resumes_after_the_driver_is_killed(small_dataset: Path, tmp_path:
     space_file.write_text(yaml.safe_dump(document))
     command = [sys.executable, "-m", "exifray", "sweep", "--space", str(space_file), "--data", str(small_dataset),
                "--storage-path", str(tmp_path)]
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    # A private TMPDIR, short enough for the Unix sockets Ray puts under it: after the killed and the resumed
+    # sweep, nothing of exifray's may be left in it (Ray keeps its own session logs in TMPDIR/ray by design).
+    private = Path(tempfile.mkdtemp(prefix="xr-", dir="/tmp"))
+    env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, "TMPDIR": str(private)}
     board = tmp_path / "resume" / LEADERBOARD_FILE
     with open(tmp_path / "first.log", "wb") as log:
         driver = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
@@ -178,6 +183,9 @@ def test_sweep_resumes_after_the_driver_is_killed(small_dataset: Path, tmp_path:
     assert after["learning_rate"].nunique() == 6
     journal = _journal_trials(tmp_path / "resume", "resume")
     assert len(journal) == 6 and {t.user_attrs["tune_trial_id"] for t in journal} == set(after.index)
+    left = sorted(p.name for p in private.iterdir())
+    shutil.rmtree(private, ignore_errors=True)
+    assert set(left) <= {"ray", "_ray_lockfiles"}, left
 
 
 def test_sweep_data_reaches_trials_without_a_copy(small_dataset: Path) -> None:

@@ -50,6 +50,18 @@ def test_a_crashed_trial_resumes_at_its_next_epoch_with_model_optimizer_and_hist
     assert result.history[2][schema.EMISSIONS_KG] > saved["emissions"]["emissions_kg"] > 0
     assert result.metrics[schema.TRAIN_TIME_S] > saved["train_time_s"]
     assert result.metrics[schema.VAL_LOSS] == min(row[schema.VAL_LOSS] for row in result.history)
+    # CodeCarbon's rows: the first attempt's two epochs (carried by the checkpoint), then the second's two epochs
+    # and its test segment; they add up to the trial's emissions_kg. Only the finished attempt wrote emissions.csv.
+    import io
+
+    import pandas as pd
+
+    tasks = pd.read_csv(io.BytesIO(result.emissions_files[schema.CODECARBON_TASKS_FILE]))
+    assert tasks["task_name"].tolist() == ["train-epoch1", "train-epoch2", "train-epoch3", "train-epoch4", "test"]
+    assert tasks["run_id"].nunique() == 2 and tasks["run_id"].iloc[1] != tasks["run_id"].iloc[2]
+    assert abs(tasks["emissions"].sum() - result.metrics[schema.EMISSIONS_KG]) < 1e-12
+    run = pd.read_csv(io.BytesIO(result.emissions_files[schema.CODECARBON_RUN_FILE]))
+    assert len(run) == 1 and run.loc[0, "run_id"] == tasks["run_id"].iloc[-1]
 
 
 def test_resuming_after_the_last_epoch_only_evaluates_the_saved_best_weights(small_dataset: Path,
