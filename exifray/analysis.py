@@ -288,6 +288,8 @@ def format_summary(analysis: Analysis, k: int = 10) -> str:
     head = f"{analysis.experiment.name}: {len(analysis.experiment.frame)} trials " + ", ".join(
         f"{n} {s}" for s, n in analysis.experiment.frame["status"].value_counts().items())
     front = int(board["pareto"].sum())
+    from exifray.machine_emissions import describe
+
     return (f"{head}; ranked by {analysis.metric} ({metric_mode(analysis.metric)}); {front} on the F1/CO2 "
-            f"Pareto front\n" + format_top(board, k))
+            f"Pareto front\n{describe(analysis.experiment.machine)}\n" + format_top(board, k))
 

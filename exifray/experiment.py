@@ -217,6 +217,7 @@ class Experiment:
     histories: dict[str, pd.DataFrame]  # trial id → per-epoch rows (training_iteration, val_f1_macro, ...)
     files: ExperimentFiles
     study: optuna.Study | None = None  # the Optuna study mirrored in optuna.journal (None when there is none yet)
+    machine: dict[str, Any] | None = None  # machine_emissions.json: the nodes' machine-mode total (None: none yet)
 
 
 def open_experiment(path: str) -> Experiment:
@@ -240,7 +241,9 @@ def open_experiment(path: str) -> Experiment:
     resolved = pd.array([s.get("image_size") for s in settings], dtype="Int64")
     visual = frame["modality"].isin(schema.IMAGE_MODALITIES)
     frame["image_size"] = frame["image_size"].where(frame["image_size"].notna() | ~visual, resolved)
-    return Experiment(files.uri, files.name, space, frame, histories, files, load_study(files))
+    from exifray.machine_emissions import read_record
+
+    return Experiment(files.uri, files.name, space, frame, histories, files, load_study(files), read_record(files))
 
 
 def checkpoint_settings(files: ExperimentFiles, checkpoint: object) -> dict[str, Any]:

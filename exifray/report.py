@@ -24,6 +24,7 @@ from exifray import schema
 from exifray.analysis import PARETO_COST, Analysis, metric_mode
 from exifray.errors import ConfigError, InputNotFoundError
 from exifray.experiment import ExperimentFiles
+from exifray.machine_emissions import describe
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -266,7 +267,10 @@ def render_report(analysis: Analysis) -> str:
                         "<code>pareto</code>: on the F1/CO2-eq front; <code>f1_per_gram_co2</code>: that F1 per "
                         "gram CO2-eq. Hover over a shortened tag list for all of it.</p>"
                         + _leaderboard_table(analysis.tables["leaderboard"], analysis.metric)),
-        ("F1 against CO2-eq", _pareto_plot(analysis) + _table(analysis.tables["pareto"], "pareto")),
+        ("F1 against CO2-eq", f'<p class="note" id="machine-total">{html.escape(describe(experiment.machine))}. '
+                              "Each trial is measured in CodeCarbon's process mode (its own share of CPU and RAM); "
+                              "the machine total is one machine-mode tracker per node for the whole sweep.</p>"
+         + _pareto_plot(analysis) + _table(analysis.tables["pareto"], "pareto")),
         ("Speed against accuracy", '<p class="note">For picking a model to deploy: <code>exifray export-best '
                                    '--max-inference-ms X</code> re-measures the best candidates on the machine it '
                                    'runs on.</p>' + _speed_plot(analysis)

@@ -156,6 +156,7 @@ def sweep_trainable(config: dict[str, Any], *, plan: SweepPlan, data: Mapping[in
     from exifray.train import TrialFailed, run_trial
 
     trial_dir = Path(tune.get_context().get_trial_dir())
+    _ensure_machine_tracker(tune.get_context().get_experiment_name(), plan)
     marker = trial_error_marker(trial_dir)
     if marker.exists():
         raise TrialFailed(f"(not retried: deterministic) {marker.read_text(encoding='utf-8')}")
@@ -183,6 +184,20 @@ def sweep_trainable(config: dict[str, Any], *, plan: SweepPlan, data: Mapping[in
         _trial_overhead(result.metrics, result.history)
         save_trial(result, folder)
         _final_report(result.metrics, folder)
+
+
+def sweep_country(plan: SweepPlan) -> str:
+    return str(plan.space.fixed.get("country", TrialConfig.country))
+
+
+def _ensure_machine_tracker(sweep: str, plan: SweepPlan) -> None:
+    """This node's machine-mode tracker (a node that joined after the sweep started gets one now)."""
+    from exifray.machine_emissions import ensure_tracker
+
+    try:
+        ensure_tracker(sweep, sweep_country(plan))
+    except Exception as exc:  # the trial itself does not depend on it; the sweep's record will lack this node
+        logger.warning("could not start the machine tracker on this node: %s", exc)
 
 
 def _trial_overhead(metrics: dict[str, Any], history: list[dict[str, Any]]) -> None:
@@ -333,9 +348,17 @@ def run_sweep(plan: SweepPlan, data_dir: str | Path, *, name: str | None = None,
         logger.info("sweep %s: %d trials, at most %d at a time, %g CPU / %g GPU each, results in %s", name,
                     plan.space.total_trials, plan.space.max_concurrent, resources.cpus, resources.gpus, files.uri)
         tuner = build_tuner(plan, trainable, storage, name, echo_epochs=not in_process)
-    tuner.fit()
+    from exifray import machine_emissions
+
+    machine_emissions.start_trackers(name, sweep_country(plan))
+    try:
+        tuner.fit()
+    finally:
+        nodes = machine_emissions.stop_trackers(name)
     frame = experiment_trials(plan.space, storage, name)[0]
     files.write_bytes(LEADERBOARD_FILE, frame.to_csv(index=False).encode("utf-8"))
+    trials_kg = float(sum(frame[column].fillna(0).sum() for column in (schema.EMISSIONS_KG, schema.FEATURE_BUILD_KG)))
+    logger.info("%s", machine_emissions.describe(machine_emissions.record(files, nodes, trials_kg)))
     return SweepResult(files.uri, frame, time.perf_counter() - started, dashboard_url)
 
 

@@ -372,3 +372,24 @@ def test_the_leaderboard_leads_with_the_metrics_inside_a_1280_px_window(experime
         assert lists, "the 4-tag lists should be shortened"
         for (first, more), whole in lists:  # "ExposureTime+FNumber (+2 more)" keeps the whole list on hover
             assert whole.startswith(first) and len(re.split("[+,]", whole)) == 2 + int(more)
+
+
+def test_the_machine_total_is_recorded_next_to_the_trials_and_shown(experiment: Path, tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from exifray import schema
+
+    record = json.loads((experiment / "machine_emissions.json").read_text())
+    board = pd.read_csv(experiment / "leaderboard.csv")
+    trials = board[schema.EMISSIONS_KG].fillna(0).sum() + board[schema.FEATURE_BUILD_KG].fillna(0).sum()
+    assert record["trials_kg"] == pytest.approx(trials, rel=1e-9) and trials > 0
+    assert [len(run["nodes"]) for run in record["runs"]] == [1]  # one node, one run of the sweep
+    node = record["runs"][0]["nodes"][0]
+    assert node["codecarbon"]["tracking_mode"] == "machine" and node["emissions_kg"] == record["machine_kg"]
+    assert record["trials_kg"] <= record["machine_kg"] and 0 <= record["unattributed_share"] <= 1
+    assert record["unattributed_share"] == pytest.approx(1 - record["trials_kg"] / record["machine_kg"])
+    capsys.readouterr()
+    assert main(["leaderboard", str(experiment), "--format", "html", "--out", str(tmp_path / "a")]) == 0
+    printed = capsys.readouterr().out
+    share = f"unattributed {100 * record['unattributed_share']:.0f} %"
+    assert "machine total" in printed and share in printed
+    assert share in (tmp_path / "a" / "report.html").read_text()
