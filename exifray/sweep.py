@@ -108,7 +108,7 @@ def _report_epoch(row: dict[str, Any], state: TrainingState, *, every: int = 1) 
     if row[schema.EPOCH] % every:
         tune.report(metrics)
         return
-    with tempfile.TemporaryDirectory(prefix="exifray-ckpt-") as folder:
+    with tempfile.TemporaryDirectory(prefix=".exifray-ckpt-", dir=tune.get_context().get_trial_dir()) as folder:
         state.save(folder)
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 

@@ -65,9 +65,7 @@ class SweepCallback:
 
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **_: object) -> None:
         self.ended[trial.trial_id] = schema.STATUS_ERROR
-        # Tune has written the error before it calls this: the whole message, traceback included, in the log.
-        text = (trial.get_error() or "no error text was saved").strip()
-        self._say(f"trial {trial.trial_id} failed:\n{text}", logging.ERROR)
+        self._say(f"trial {trial.trial_id} failed:\n{_error_text(trial)}", logging.ERROR)
         self._trial_finished(trials, trial)
 
     def on_experiment_end(self, trials: list[Trial], **_: object) -> None:
@@ -200,6 +198,16 @@ class SweepCallback:
         return state
 
 
+def _error_text(trial: Trial) -> str:
+    """A failed trial's whole error, traceback included: Tune has written it to the trial's local folder before
+    it calls the callback (the copy in storage may not be there yet)."""
+    local = getattr(trial, "error_file", None)
+    if local and Path(local).is_file():
+        return Path(local).read_text(encoding="utf-8", errors="replace").strip()
+    saved = trial.get_error()
+    return str(saved).strip() if saved else f"no error text was saved ({error_summary(trial) or 'unknown error'})"
+
+
 def epoch_line(trial_id: str, result: Mapping[str, object]) -> str:
     """A trial's report as one log line: an epoch's losses and validation F1, or the final test scores."""
     def number(key: str) -> str:
@@ -209,9 +217,9 @@ def epoch_line(trial_id: str, result: Mapping[str, object]) -> str:
     if schema.is_final(result):
         return (f"trial {trial_id} done: val_f1_macro {number(schema.VAL_F1_MACRO)} test_f1_macro "
                 f"{number(schema.TEST_F1_MACRO)} after {result.get(schema.EPOCHS, '?')} epochs")
-    return (f"trial {trial_id} epoch {result.get(schema.EPOCH, '?')} ({result.get(schema.PHASE, '?')}): loss "
-            f"{number('loss')} val_loss {number(schema.VAL_LOSS)} val_f1_macro {number(schema.VAL_F1_MACRO)} "
-            f"{number(schema.EPOCH_TIME_S)} s")
+    return (f"trial {trial_id} epoch {result.get(schema.EPOCH, '?')} ({result.get(schema.PHASE, '?')}): val_loss "
+            f"{number(schema.VAL_LOSS)} val_f1_macro {number(schema.VAL_F1_MACRO)} val_accuracy "
+            f"{number(schema.VAL_ACCURACY)} {number(schema.EPOCH_TIME_S)} s")
 
 
 def tune_callback(space: SearchSpace, storage_path: str, name: str, echo_epochs: bool = False) -> SweepCallback:

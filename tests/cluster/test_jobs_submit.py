@@ -72,8 +72,9 @@ def test_every_job_smoke_test_runs_under_ray_job_submit_with_token_auth(local_cl
     followed = subprocess.run([str(BIN / "ray"), "job", "logs", "--address", cluster.dashboard, job.group(1)],
                               capture_output=True, text=True, env=cluster.env, timeout=60)
     text = followed.stdout + followed.stderr
-    assert len(re.findall(r"trial \w+ epoch [12] \(train\): loss [\d.]+ val_loss [\d.]+ val_f1_macro", text)) == 2, \
+    assert len(re.findall(r"trial \w+ epoch [12] \(train\): val_loss [\d.]+ val_f1_macro [\d.]+", text)) == 2, \
         text[-3000:]  # the good trial's two epochs
+    assert re.search(r"trial \w+ done: val_f1_macro [\d.]+ test_f1_macro [\d.]+ after 2 epochs", text), text[-3000:]
     failed = re.search(r"trial (\w+) failed:\n(.*?)TrialFailed: training loss is nan at epoch 1 \(train\): diverged",
                        text, re.DOTALL)
-    assert failed and "Traceback" in failed.group(2), text[-3000:]  # the error in full, traceback included
+    assert failed and 'File "' in failed.group(2) and "end_epoch" in failed.group(2), text[-3000:]  # with traceback
