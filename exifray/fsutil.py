@@ -99,3 +99,25 @@ def filesystem_and_path(location: str | os.PathLike[str]) -> tuple[pafs.FileSyst
         return pafs.LocalFileSystem(), str(Path(text).resolve())
     fs, path = pafs.FileSystem.from_uri(text)
     return fs, path.rstrip("/")
+
+
+def put_bytes(fs: pafs.FileSystem, path: str, data: bytes) -> None:
+    """Write a whole file at `path` inside `fs` so no reader sees part of it: local files by rename, object
+    storage in one PUT (an object appears only once complete)."""
+    import pyarrow.fs as pafs
+
+    if isinstance(fs, pafs.LocalFileSystem):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, data)
+        return
+    with fs.open_output_stream(path) as stream:
+        stream.write(data)
+
+
+def read_bytes_or_none(fs: pafs.FileSystem, path: str) -> bytes | None:
+    try:
+        with fs.open_input_stream(path) as stream:
+            data: bytes = stream.readall()
+            return data
+    except (FileNotFoundError, OSError):
+        return None

@@ -14,7 +14,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Final
 
 from exifray import schema
@@ -31,7 +31,8 @@ CARD_VERSION: Final = 2  # 2: dataset_id and the shard manifest
 
 @dataclass(frozen=True)
 class ShardFile:
-    """One entry of the manifest: a Parquet file under `shards/`, relative to the dataset dir."""
+    """One entry of the manifest: a Parquet file relative to the dataset dir (`versions/<v>/shards/part-NNNNN.parquet`;
+    `shards/part-NNNNN.parquet` in datasets from before versions)."""
 
     path: str
     rows: int
@@ -40,10 +41,11 @@ class ShardFile:
 
 
 def dataset_id(shards: Iterable[ShardFile]) -> str:
-    """The content identity of a dataset: a sha256 over its shard files' names and contents (their sha256)."""
+    """The content identity of a dataset: a sha256 over its shard files' names (`part-NNNNN.parquet`, not the
+    version folder they sit in, so re-ingesting the same data keeps the identity) and contents (their sha256)."""
     digest = hashlib.sha256()
-    for shard in sorted(shards, key=lambda s: s.path):
-        digest.update(f"{shard.path}\0{shard.sha256}\n".encode())
+    for shard in sorted(shards, key=lambda s: PurePosixPath(s.path).name):
+        digest.update(f"{PurePosixPath(shard.path).name}\0{shard.sha256}\n".encode())
     return digest.hexdigest()
 
 

@@ -89,6 +89,12 @@ def load_arrays(dataset_dir: str | Path, image_size: int | None) -> DatasetArray
     return DatasetArrays(card, image_size, result["train"], result["val"], result["test"])
 
 
+def shard_files(dataset_dir: str | Path) -> list[str]:
+    """The Parquet files a DATASET DIR's card lists (paths inside its filesystem: local paths for a local dir)."""
+    fs, root, card = open_dataset(dataset_dir)
+    return _shard_paths(fs, root, card, dataset_dir)
+
+
 def _shard_paths(fs: pafs.FileSystem, root: str, card: DatasetCard, dataset_dir: str | Path) -> list[str]:
     """The card's manifest (a card from before version 2 has none: then every shards/part-*.parquet)."""
     import pyarrow.fs as pafs

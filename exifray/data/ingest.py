@@ -5,10 +5,15 @@
 The driver lists and merges records (cheap, no decoding), fixes classes and splits, and cuts the
 records into shards sorted by photo id. Ray Data then runs one task per shard: each decodes its JPEGs
 once (Pillow draft mode, so a 4000 px photo is decoded at 1/8 scale when 150 px is all we need), parses
-EXIF, and writes `shards/part-NNNNN.parquet` itself. Tasks return only small summaries (counts,
-rejections, the train split's raw EXIF for the encoder), never pixels, so the driver stays light.
-Everything is written into a staging folder that replaces `--out` whole at the end: a crash leaves the
-old dataset (or none), never half of one. The same input gives the same dataset.
+EXIF, and writes its Parquet file itself, to a local path or any pyarrow URI (`s3://bucket/dataset`). Tasks
+return only small summaries (counts, rejections, the train split's raw EXIF for the encoder), never pixels, so
+the driver stays light.
+
+Publishing is atomic on object storage too: shards go to `OUT/versions/<UTC stamp>-<plan digest>/shards/
+part-NNNNN.parquet`, each followed by its summary; the card (`dataset.json`), written last, lists the shard files
+(the manifest) and readers read only those. A re-run writes a new version beside the current one, switches the
+card, then removes the old version; a re-run of an interrupted ingest (same input and settings: same digest)
+continues the unfinished version and skips the shards it had written. The same input gives the same data.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from exifray import __version__, schema
@@ -38,12 +43,15 @@ from exifray.errors import DataError, ExifParseError
 from exifray.exif.encode import ExifEncoder
 from exifray.exif.parse import ExifReading, read_flickr_exif, read_mirflickr_exif
 from exifray.exif.tags import CATALOGUE, TAG_NAMES
-from exifray.fsutil import atomic_write_json, atomic_write_jsonl, staged_directory
+from exifray.fsutil import filesystem_and_path, is_uri, put_bytes, read_bytes_or_none
 
 if TYPE_CHECKING:
     import pyarrow as pa
+    import pyarrow.fs as pafs
 
 logger = logging.getLogger(__name__)
+
+VERSIONS_DIR = "versions"  # DATASET DIR/versions/<UTC stamp>-<plan digest>/shards/part-NNNNN.parquet
 
 
 # --- labels and splits (driver side, pure) -----------------------------------------------------
@@ -184,10 +192,17 @@ def _shard_schema(sizes: tuple[int, ...]) -> pa.Schema:
 
 
 def process_shard(shard: dict[str, Any]) -> dict[str, Any]:
-    """Decode, parse and write one shard; returns a JSON summary (no pixels)."""
+    """Decode, parse and write one shard into the dataset's version folder (local or any pyarrow URI); returns a
+    JSON summary (no pixels), which is also stored beside the shard so that a re-run of an interrupted ingest
+    skips the shard (`part-NNNNN.summary.json`, written after the Parquet file)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    fs, path = filesystem_and_path(shard["uri"])
+    summary_path = path.removesuffix(".parquet") + ".summary.json"
+    done = read_bytes_or_none(fs, summary_path)
+    if done is not None:
+        return {"summary": done.decode("utf-8")}
     sizes = tuple(shard["sizes"])
     params = DecodeParams(sizes, max_pixels=shard["max_pixels"], max_bytes=shard["max_bytes"])
     columns: dict[str, list[Any]] = {name: [] for name in _shard_schema(sizes).names}
@@ -215,17 +230,18 @@ def process_shard(shard: dict[str, Any]) -> dict[str, Any]:
     table = pa.table(columns, schema=_shard_schema(sizes))
     written = {}
     if table.num_rows:
-        pq.write_table(table, shard["path"], compression="zstd")
-        content = Path(shard["path"]).read_bytes()
-        written = {"file": Path(shard["path"]).name, "bytes": len(content),
-                   "sha256": hashlib.sha256(content).hexdigest()}
-    return {"summary": json.dumps({"shard": shard["index"], "rows": table.num_rows, "rejections": rejections,
-                                   "written": written,
-                                   "unparsed": dict(unparsed), "train_exif": train_exif,
-                                   "nulls": {tag: int(table[schema.exif_column(tag)].null_count)
-                                               for tag in TAG_NAMES} if table.num_rows else {},
-                                   "splits": Counter(columns[schema.COL_SPLIT]),
-                                   "class_counts": _class_counts(columns)})}
+        buffer = pa.BufferOutputStream()
+        pq.write_table(table, buffer, compression="zstd")
+        content = buffer.getvalue().to_pybytes()
+        put_bytes(fs, path, content)  # hashed here, from the bytes written: no second read
+        written = {"file": shard["relative"], "bytes": len(content), "sha256": hashlib.sha256(content).hexdigest()}
+    summary = json.dumps({"shard": shard["index"], "rows": table.num_rows, "rejections": rejections,
+                          "written": written, "unparsed": dict(unparsed), "train_exif": train_exif,
+                          "nulls": {tag: int(table[schema.exif_column(tag)].null_count)
+                                    for tag in TAG_NAMES} if table.num_rows else {},
+                          "splits": Counter(columns[schema.COL_SPLIT]), "class_counts": _class_counts(columns)})
+    put_bytes(fs, summary_path, summary.encode("utf-8"))
+    return {"summary": summary}
 
 
 def _class_counts(columns: dict[str, list[Any]]) -> dict[str, dict[str, int]]:
@@ -288,34 +304,98 @@ def run_ingest(config: IngestConfig) -> IngestSummary:
     rejections += plan.rejections
     kept = [r for r in records if r.photo_id in plan.labels]
     shards = [kept[i:i + config.shard_size] for i in range(0, len(kept), config.shard_size)]
+    payloads = [json.dumps([_record_payload(r, plan, config) for r in shard]) for shard in shards]
+    fs, root = filesystem_and_path(config.out)
+    version = _version(fs, root, _plan_digest(config, payloads))
     owns_ray = _init_ray(config)
     try:
-        with staged_directory(config.out) as staging:
-            (staging / schema.SHARDS_DIR).mkdir()
-            items = [{"index": i, "sizes": list(config.sizes), "max_pixels": config.max_pixels,
-                      "max_bytes": config.max_file_bytes,
-                      "path": str(staging / schema.SHARDS_DIR / f"part-{i:05d}.parquet"),
-                      "records": json.dumps([_record_payload(r, plan, config) for r in shard])}
-                     for i, shard in enumerate(shards)]
-            dataset = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
-            summaries = [json.loads(row["summary"]) for row in dataset.map(process_shard).take_all()]
-            summaries.sort(key=lambda s: s["shard"])
-            for summary in summaries:
-                rejections += [Rejection(**r) for r in summary["rejections"]]
-            if not any(s["rows"] for s in summaries):
-                raise DataError(f"no photo could be ingested from {list(config.inputs)}; "
-                                f"quarantine reasons: {dict(Counter(r.reason for r in rejections))}")
-            card = build_card(config, plan, summaries, rejections, formats, duplicates, listed)
-            atomic_write_json(staging / schema.DATASET_CARD, card.to_dict())
-            atomic_write_jsonl(staging / schema.QUARANTINE_FILE, (r.to_json() for r in rejections))
+        items = [{"index": i, "sizes": list(config.sizes), "max_pixels": config.max_pixels,
+                  "max_bytes": config.max_file_bytes, "relative": _shard_relative(version, i),
+                  "uri": _join(config.out, _shard_relative(version, i)), "records": payload}
+                 for i, payload in enumerate(payloads)]
+        dataset = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
+        summaries = [json.loads(row["summary"]) for row in dataset.map(process_shard).take_all()]
     finally:
         if owns_ray:
             ray.shutdown()
+    summaries.sort(key=lambda s: s["shard"])
+    for summary in summaries:
+        rejections += [Rejection(**r) for r in summary["rejections"]]
+    if not any(s["rows"] for s in summaries):
+        raise DataError(f"no photo could be ingested from {list(config.inputs)}; "
+                        f"quarantine reasons: {dict(Counter(r.reason for r in rejections))}")
+    card = build_card(config, plan, summaries, rejections, formats, duplicates, listed)
+    quarantine = "".join(json.dumps(r.to_json()) + "\n" for r in rejections).encode("utf-8")
+    put_bytes(fs, f"{root}/{schema.QUARANTINE_FILE}", quarantine)
+    put_bytes(fs, f"{root}/{schema.DATASET_CARD}", (json.dumps(card.to_dict(), indent=2) + "\n").encode("utf-8"))
+    _remove_unlisted(fs, root, version)  # the card is switched: older versions are no longer read
     summary = IngestSummary(config.out, sum(s["rows"] for s in summaries), len(rejections), duplicates,
                             dict(plan.filtered), dict(Counter(r.reason for r in rejections)),
                             time.perf_counter() - started, listed)
     logger.info(summary.line())
     return summary
+
+
+# --- the DATASET DIR's versions --------------------------------------------------------------------------------
+
+def _join(location: str, relative: str) -> str:
+    return f"{str(location).rstrip('/')}/{relative}"
+
+
+def _shard_relative(version: str, index: int) -> str:
+    return f"{VERSIONS_DIR}/{version}/{schema.SHARDS_DIR}/part-{index:05d}.parquet"
+
+
+def _plan_digest(config: IngestConfig, payloads: list[str]) -> str:
+    """What decides a version's shards: the records of each shard and the decoding settings."""
+    digest = hashlib.sha256(json.dumps([list(config.sizes), config.max_pixels, config.max_file_bytes,
+                                        CARD_VERSION]).encode())
+    for payload in payloads:
+        digest.update(hashlib.sha256(payload.encode()).digest())
+    return digest.hexdigest()[:12]
+
+
+def _listed_version(fs: pafs.FileSystem, root: str) -> str | None:
+    """The version the current card lists (None: no card, or one from before versions)."""
+    data = read_bytes_or_none(fs, f"{root}/{schema.DATASET_CARD}")
+    if data is None:
+        return None
+    shards = json.loads(data).get("shards") or []
+    parts = PurePosixPath(shards[0]["path"]).parts if shards else ()
+    return parts[1] if len(parts) > 2 and parts[0] == VERSIONS_DIR else None
+
+
+def _version(fs: pafs.FileSystem, root: str, digest: str) -> str:
+    """The version folder to write: an unfinished one of the same plan (an interrupted ingest: its written shards
+    are skipped), else a new one. The version the card lists is never written into."""
+    import pyarrow.fs as pafs
+
+    listed = _listed_version(fs, root)
+    entries = fs.get_file_info(pafs.FileSelector(f"{root}/{VERSIONS_DIR}", allow_not_found=True))
+    unfinished = sorted(PurePosixPath(e.path).name for e in entries if e.type == pafs.FileType.Directory
+                        and PurePosixPath(e.path).name.endswith(f"-{digest}")
+                        and PurePosixPath(e.path).name != listed)
+    if unfinished:
+        logger.info("resuming the interrupted ingest in %s/%s (its finished shards are kept)", VERSIONS_DIR,
+                    unfinished[-1])
+        return unfinished[-1]
+    from datetime import UTC, datetime
+
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+    return f"{stamp}-{digest}"
+
+
+def _remove_unlisted(fs: pafs.FileSystem, root: str, version: str) -> None:
+    """After the card lists `version`: every other version folder, and the shards/ folder of the layout from
+    before versions."""
+    import pyarrow.fs as pafs
+
+    for entry in fs.get_file_info(pafs.FileSelector(f"{root}/{VERSIONS_DIR}", allow_not_found=True)):
+        if entry.type == pafs.FileType.Directory and PurePosixPath(entry.path).name != version:
+            fs.delete_dir(entry.path)
+    legacy = f"{root}/{schema.SHARDS_DIR}"
+    if fs.get_file_info(legacy).type == pafs.FileType.Directory:
+        fs.delete_dir(legacy)
 
 
 def _record_payload(record: SourceRecord, plan: LabelPlan, config: IngestConfig) -> dict[str, object]:
@@ -344,12 +424,12 @@ def build_card(config: IngestConfig, plan: LabelPlan, summaries: list[dict[str, 
             train_exif[tag] += summary["train_exif"][tag]
     total = sum(split_sizes.values())
     encoder = ExifEncoder.fit(train_exif)  # train split only: val/test statistics never leak in
-    shards = tuple(ShardFile(f"{schema.SHARDS_DIR}/{s['written']['file']}", s["rows"], s["written"]["bytes"],
+    shards = tuple(ShardFile(s["written"]["file"], s["rows"], s["written"]["bytes"],
                              s["written"]["sha256"]) for s in summaries if s["rows"])
     return DatasetCard.from_dict({
         "version": CARD_VERSION,
         "created_by": f"exifray {__version__}",
-        "inputs": [{"path": str(Path(p).resolve()), "format": formats[p]} for p in config.inputs],
+        "inputs": [{"path": p if is_uri(p) else str(Path(p).resolve()), "format": formats[p]} for p in config.inputs],
         "label_level": config.label_level,
         "label_mode": plan.label_mode,
         "classes": plan.classes,

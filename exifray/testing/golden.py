@@ -44,13 +44,17 @@ def _value(value: Any) -> Any:
 
 
 def dataset_digest(dataset_dir: str | Path) -> list[dict[str, Any]]:
-    """One row per photo of a DATASET DIR (every shard file in it), sorted by photo id."""
+    """One row per photo of a DATASET DIR (every shard file its card lists), sorted by photo id."""
     import pyarrow.parquet as pq
 
     from exifray import schema
+    from exifray.data.card import read_card
 
+    card = read_card(dataset_dir)
+    paths = [Path(dataset_dir) / shard.path for shard in card.shards] or sorted(
+        (Path(dataset_dir) / schema.SHARDS_DIR).glob("*.parquet"))  # the manifest, or a card from before it
     rows = []
-    for path in sorted((Path(dataset_dir) / schema.SHARDS_DIR).glob("*.parquet")):
+    for path in paths:
         for record in pq.read_table(path).to_pylist():
             row: dict[str, Any] = {"photo_id": record[schema.COL_PHOTO_ID], "split": record[schema.COL_SPLIT],
                                    "labels": sorted(record[schema.COL_LABELS])}

@@ -28,3 +28,35 @@ def test_ingest_reproduces_the_golden_record(fixtures: Path, ray_local: None, tm
     by_id = {row["photo_id"]: row for row in golden}
     changed = [row["photo_id"] for row in digest if by_id.get(row["photo_id"]) != row]
     assert changed == [], f"{len(changed)} photos differ from the golden record, e.g. {changed[:3]}"
+
+
+def test_an_interrupted_ingest_resumes_its_version_and_a_cardless_one_is_refused(
+        fixtures: Path, ray_local: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+
+    from exifray.cli import main
+    from exifray.data.card import read_card
+
+    crawl, folder = golden_input(tmp_path, fixtures / "jpeg")
+    out = tmp_path / "dataset"
+    config = IngestConfig(inputs=(str(crawl), str(folder)), out=str(out), sizes=GOLDEN_SIZES,
+                          shard_size=GOLDEN_SHARD_SIZE)
+    run_ingest(config)
+    card = read_card(out)
+    # As if the ingest had been killed after three of its four shards: no card yet, the last shard unwritten.
+    (out / "dataset.json").unlink()
+    last = out / card.shards[-1].path
+    last.unlink()
+    last.with_name(last.name.replace(".parquet", ".summary.json")).unlink()
+    kept = {shard.path: os.stat(out / shard.path).st_mtime_ns for shard in card.shards[:-1]}
+    capsys.readouterr()
+    assert main(["sweep", "--space", "search_spaces/demo.yaml", "--data", str(out), "--smoke-test",
+                 "--storage-path", str(tmp_path / "experiments")]) != 0
+    refused = capsys.readouterr().err
+    assert f"not a dataset dir (no dataset.json): {out}" in refused, refused  # read nothing of the partial one
+    run_ingest(config)  # the same input and settings: the unfinished version is continued
+    again = read_card(out)
+    assert [s.path for s in again.shards] == [s.path for s in card.shards] and again.dataset_id == card.dataset_id
+    assert {path: os.stat(out / path).st_mtime_ns for path in kept} == kept  # written shards were skipped
+    golden = [json.loads(line) for line in (fixtures / "golden" / "ingest.jsonl").read_text().splitlines()]
+    assert dataset_digest(out) == golden

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 from exifray import schema
 from exifray.config import IngestConfig
 from exifray.crawl.records import CrawlDir, PhotoRecord
-from exifray.data.dataset import load_arrays
+from exifray.data.dataset import load_arrays, shard_files
 from exifray.data.ingest import run_ingest
 from exifray.data.synth import SynthConfig, generate
 from exifray.errors import DataError
@@ -87,7 +88,7 @@ def test_every_good_record_is_kept_once_with_merged_labels(ingested: tuple[Path,
                                                            dirty_crawl: tuple[Path, Path, list[PhotoRecord]]) -> None:
     out, summary = ingested
     good = dirty_crawl[2]
-    table = pq.ParquetDataset(sorted((out / schema.SHARDS_DIR).glob("*.parquet"))).read()
+    table = pq.ParquetDataset(shard_files(out)).read()
     assert sorted(table[schema.COL_PHOTO_ID].to_pylist()) == sorted(r.id for r in good)
     assert summary.merged_duplicates == 1 and summary.photos == 40  # type: ignore[attr-defined]
     card = json.loads((out / schema.DATASET_CARD).read_text())
@@ -134,13 +135,21 @@ def test_images_are_decoded_upright_at_each_size(ingested: tuple[Path, object],
 def test_reingest_gives_the_same_dataset_and_leaves_no_staging(
         ingested: tuple[Path, object], dirty_crawl: tuple[Path, Path, list[PhotoRecord]]) -> None:
     out, _ = ingested
-    first = pq.ParquetDataset(sorted((out / schema.SHARDS_DIR).glob("*.parquet"))).read()
+    first = pq.ParquetDataset(shard_files(out)).read()
     card_before = json.loads((out / schema.DATASET_CARD).read_text())
     run_ingest(IngestConfig(inputs=(str(dirty_crawl[0]), str(dirty_crawl[1])), out=str(out), sizes=(16, 32),
                             shard_size=16, max_pixels=10_000_000))
-    second = pq.ParquetDataset(sorted((out / schema.SHARDS_DIR).glob("*.parquet"))).read()
+    second = pq.ParquetDataset(shard_files(out)).read()
     assert first.equals(second)
-    assert json.loads((out / schema.DATASET_CARD).read_text()) == card_before
+    card_after = json.loads((out / schema.DATASET_CARD).read_text())
+    # A new version was written beside the old one, the card switched to it, and the old version removed.
+    assert [s["path"] for s in card_after["shards"]] != [s["path"] for s in card_before["shards"]]
+    assert [Path(p).relative_to(out).parts[:2] for p in shard_files(out)] == \
+        [("versions", card_after["shards"][0]["path"].split("/")[1])] * len(card_after["shards"])
+    assert [p.name for p in (out / "versions").iterdir()] == [card_after["shards"][0]["path"].split("/")[1]]
+    for key in ("shards",):
+        card_before.pop(key), card_after.pop(key)
+    assert card_after == card_before  # the same dataset, dataset_id included
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".tmp-")]
 
 
@@ -155,8 +164,10 @@ def test_card_carries_a_content_identity_and_a_manifest_that_readers_follow(inge
     out, _ = ingested
     card = read_card(out)
     assert isinstance(card, DatasetCard) and card.version == 2
-    files = sorted((out / schema.SHARDS_DIR).glob("part-*.parquet"))
-    assert [s.path for s in card.shards] == [f"{schema.SHARDS_DIR}/{p.name}" for p in files]
+    files = [Path(p) for p in shard_files(out)]
+    assert [s.path for s in card.shards] == [p.relative_to(out).as_posix() for p in files]
+    assert all(re.fullmatch(r"versions/\d{8}T\d{12}-[0-9a-f]{12}/shards/part-\d{5}\.parquet", s.path)
+               for s in card.shards)
     for shard, path in zip(card.shards, files, strict=True):
         assert shard.sha256 == hashlib.sha256(path.read_bytes()).hexdigest() and shard.bytes == path.stat().st_size
     assert sum(s.rows for s in card.shards) == card.photos
@@ -166,7 +177,7 @@ def test_card_carries_a_content_identity_and_a_manifest_that_readers_follow(inge
     # A file the manifest does not list is not part of the dataset.
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
-    shutil.copy(files[0], copy / schema.SHARDS_DIR / "part-99999.parquet")
+    shutil.copy(files[0], copy / Path(card.shards[0].path).parent / "part-99999.parquet")
     arrays = load_arrays(copy, 16)
     assert len(arrays.train) + len(arrays.val) + len(arrays.test) == card.photos
 
@@ -179,7 +190,7 @@ def test_splits_are_stable_when_photos_are_added(dirty_crawl: tuple[Path, Path, 
     run_ingest(IngestConfig(inputs=(str(a), str(tmp_path / "more")), out=str(tmp_path / "two"), sizes=(16,)))
 
     def splits(path: Path) -> dict[str, str]:
-        table = pq.ParquetDataset(sorted((path / schema.SHARDS_DIR).glob("*.parquet"))).read()
+        table = pq.ParquetDataset(shard_files(path)).read()
         return dict(zip(table[schema.COL_PHOTO_ID].to_pylist(), table[schema.COL_SPLIT].to_pylist(), strict=True))
 
     one, two = splits(tmp_path / "one"), splits(tmp_path / "two")

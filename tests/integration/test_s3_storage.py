@@ -125,3 +125,35 @@ def test_a_missing_bucket_or_unreachable_endpoint_fails_before_the_sweep(s3: dic
                            "--storage-path", "s3://exifray-results/experiments")
     assert unreachable.returncode == 2 and "cannot reach the storage of s3://exifray-results" in unreachable.stderr
     assert "Traceback" not in missing.stderr + unreachable.stderr
+
+
+def test_ingest_writes_a_dataset_to_s3_and_a_rerun_switches_versions(s3: dict[str, str], fixtures: Path,
+                                                                      tmp_path: Path) -> None:
+    """`exifray ingest --out s3://...` as a user runs it: the dataset on S3 is the golden record, the card lists
+    the version's shards, and a re-run publishes a new version and removes the old one."""
+    import pyarrow.fs as pafs
+
+    from exifray.testing.golden import GOLDEN_SHARD_SIZE, GOLDEN_SIZES, dataset_digest, golden_input
+
+    fs, bucket = _bucket(s3, "exifray-data")
+    crawl, folder = golden_input(tmp_path / "input", fixtures / "jpeg")
+    command = ("ingest", str(crawl), str(folder), "--out", f"s3://{bucket}/dataset", "--sizes",
+               ",".join(map(str, GOLDEN_SIZES)), "--shard-size", str(GOLDEN_SHARD_SIZE), "--num-cpus", "2")
+    first = _exifray(s3, tmp_path, *command)
+    assert first.returncode == 0, first.stderr[-3000:]
+
+    def versions() -> list[str]:
+        infos = fs.get_file_info(pafs.FileSelector(f"{bucket}/dataset/versions"))  # type: ignore[attr-defined]
+        return sorted(Path(info.path).name for info in infos)
+
+    local = tmp_path / "copy"
+    pafs.copy_files(f"{bucket}/dataset", str(local), source_filesystem=fs)
+    golden = [json.loads(line) for line in (fixtures / "golden" / "ingest.jsonl").read_text().splitlines()]
+    assert dataset_digest(local) == golden
+    card = json.loads((local / "dataset.json").read_text())
+    (version,) = versions()
+    assert {shard["path"].split("/")[1] for shard in card["shards"]} == {version}
+    again = _exifray(s3, tmp_path, *command)
+    assert again.returncode == 0, again.stderr[-3000:]
+    (newer,) = versions()
+    assert newer != version and newer > version  # the card switched to the new version; the old one is gone

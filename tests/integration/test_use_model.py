@@ -16,6 +16,7 @@ import pytest
 from exifray import schema
 from exifray.bundle import evaluate, load_model, load_split
 from exifray.cli import main
+from exifray.data.dataset import shard_files
 from exifray.metrics import f1_scores
 from exifray.organize import MANIFEST, read_manifest
 from exifray.predict import predict
@@ -40,7 +41,7 @@ def test_predict_on_raw_jpegs_equals_evaluate_on_the_dataset(trained: tuple[Path
     loaded = load_model(bundle)
     assert loaded.decode_params().draft_target == 64 and loaded.image_size == 24
     test_ids = set()
-    for path in sorted((dataset / schema.SHARDS_DIR).glob("*.parquet")):
+    for path in shard_files(dataset):
         table = pq.read_table(path, columns=[schema.COL_PHOTO_ID, schema.COL_SPLIT]).to_pylist()
         test_ids |= {row[schema.COL_PHOTO_ID] for row in table if row[schema.COL_SPLIT] == "test"}
     files = [str(p) for p in sorted(photos.rglob("*.jpg")) if p.stem in test_ids]
