@@ -287,10 +287,26 @@ def _init_ray(config: IngestConfig) -> bool:
     return True
 
 
-def run_ingest(config: IngestConfig) -> IngestSummary:
-    import ray
+@dataclass
+class IngestPlan:
+    """What the driver decides before any photo is decoded: labels, splits, and the shards' records."""
 
-    started = time.perf_counter()
+    plan: LabelPlan
+    payloads: list[str]  # per shard: its records as JSON
+    rejections: list[Rejection]
+    formats: dict[str, str]
+    duplicates: int
+    listed: int
+
+    def items(self, config: IngestConfig, version: str) -> list[dict[str, Any]]:
+        """One `process_shard` input per shard, writing into `version` of `config.out`."""
+        return [{"index": i, "sizes": list(config.sizes), "max_pixels": config.max_pixels,
+                 "max_bytes": config.max_file_bytes, "relative": _shard_relative(version, i),
+                 "uri": _join(config.out, _shard_relative(version, i)), "records": payload}
+                for i, payload in enumerate(self.payloads)]
+
+
+def plan_ingest(config: IngestConfig) -> IngestPlan:
     records, rejections = [], []
     formats = {}
     for root in config.inputs:
@@ -305,14 +321,21 @@ def run_ingest(config: IngestConfig) -> IngestSummary:
     kept = [r for r in records if r.photo_id in plan.labels]
     shards = [kept[i:i + config.shard_size] for i in range(0, len(kept), config.shard_size)]
     payloads = [json.dumps([_record_payload(r, plan, config) for r in shard]) for shard in shards]
+    return IngestPlan(plan, payloads, rejections, formats, duplicates, listed)
+
+
+def run_ingest(config: IngestConfig) -> IngestSummary:
+    import ray
+
+    started = time.perf_counter()
+    prepared = plan_ingest(config)
+    plan, rejections = prepared.plan, list(prepared.rejections)
+    formats, duplicates, listed = prepared.formats, prepared.duplicates, prepared.listed
     fs, root = filesystem_and_path(config.out)
-    version = _version(fs, root, _plan_digest(config, payloads))
+    version = _version(fs, root, _plan_digest(config, prepared.payloads))
     owns_ray = _init_ray(config)
     try:
-        items = [{"index": i, "sizes": list(config.sizes), "max_pixels": config.max_pixels,
-                  "max_bytes": config.max_file_bytes, "relative": _shard_relative(version, i),
-                  "uri": _join(config.out, _shard_relative(version, i)), "records": payload}
-                 for i, payload in enumerate(payloads)]
+        items = prepared.items(config, version)
         dataset = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
         summaries = [json.loads(row["summary"]) for row in dataset.map(process_shard).take_all()]
     finally:
