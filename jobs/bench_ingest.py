@@ -119,6 +119,9 @@ def main() -> None:
           flush=True)
     print(f"exifray ingest, whole command          : {whole:8.1f} photos/s  ({whole / pool:.2f}x the pool; "
           f"{summary.seconds:.1f} s incl. listing, planning, the card)", flush=True)
+    pipeline = photos / summary.pipeline_s
+    print(f"exifray ingest, the shard tasks alone  : {pipeline:8.1f} photos/s  ({pipeline / pool:.2f}x the pool; "
+          f"Ray Data over the same shards)", flush=True)
     print(f"Ray start (reported apart)             : {ray_start_s:8.1f} s", flush=True)
     total = split["decode_and_exif_s"] + split["parquet_s"]
     print(f"one shard of {split['photos']:.0f} photos in one process: decode+EXIF "

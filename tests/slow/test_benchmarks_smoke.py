@@ -85,3 +85,12 @@ def test_bench_serve_smoke_prints_each_concurrency_with_and_without_batching() -
                       result.stdout, re.MULTILINE)
     assert [int(row[0]) for row in rows] == [1, 8, 32], result.stdout
     assert all(float(value) > 0 for row in rows for value in row[1:]), result.stdout
+
+
+def test_bench_ingest_smoke_prints_the_pool_the_pipeline_and_their_ratio() -> None:
+    result = _smoke("bench_ingest.py", timeout=600)
+    pool = re.search(r"process pool, \d+ workers, same shards : +([\d.]+) photos/s", result.stdout)
+    whole = re.search(r"exifray ingest, whole command +: +([\d.]+) photos/s +\(([\d.]+)x the pool", result.stdout)
+    assert pool and whole and float(pool.group(1)) > 0 and float(whole.group(2)) > 0, result.stdout
+    assert re.search(r"Ray start \(reported apart\) +: +[\d.]+ s", result.stdout), result.stdout
+    assert re.search(r"decode\+EXIF \d+ %, Parquet write \d+ %", result.stdout), result.stdout
