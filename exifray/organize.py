@@ -26,11 +26,15 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from exifray.errors import ConfigError, InputNotFoundError
 from exifray.fsutil import atomic_write_bytes, atomic_write_jsonl, atomic_write_text, is_uri
 from exifray.tagging import UNKNOWN
+
+if TYPE_CHECKING:
+    from exifray.bundle import LoadedModel
+    from exifray.tagging import TagPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +117,7 @@ def organize(bundle: str, sources: Sequence[str], albums: str | Path, *, mode: s
              policy_flags: dict[str, Any] | None = None, concurrency: int = 1) -> OrganizeSummary:
     """Predict and place every photo of `sources` into `albums` (Ray must be running unless nothing is new)."""
     from exifray.bundle import load_model
-    from exifray.predict import list_photos, prediction_row, run_pipeline
+    from exifray.predict import list_photos
     from exifray.tagging import make_policy
 
     if mode not in MODES:
@@ -125,6 +129,27 @@ def organize(bundle: str, sources: Sequence[str], albums: str | Path, *, mode: s
     loaded = load_model(bundle)
     policy = make_policy(loaded.multi_label, calibrated=loaded.thresholds, **(policy_flags or {}))
     previous = {row["source"]: row for row in read_manifest(root)}
+    rows, thumbnails = _predicted_rows(loaded, bundle, photos, policy, previous, concurrency)
+    summary = OrganizeSummary(photos=len(photos))
+    _place_rows(rows, previous, root, mode, dry_run, loaded.bundle_id, summary)
+    if dry_run:
+        return summary
+    root.mkdir(parents=True, exist_ok=True)
+    for sha, data in thumbnails.items():
+        atomic_write_bytes(root / THUMBS / f"{sha[:16]}.jpg", data)
+    everything = {**previous, **rows}
+    atomic_write_jsonl(root / MANIFEST, (everything[key] for key in sorted(everything)))
+    atomic_write_text(root / INDEX, album_page(list(everything.values()), loaded.classes))
+    return summary
+
+
+def _predicted_rows(loaded: LoadedModel, bundle: str, photos: Sequence[str], policy: TagPolicy,
+                    previous: dict[str, dict[str, Any]], concurrency: int
+                    ) -> tuple[dict[str, dict[str, Any]], dict[str, bytes]]:
+    """(manifest row per source, thumbnail per sha256); photos already placed with this bundle are not predicted
+    again."""
+    from exifray.predict import prediction_row, run_pipeline
+
     known = {row["sha256"]: row for row in previous.values()
              if row.get("bundle_id") == loaded.bundle_id and not row.get("error") and row.get("placed")}
     rows: dict[str, dict[str, Any]] = {}
@@ -139,7 +164,13 @@ def organize(bundle: str, sources: Sequence[str], albums: str | Path, *, mode: s
         rows[source] = {"source": source, **{k: v for k, v in row.items() if k != "path"}, "placed": []}
         if record["thumbnail"]:
             thumbnails[row["sha256"]] = bytes(record["thumbnail"])
-    summary = OrganizeSummary(photos=len(photos))
+    return rows, thumbnails
+
+
+def _place_rows(rows: dict[str, dict[str, Any]], previous: dict[str, dict[str, Any]], root: Path, mode: str,
+                dry_run: bool, bundle_id: str, summary: OrganizeSummary) -> None:
+    """Give every readable photo its album files (names resolved against earlier runs first, then in source
+    order); a photo placed by an earlier run with the same content and bundle keeps its placements."""
     taken: dict[str, dict[str, str]] = defaultdict(dict)  # album → name → sha256, earlier runs first
     for row in previous.values():
         for placement in row.get("placed", []):
@@ -152,7 +183,7 @@ def organize(bundle: str, sources: Sequence[str], albums: str | Path, *, mode: s
             continue
         earlier = previous.get(source)
         if earlier and earlier.get("sha256") == row["sha256"] and earlier.get("placed") and \
-                earlier.get("bundle_id") == loaded.bundle_id:
+                earlier.get("bundle_id") == bundle_id:
             row["placed"] = earlier["placed"]
             summary.unchanged += 1
             continue
@@ -171,15 +202,6 @@ def organize(bundle: str, sources: Sequence[str], albums: str | Path, *, mode: s
         for placement in row.get("placed", []):
             album = placement["path"].split("/", 1)[0]
             summary.albums[album] = summary.albums.get(album, 0) + 1
-    if dry_run:
-        return summary
-    root.mkdir(parents=True, exist_ok=True)
-    for sha, data in thumbnails.items():
-        atomic_write_bytes(root / THUMBS / f"{sha[:16]}.jpg", data)
-    everything = {**previous, **rows}
-    atomic_write_jsonl(root / MANIFEST, (everything[key] for key in sorted(everything)))
-    atomic_write_text(root / INDEX, album_page(list(everything.values()), loaded.classes))
-    return summary
 
 
 @dataclass
