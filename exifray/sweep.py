@@ -156,6 +156,7 @@ def sweep_trainable(config: dict[str, Any], *, plan: SweepPlan, data: Mapping[in
     from exifray.train import TrialFailed, run_trial
 
     trial_dir = Path(tune.get_context().get_trial_dir())
+    trial_dir.mkdir(parents=True, exist_ok=True)  # on a worker node Tune creates the trial's local folder lazily
     _ensure_machine_tracker(tune.get_context().get_experiment_name(), plan)
     marker = trial_error_marker(trial_dir)
     if marker.exists():
