@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import tempfile
 import time
 import warnings
@@ -108,7 +109,7 @@ def _report_epoch(row: dict[str, Any], state: TrainingState, *, every: int = 1) 
     if row[schema.EPOCH] % every:
         tune.report(metrics)
         return
-    with tempfile.TemporaryDirectory(prefix=".exifray-ckpt-", dir=tune.get_context().get_trial_dir()) as folder:
+    with tempfile.TemporaryDirectory(prefix="ckpt-", dir=_scratch()) as folder:
         state.save(folder)
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
@@ -153,7 +154,7 @@ def sweep_trainable(config: dict[str, Any], *, plan: SweepPlan, data: Mapping[in
     """
     from ray import tune
 
-    from exifray.train import TrialFailed, run_trial
+    from exifray.train import TrialFailed
 
     trial_dir = Path(tune.get_context().get_trial_dir())
     trial_dir.mkdir(parents=True, exist_ok=True)  # on a worker node Tune creates the trial's local folder lazily
@@ -161,8 +162,31 @@ def sweep_trainable(config: dict[str, Any], *, plan: SweepPlan, data: Mapping[in
     marker = trial_error_marker(trial_dir)
     if marker.exists():
         raise TrialFailed(f"(not retried: deterministic) {marker.read_text(encoding='utf-8')}")
-    # Scratch folders live in the trial's own folder, never in TMPDIR: a killed trial leaves nothing there.
-    with tempfile.TemporaryDirectory(prefix=".exifray-resume-", dir=trial_dir) as resume:
+    try:
+        _run_trial_in(trial_dir, config, plan, data, cache)
+    finally:
+        shutil.rmtree(_scratch(), ignore_errors=True)
+
+
+def _scratch() -> Path:
+    """This trial's scratch folder, inside Ray's own temp dir on the node (`<ray temp>/exifray-scratch/<trial>`):
+    never in TMPDIR itself, and never in the trial folder, which Tune syncs while scratch files come and go."""
+    import ray
+    from ray import tune
+
+    folder = Path(ray.get_runtime_context().get_temp_dir()) / "exifray-scratch" / tune.get_context().get_trial_id()
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _run_trial_in(trial_dir: Path, config: dict[str, Any], plan: SweepPlan, data: Mapping[int | None, DatasetArrays],
+                  cache: CacheAccess | None) -> None:
+    from ray import tune
+
+    from exifray.train import TrialFailed, run_trial
+
+    marker = trial_error_marker(trial_dir)
+    with tempfile.TemporaryDirectory(prefix="resume-", dir=_scratch()) as resume:
         checkpoint = tune.get_checkpoint()
         finished = finished_checkpoint(checkpoint) if checkpoint is not None else None
         if finished is not None:
@@ -181,7 +205,7 @@ def sweep_trainable(config: dict[str, Any], *, plan: SweepPlan, data: Mapping[in
         except (TrialFailed, ConfigError, DataError, KeyError) as exc:
             marker.write_text(f"{type(exc).__name__}: {exc}", encoding="utf-8")
             raise
-    with tempfile.TemporaryDirectory(prefix=".exifray-final-", dir=trial_dir) as folder:
+    with tempfile.TemporaryDirectory(prefix="final-", dir=_scratch()) as folder:
         _trial_overhead(result.metrics, result.history)
         save_trial(result, folder)
         _final_report(result.metrics, folder)
