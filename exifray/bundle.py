@@ -289,9 +289,9 @@ def _copy_checkpoint(experiment_fs: Any, checkpoint: str, staging: Path, trial_i
 
 
 def _within_budget(experiment_fs: Any, ranked: pd.DataFrame, budget_ms: float, candidates: int,
-                   scratch: Path) -> tuple[pd.Series, list[dict[str, Any]]]:
+                   scratch: Path) -> tuple[pd.Series, list[dict[str, Any]], Path]:
     """The best of the top `candidates` trials whose model, re-measured here, predicts within `budget_ms` per
-    photo; and what was measured."""
+    photo; what was measured; and the folder its checkpoint was copied into (the bundle's files)."""
     measured = []
     for _, row in ranked.head(candidates).iterrows():
         folder = scratch / f"candidate-{row['trial_id']}"
@@ -301,7 +301,7 @@ def _within_budget(experiment_fs: Any, ranked: pd.DataFrame, budget_ms: float, c
         measured.append({"trial_id": str(row["trial_id"]), "inference_ms": latency})
         logger.info("trial %s: %.3f ms per photo here", row["trial_id"], latency)
         if latency <= budget_ms:
-            return row, measured
+            return row, measured, folder
     raise InputNotFoundError(f"none of the best {len(measured)} trials predicts within {budget_ms} ms per photo on "
                              f"this machine: {measured}")
 
@@ -325,13 +325,14 @@ def export_best(experiment_path: str, out: str | Path, metric: str | None = None
     staging = Path(tempfile.mkdtemp(prefix=".tmp-bundle-", dir=target.parent))
     try:
         measured: list[dict[str, Any]] = []
-        if max_inference_ms is not None:
-            row, measured = _within_budget(experiment.files.fs, ranked, max_inference_ms, candidates, staging)
+        if max_inference_ms is not None:  # the chosen candidate's files are already copied: they are the bundle
+            row, measured, bundle = _within_budget(experiment.files.fs, ranked, max_inference_ms, candidates,
+                                                   staging)
         else:
             row = ranked.iloc[0]
-        bundle = staging / "bundle"
-        bundle.mkdir()
-        _copy_checkpoint(experiment.files.fs, str(row["checkpoint"]), bundle, str(row["trial_id"]))
+            bundle = staging / "bundle"
+            bundle.mkdir()
+            _copy_checkpoint(experiment.files.fs, str(row["checkpoint"]), bundle, str(row["trial_id"]))
         settings = json.loads((bundle / schema.SETTINGS_FILE).read_text(encoding="utf-8"))
         if data is not None and settings["label_mode"] == "multi":
             settings["thresholds"] = _fit_thresholds(bundle, data)

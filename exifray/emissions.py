@@ -24,10 +24,10 @@ import os
 import shutil
 import tempfile
 import uuid
-from dataclasses import asdict, dataclass, is_dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol, Self
+from typing import Any, Protocol, Self
 
 from exifray import schema
 
@@ -112,9 +112,8 @@ class TrialEmissions:
         self._append_task_row(name, data)
         return self.totals
 
-    def _append_task_row(self, name: str, data: object) -> None:
-        values = asdict(data) if is_dataclass(data) and not isinstance(data, type) else dict(vars(data))
-        row = {"task_name": name, **values}
+    def _append_task_row(self, name: str, data: Any) -> None:
+        row = {"task_name": name, **asdict(data)}  # CodeCarbon's EmissionsData is a dataclass: its CSV columns
         path = self.directory / TASKS_FILE
         new = not path.exists() or path.stat().st_size == 0
         with path.open("a", newline="", encoding="utf-8") as stream:

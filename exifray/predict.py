@@ -244,7 +244,8 @@ def predict(bundle: str, inputs: Sequence[str], out: str, *, policy: TagPolicy |
     loaded = load_model(bundle)
     if policy is None:
         policy = make_policy(loaded.multi_label, calibrated=loaded.thresholds, **(policy_flags or {}))
-    previous = [] if force else [row for row in read_predictions(out, output_format, loaded.classes)
+    existing = read_predictions(out, output_format, loaded.classes)  # read once: skipping and keeping both use it
+    previous = [] if force else [row for row in existing
                                  if row.get("bundle_id") == loaded.bundle_id and not row.get("error")]
     known = {row["sha256"]: row for row in previous}
     started = time.perf_counter()
@@ -259,7 +260,8 @@ def predict(bundle: str, inputs: Sequence[str], out: str, *, policy: TagPolicy |
             fresh[path] = prediction_row(record, loaded.classes)
     seconds = time.perf_counter() - started
     rows = [fresh.get(path) or reused[path] for path in photos]
-    kept = [row for row in read_predictions(out, output_format, loaded.classes) if row["path"] not in set(photos)]
+    listed = set(photos)
+    kept = [row for row in existing if row["path"] not in listed]
     write_predictions(out, [*kept, *rows], output_format, loaded.classes)
     errors = sum(1 for row in rows if row["error"])
     summary = Predicted(rows, len(fresh), len(reused), errors, seconds)

@@ -162,10 +162,11 @@ def sweep_trainable(config: dict[str, Any], *, plan: SweepPlan, data: Mapping[in
     marker = trial_error_marker(trial_dir)
     if marker.exists():
         raise TrialFailed(f"(not retried: deterministic) {marker.read_text(encoding='utf-8')}")
+    scratch = _scratch()
     try:
         _run_trial_in(trial_dir, config, plan, data, cache)
     finally:
-        shutil.rmtree(_scratch(), ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _scratch() -> Path:
