@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -99,6 +100,41 @@ def filesystem_and_path(location: str | os.PathLike[str]) -> tuple[pafs.FileSyst
         return pafs.LocalFileSystem(), str(Path(text).resolve())
     fs, path = pafs.FileSystem.from_uri(text)
     return fs, path.rstrip("/")
+
+
+@functools.lru_cache(maxsize=16)
+def _store(scheme_and_bucket: str) -> pafs.FileSystem:
+    """One filesystem object per bucket and process: building an S3 client per file read would cost more than
+    reading a small photo."""
+    import pyarrow.fs as pafs
+
+    fs, _ = pafs.FileSystem.from_uri(scheme_and_bucket)
+    return fs
+
+
+def read_location(location: str, max_bytes: int | None = None) -> bytes:
+    """A whole file at a local path or a URI (`s3://bucket/key`). Raises OSError (FileNotFoundError when it does
+    not exist) and `TooLarge` when it holds more than `max_bytes`, before reading it."""
+    if not is_uri(location):
+        path = Path(location)
+        if max_bytes is not None and (size := path.stat().st_size) > max_bytes:
+            raise TooLarge(size)
+        return path.read_bytes()
+    scheme, rest = location.split("://", 1)
+    fs = _store(f"{scheme}://{rest.split('/', 1)[0]}")
+    with fs.open_input_file(rest) as handle:
+        if max_bytes is not None and (size := handle.size()) > max_bytes:
+            raise TooLarge(size)
+        data: bytes = handle.readall()
+        return data
+
+
+class TooLarge(Exception):
+    """A file over the size limit its reader set (`size`: its bytes)."""
+
+    def __init__(self, size: int):
+        super().__init__(f"{size} bytes")
+        self.size = size
 
 
 def put_bytes(fs: pafs.FileSystem, path: str, data: bytes) -> None:

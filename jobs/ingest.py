@@ -1,10 +1,11 @@
 """Ray job entrypoint: decode CRAWL DIRs into a Parquet DATASET DIR with Ray Data (the arguments of `exifray ingest`).
 
-    ray job submit --working-dir . -- python jobs/ingest.py /mnt/shared/crawl --out /mnt/shared/dataset --sizes 50,150
+    ray job submit --working-dir . -- python jobs/ingest.py s3://bucket/crawl --out s3://bucket/dataset --sizes 50,150
     ray job submit --working-dir . -- python jobs/ingest.py --smoke-test [--out DIR]
 
-The job joins the cluster it was submitted to (RAY_ADDRESS) and spreads decoding over its CPUs; `--out`
-must be storage every node can write (a shared mount). `--smoke-test` renders 120 synthetic photos and
+The job joins the cluster it was submitted to (RAY_ADDRESS) and spreads decoding over its CPUs; inputs and
+`--out` must be storage every node reaches: object storage (`s3://`, endpoint and credentials in the
+environment, e.g. the runtime env's `env_vars`) or a shared mount. `--smoke-test` renders 120 synthetic photos and
 ingests them at 32 px into `--out` (default: a fresh temporary folder), in well under a minute on 2 CPUs.
 """
 

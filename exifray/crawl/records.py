@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -127,10 +127,15 @@ class CrawlDir:
         if not self.photos_path.exists():
             raise DataError(f"not a crawl dir: {self.photos_path} is missing")
         with self.photos_path.open(encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    yield number, PhotoRecord.from_json(json.loads(line)), None
-                except (json.JSONDecodeError, KeyError, TypeError, DataError) as exc:
-                    yield number, None, f"photos.jsonl line {number}: {type(exc).__name__}: {exc}"
+            yield from parse_record_lines(handle)
+
+
+def parse_record_lines(lines: Iterable[str]) -> Iterator[tuple[int, PhotoRecord | None, str | None]]:
+    """`photos.jsonl` lines → (line number, record, problem); a torn or malformed line is a problem."""
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            yield number, PhotoRecord.from_json(json.loads(line)), None
+        except (json.JSONDecodeError, KeyError, TypeError, DataError) as exc:
+            yield number, None, f"photos.jsonl line {number}: {type(exc).__name__}: {exc}"

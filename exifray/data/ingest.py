@@ -44,7 +44,7 @@ from exifray.errors import DataError, ExifParseError
 from exifray.exif.encode import ExifEncoder
 from exifray.exif.parse import ExifReading, read_flickr_exif, read_mirflickr_exif
 from exifray.exif.tags import CATALOGUE, TAG_NAMES
-from exifray.fsutil import filesystem_and_path, is_uri, put_bytes, read_bytes_or_none
+from exifray.fsutil import TooLarge, filesystem_and_path, is_uri, put_bytes, read_bytes_or_none, read_location
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -150,7 +150,7 @@ def read_record_exif(record: dict[str, Any], photo: Photo) -> ExifReading:
             if photo.exif_error is not None:
                 raise ExifParseError(photo.exif_error)
             return photo.exif
-        data = Path(path).read_bytes()
+        data = read_location(path)
         if kind == EXIF_FLICKR_JSON:
             return read_flickr_exif(data)
         if kind == EXIF_MIRFLICKR_TXT:
@@ -163,12 +163,10 @@ def read_record_exif(record: dict[str, Any], photo: Photo) -> ExifReading:
 
 
 def decode_record(record: dict[str, Any], params: DecodeParams) -> Decoded:
-    path = Path(record["image_path"])
     try:
-        size = path.stat().st_size
-        if size > params.max_bytes:
-            raise Rejected("file_too_large", f"{size} bytes > {params.max_bytes}")
-        data = path.read_bytes()
+        data = read_location(record["image_path"], params.max_bytes)
+    except TooLarge as exc:
+        raise Rejected("file_too_large", f"{exc.size} bytes > {params.max_bytes}") from exc
     except OSError as exc:
         raise Rejected("unreadable_image", f"{type(exc).__name__}: {exc}") from exc
     photo = read_photo(data, params, with_exif=record["exif_kind"] == EXIF_EMBEDDED)

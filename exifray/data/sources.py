@@ -1,4 +1,5 @@
-"""Listing photos from the inputs ingest understands, without decoding anything.
+"""Listing photos from the inputs ingest understands, without decoding anything: local folders or object-store
+prefixes (`s3://bucket/crawl`), listed once.
 
 - `crawl`: a CRAWL DIR (`photos.jsonl`, `images/`, `exif/`), as written by `exifray crawl|synth`.
 - `thesis`: the thesis layout `ROOT/{label-set}/{images,exif}/`, label-set folders named by the
@@ -14,14 +15,21 @@ an image without its EXIF file, an EXIF file without an image, a torn `photos.js
 from __future__ import annotations
 
 import logging
+import posixpath
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from exifray import schema
-from exifray.crawl.records import CrawlDir, is_valid_photo_id, labels_from_concept_key, photo_id_from_filename
+from exifray.crawl.records import (
+    is_valid_photo_id,
+    labels_from_concept_key,
+    parse_record_lines,
+    photo_id_from_filename,
+)
 from exifray.errors import ConfigError, DataError, InputNotFoundError
+from exifray.fsutil import filesystem_and_path, is_uri, read_location
 
 logger = logging.getLogger(__name__)
 
@@ -68,141 +76,213 @@ def concepts_from_labels(labels: list[str]) -> frozenset[tuple[str, str | None]]
     return frozenset((labels[0], sub) for sub in labels[1:])
 
 
-def detect_format(root: Path) -> str:
-    if (root / schema.PHOTOS_FILE).is_file():
+class Tree:
+    """Every file under an input root, listed once: a local folder or an object-store prefix (`s3://bucket/crawl`,
+    any pyarrow URI). Layout readers work on the listing (relative POSIX paths), so a crawl dir on S3 costs one
+    recursive listing, not a request per photo; records name their files by full location."""
+
+    def __init__(self, location: str | Path):
+        import pyarrow.fs as pafs
+
+        self.location = str(location)
+        try:
+            self.fs, self.root = filesystem_and_path(self.location)
+            info = self.fs.get_file_info(self.root)
+        except (OSError, ValueError) as exc:
+            raise DataError(f"cannot open input {self.location}: {exc}") from exc
+        if info.type == pafs.FileType.File:
+            raise DataError(f"input is not a directory: {self.location}")
+        entries = self.fs.get_file_info(pafs.FileSelector(self.root, recursive=True, allow_not_found=True))
+        self.files = {entry.path[len(self.root) + 1:]: entry.size for entry in entries
+                      if entry.type == pafs.FileType.File}
+        self.dirs = {str(PurePosixPath(name).parent) for name in self.files} - {"."}
+        self.dirs |= {str(parent) for d in list(self.dirs) for parent in PurePosixPath(d).parents} - {"."}
+        if info.type == pafs.FileType.NotFound and not self.files:  # an object store has no empty folders
+            raise InputNotFoundError(f"input directory does not exist: {self.location}")
+
+    def where(self, relative: str) -> str:
+        """The full location of a listed file: a local path or a URI, as workers read it."""
+        if is_uri(self.location):
+            return f"{self.location.rstrip('/')}/{relative}"
+        return str(Path(self.root) / relative)
+
+    def is_file(self, relative: str) -> bool:
+        return relative in self.files
+
+    def is_dir(self, relative: str) -> bool:
+        return relative in self.dirs
+
+    def subdirs(self, relative: str = "") -> list[str]:
+        """Names of the folders directly inside `relative` ("" is the root)."""
+        depth = len(PurePosixPath(relative).parts)
+        return sorted(PurePosixPath(d).name for d in self.dirs
+                      if len(PurePosixPath(d).parts) == depth + 1 and _inside(d, relative))
+
+    def files_in(self, relative: str = "", recursive: bool = False) -> list[str]:
+        """Relative paths of the files inside the folder `relative`, sorted; `recursive` includes subfolders."""
+        depth = len(PurePosixPath(relative).parts)
+        return sorted(name for name in self.files if _inside(name, relative)
+                      and (recursive or len(PurePosixPath(name).parts) == depth + 1))
+
+    def read_text(self, relative: str) -> str:
+        try:
+            return read_location(self.where(relative)).decode("utf-8", errors="replace")
+        except OSError as exc:
+            raise DataError(f"cannot read {self.where(relative)}: {exc}") from exc
+
+
+def _inside(name: str, folder: str) -> bool:
+    return not folder or name.startswith(folder.rstrip("/") + "/")
+
+
+def _name(relative: str) -> str:
+    return PurePosixPath(relative).name
+
+
+def _images(names: list[str]) -> list[str]:
+    return [name for name in names if PurePosixPath(name).suffix.lower() in IMAGE_SUFFIXES]
+
+
+def detect_format(tree: Tree) -> str:
+    if tree.is_file(schema.PHOTOS_FILE):
         return "crawl"
-    children = [child for child in root.iterdir() if child.is_dir()]
-    if any((child / "images").is_dir() for child in children):
+    children = tree.subdirs()
+    if any(tree.is_dir(f"{child}/images") for child in children):
         return "thesis"
-    if any(root.glob("im*.jpg")) or (root / "mirflickr").is_dir():
+    if any(_name(f).startswith("im") and f.endswith(".jpg") for f in tree.files_in()) or tree.is_dir("mirflickr"):
         return "mirflickr"
     if children:
         return "folder"
-    raise DataError(f"cannot tell the format of {root}: no photos.jsonl, label-set folders, MIRFLICKR "
+    raise DataError(f"cannot tell the format of {tree.location}: no photos.jsonl, label-set folders, MIRFLICKR "
                     "images or label folders (use --format)")
 
 
 def list_sources(root: str | Path, input_format: str = "auto") -> Listing:
-    path = Path(root)
-    if not path.exists():
-        raise InputNotFoundError(f"input directory does not exist: {path}")
-    if not path.is_dir():
-        raise DataError(f"input is not a directory: {path}")
-    chosen = detect_format(path) if input_format == "auto" else input_format
+    """The records of one input root: a local folder or an object-store prefix (`s3://bucket/crawl`)."""
+    if not is_uri(root):
+        path = Path(root)
+        if not path.exists():
+            raise InputNotFoundError(f"input directory does not exist: {path}")
+        if not path.is_dir():
+            raise DataError(f"input is not a directory: {path}")
+    tree = Tree(root)
+    chosen = detect_format(tree) if input_format == "auto" else input_format
     readers = {"crawl": _list_crawl, "thesis": _list_thesis, "mirflickr": _list_mirflickr, "folder": _list_folder}
     if chosen not in readers:
         raise ConfigError(f"format must be one of auto, {', '.join(readers)}, got {chosen!r}")
-    listing = readers[chosen](path, f"{chosen}:{path}")
-    logger.info("%s: %d photos listed, %d rejected while listing (format %s)", path, len(listing.records),
+    listing = readers[chosen](tree, f"{chosen}:{tree.location}")
+    logger.info("%s: %d photos listed, %d rejected while listing (format %s)", tree.location, len(listing.records),
                 len(listing.rejections), chosen)
     return listing
 
 
-def _list_crawl(root: Path, origin: str) -> Listing:
-    listing, crawl = Listing(), CrawlDir(root)
-    for number, record, problem in crawl.iter_records():
+def _list_crawl(tree: Tree, origin: str) -> Listing:
+    listing = Listing()
+    photos = tree.where(schema.PHOTOS_FILE)
+    for number, record, problem in parse_record_lines(tree.read_text(schema.PHOTOS_FILE).splitlines()):
         if record is None:
-            listing.rejections.append(Rejection("bad_record", problem or "", origin, path=str(crawl.photos_path)))
+            listing.rejections.append(Rejection("bad_record", problem or "", origin, path=photos))
             continue
         if not is_valid_photo_id(record.id):
             listing.rejections.append(Rejection("unsafe_id", f"line {number}: id {record.id!r}", origin))
             continue
-        image = (root / record.image).resolve()
-        if not image.is_relative_to(root.resolve()):
+        image = posixpath.normpath(record.image)
+        if image.startswith(("../", "/")) or image == "..":
             listing.rejections.append(Rejection("unsafe_path", f"image path leaves the crawl dir: {record.image!r}",
                                                 origin, record.id))
             continue
-        if not image.is_file():
+        if not tree.is_file(image):
             listing.rejections.append(Rejection("missing_image", f"image file not found: {record.image}", origin,
-                                                record.id, str(image)))
+                                                record.id, tree.where(image)))
             continue
-        exif_path = (root / record.exif) if record.exif else None
-        if exif_path is not None and not exif_path.is_file():
+        exif = posixpath.normpath(record.exif) if record.exif else None
+        if exif is not None and not tree.is_file(exif):
             listing.rejections.append(Rejection("missing_exif", f"EXIF file not found: {record.exif}", origin,
-                                                record.id, str(exif_path)))
+                                                record.id, tree.where(exif)))
             continue
         listing.records.append(SourceRecord(
-            record.id, concepts_from_labels(record.labels), str(image),
-            EXIF_FLICKR_JSON if exif_path else EXIF_EMBEDDED, str(exif_path) if exif_path else None, origin))
+            record.id, concepts_from_labels(record.labels), tree.where(image),
+            EXIF_FLICKR_JSON if exif else EXIF_EMBEDDED, tree.where(exif) if exif else None, origin))
     return listing
 
 
-def _list_thesis(root: Path, origin: str) -> Listing:
+def _list_thesis(tree: Tree, origin: str) -> Listing:
     listing = Listing()
-    for label_set in sorted(child for child in root.iterdir() if (child / "images").is_dir()):
-        concepts = concepts_from_labels(labels_from_concept_key(label_set.name))
-        images = {photo_id_from_filename(p.name): p for p in sorted((label_set / "images").iterdir())
-                  if p.suffix.lower() in IMAGE_SUFFIXES}
-        exif_dir = label_set / "exif"
-        exifs = {p.stem: p for p in sorted(exif_dir.glob("*.json"))} if exif_dir.is_dir() else {}
+    for label_set in [child for child in tree.subdirs() if tree.is_dir(f"{child}/images")]:
+        concepts = concepts_from_labels(labels_from_concept_key(label_set))
+        images = {photo_id_from_filename(_name(p)): p for p in _images(tree.files_in(f"{label_set}/images"))}
+        exifs = {PurePosixPath(p).stem: p for p in tree.files_in(f"{label_set}/exif") if p.endswith(".json")}
         for photo_id in sorted(images.keys() | exifs.keys()):
             image, exif = images.get(photo_id), exifs.get(photo_id)
             if image is None:
-                listing.rejections.append(Rejection("exif_without_image", f"{label_set.name}: no image for EXIF file",
-                                                    origin, photo_id, str(exif)))
+                listing.rejections.append(Rejection("exif_without_image", f"{label_set}: no image for EXIF file",
+                                                    origin, photo_id, tree.where(exifs[photo_id])))
             elif exif is None:
-                listing.rejections.append(Rejection("image_without_exif", f"{label_set.name}: no EXIF file for image",
-                                                    origin, photo_id, str(image)))
+                listing.rejections.append(Rejection("image_without_exif", f"{label_set}: no EXIF file for image",
+                                                    origin, photo_id, tree.where(image)))
             elif not is_valid_photo_id(photo_id):
-                listing.rejections.append(Rejection("unsafe_id", f"photo id {photo_id!r}", origin, None, str(image)))
+                listing.rejections.append(Rejection("unsafe_id", f"photo id {photo_id!r}", origin, None,
+                                                    tree.where(image)))
             else:
-                listing.records.append(SourceRecord(photo_id, concepts, str(image), EXIF_FLICKR_JSON, str(exif),
-                                                    origin))
+                listing.records.append(SourceRecord(photo_id, concepts, tree.where(image), EXIF_FLICKR_JSON,
+                                                    tree.where(exif), origin))
     return listing
 
 
-def _list_mirflickr(root: Path, origin: str) -> Listing:
-    image_dir = root / "mirflickr" if (root / "mirflickr").is_dir() else root
-    exif_dir = next((d for d in (root / "meta" / "exif_raw", root / "meta" / "exif", root / "exif_raw",
-                                 root / "exif", image_dir / "meta" / "exif_raw") if d.is_dir()), None)
-    annotation_dir = next((d for d in (root / "annotations", root / "mirflickr25k_annotations_v080", root)
-                           if any(_annotation_files(d))), None)
+def _list_mirflickr(tree: Tree, origin: str) -> Listing:
+    image_dir = "mirflickr" if tree.is_dir("mirflickr") else ""
+    exif_dir = next((d for d in ("meta/exif_raw", "meta/exif", "exif_raw", "exif", f"{image_dir}/meta/exif_raw")
+                     if tree.is_dir(d)), None)
+    annotation_dir = next((d for d in ("annotations", "mirflickr25k_annotations_v080", "")
+                           if any(_annotation_files(tree, d))), None)
     listing = Listing()
     if annotation_dir is None:
-        raise DataError(f"{root}: no MIRFLICKR annotation files ({{concept}}.txt with image numbers) found")
+        raise DataError(f"{tree.location}: no MIRFLICKR annotation files ({{concept}}.txt with image numbers) found")
     labels: dict[str, set[str]] = {}
-    for concept, path in _annotation_files(annotation_dir):
-        for line in path.read_text(encoding="utf-8", errors="replace").split():
+    for concept, path in _annotation_files(tree, annotation_dir):
+        for line in tree.read_text(path).split():
             if line.isdigit():
                 labels.setdefault(str(int(line)), set()).add(concept)
-    for image in sorted(image_dir.glob("im*.jpg")):
-        number = image.stem[2:]
-        if not number.isdigit():
+    for image in tree.files_in(image_dir):
+        name = _name(image)
+        number = PurePosixPath(name).stem[2:]
+        if not (name.startswith("im") and name.endswith(".jpg") and number.isdigit()):
             continue
         photo_id = str(int(number))
-        exif = exif_dir / f"exif{photo_id}.txt" if exif_dir else None
+        exif = f"{exif_dir}/exif{photo_id}.txt" if exif_dir else None
         if photo_id not in labels:
             continue  # MIRFLICKR images without any annotated concept are not part of a labelled set
-        if exif is None or not exif.is_file():
+        if exif is None or not tree.is_file(exif):
             listing.rejections.append(Rejection("image_without_exif", "no exif{N}.txt for image", origin, photo_id,
-                                                str(image)))
+                                                tree.where(image)))
             continue
         concepts = frozenset((concept, None) for concept in sorted(labels[photo_id]))
-        listing.records.append(SourceRecord(photo_id, concepts, str(image), EXIF_MIRFLICKR_TXT, str(exif), origin))
+        listing.records.append(SourceRecord(photo_id, concepts, tree.where(image), EXIF_MIRFLICKR_TXT,
+                                            tree.where(exif), origin))
     return listing
 
 
-def _annotation_files(directory: Path) -> Iterator[tuple[str, Path]]:
-    if not directory.is_dir():
-        return
-    for path in sorted(directory.glob("*.txt")):
-        if re.fullmatch(r"[a-z_]+", path.stem) and not path.stem.endswith("_r1") and path.stem != "readme":
-            yield path.stem, path
+def _annotation_files(tree: Tree, directory: str) -> Iterator[tuple[str, str]]:
+    for path in tree.files_in(directory):
+        stem = PurePosixPath(path).stem
+        if (path.endswith(".txt") and re.fullmatch(r"[a-z_]+", stem) and not stem.endswith("_r1")
+                and stem != "readme"):
+            yield stem, path
 
 
-def _list_folder(root: Path, origin: str) -> Listing:
+def _list_folder(tree: Tree, origin: str) -> Listing:
     listing = Listing()
-    for path in sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES):
-        parts = path.relative_to(root).parts[:-1]
+    for path in _images(tree.files_in(recursive=True)):
+        parts = PurePosixPath(path).parts[:-1]
         if not parts or len(parts) > 2:
             listing.rejections.append(Rejection("no_label", "photos must sit in ROOT/label/ or ROOT/super/sub/",
-                                                origin, None, str(path)))
+                                                origin, None, tree.where(path)))
             continue
-        photo_id = photo_id_from_filename(path.name)
+        photo_id = photo_id_from_filename(_name(path))
         if not is_valid_photo_id(photo_id):  # plain photo folders rarely use Flickr ids: derive a stable one
-            photo_id = _stable_id(path.relative_to(root).as_posix())
-        listing.records.append(SourceRecord(photo_id, concepts_from_labels(list(parts)), str(path), EXIF_EMBEDDED,
-                                            None, origin))
+            photo_id = _stable_id(path)
+        listing.records.append(SourceRecord(photo_id, concepts_from_labels(list(parts)), tree.where(path),
+                                            EXIF_EMBEDDED, None, origin))
     return listing
 
 

@@ -129,15 +129,19 @@ def test_a_missing_bucket_or_unreachable_endpoint_fails_before_the_sweep(s3: dic
 
 def test_ingest_writes_a_dataset_to_s3_and_a_rerun_switches_versions(s3: dict[str, str], fixtures: Path,
                                                                       tmp_path: Path) -> None:
-    """`exifray ingest --out s3://...` as a user runs it: the dataset on S3 is the golden record, the card lists
-    the version's shards, and a re-run publishes a new version and removes the old one."""
+    """`exifray ingest s3://.../crawl s3://.../folder --out s3://...` as a user runs it: inputs listed and read
+    from S3, the dataset on S3 is the golden record, the card lists the version's shards, and a re-run publishes
+    a new version and removes the old one."""
     import pyarrow.fs as pafs
 
     from exifray.testing.golden import GOLDEN_SHARD_SIZE, GOLDEN_SIZES, dataset_digest, golden_input
 
     fs, bucket = _bucket(s3, "exifray-data")
     crawl, folder = golden_input(tmp_path / "input", fixtures / "jpeg")
-    command = ("ingest", str(crawl), str(folder), "--out", f"s3://{bucket}/dataset", "--sizes",
+    (folder / "indoor" / "torn.jpg").write_bytes((fixtures / "jpeg").glob("*.jpg").__next__().read_bytes()[:900])
+    pafs.copy_files(str(tmp_path / "input"), f"{bucket}/input", destination_filesystem=fs)
+    inputs = (f"s3://{bucket}/input/{crawl.name}", f"s3://{bucket}/input/{folder.name}")
+    command = ("ingest", *inputs, "--out", f"s3://{bucket}/dataset", "--sizes",
                ",".join(map(str, GOLDEN_SIZES)), "--shard-size", str(GOLDEN_SHARD_SIZE), "--num-cpus", "2")
     first = _exifray(s3, tmp_path, *command)
     assert first.returncode == 0, first.stderr[-3000:]
@@ -151,6 +155,10 @@ def test_ingest_writes_a_dataset_to_s3_and_a_rerun_switches_versions(s3: dict[st
     golden = [json.loads(line) for line in (fixtures / "golden" / "ingest.jsonl").read_text().splitlines()]
     assert dataset_digest(local) == golden
     card = json.loads((local / "dataset.json").read_text())
+    assert [entry["path"] for entry in card["inputs"]] == list(inputs)
+    quarantined = [json.loads(line) for line in (local / "quarantine.jsonl").read_text().splitlines()]
+    assert [(row["reason"], row["path"]) for row in quarantined] == [
+        ("corrupt_image", f"s3://{bucket}/input/folder/indoor/torn.jpg")]  # named where it was read from
     (version,) = versions()
     assert {shard["path"].split("/")[1] for shard in card["shards"]} == {version}
     again = _exifray(s3, tmp_path, *command)
