@@ -1,6 +1,7 @@
 """moto's S3 server on 127.0.0.1 in its own process, for the tests that read and write `s3://` as users do.
 
     with moto_server(log_dir) as env:          # env: AWS_ENDPOINT_URL and credentials, as a user sets them
+                                                # (env.pid: the server's process, to freeze it with SIGSTOP)
         fs = s3_filesystem(env, "bucket")       # the test's own view of the server (creates the bucket)
 """
 
@@ -29,8 +30,14 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+class ServerEnv(dict[str, str]):
+    """The environment for child processes that use the server, and the server's process id (`pid`)."""
+
+    pid: int
+
+
 @contextmanager
-def moto_server(log_dir: str | Path, timeout_s: float = 60) -> Iterator[dict[str, str]]:
+def moto_server(log_dir: str | Path, timeout_s: float = 60) -> Iterator[ServerEnv]:
     """Start `python -m moto.server` and wait until it answers; yields the environment for child processes."""
     port = free_port()
     log = Path(log_dir) / "moto.log"
@@ -48,10 +55,11 @@ def moto_server(log_dir: str | Path, timeout_s: float = 60) -> Iterator[dict[str
                 if time.monotonic() > deadline or server.poll() is not None:
                     raise RuntimeError(f"moto's S3 server did not start: {log.read_text()[-2000:]}") from None
                 time.sleep(0.3)
-        env = {**os.environ, "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "exifray-test",
-               "AWS_SECRET_ACCESS_KEY": "exifray-test", "AWS_DEFAULT_REGION": "us-east-1",
-               "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+        env = ServerEnv({**os.environ, "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "exifray-test",
+                         "AWS_SECRET_ACCESS_KEY": "exifray-test", "AWS_DEFAULT_REGION": "us-east-1",
+                         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"})
         env.pop("RAY_ADDRESS", None)
+        env.pid = server.pid
         yield env
     finally:
         server.kill()

@@ -39,6 +39,7 @@ def session_processes(session: int) -> list[int]:
 class Node:
     def __init__(self, process: subprocess.Popen, log: Path):
         self.process, self.log = process, log
+        self.node_id = ""  # Ray's id, once the node has joined
 
     def owns(self, pid: int) -> bool:
         """Whether the process belongs to this node (raylet, its workers, trial processes)."""
@@ -97,13 +98,36 @@ class LocalCluster:
                                     "--dashboard-port", str(self.dashboard_port), "--include-dashboard", "true",
                                     "--ray-client-server-port", str(free_port()), "--num-cpus", str(num_cpus), *gpus])
         self.wait_for(lambda: self._dashboard_up(), node, "the dashboard")
+        self.wait_for(lambda: len(self._alive_ids()) == 1, node, "the head in the state API")
+        (node.node_id,) = self._alive_ids()
         return node
 
     def add_worker(self, name: str, num_cpus: int) -> Node:
-        """A worker node joining the head (`ray start --address`), with the same token."""
+        """A worker node joining the head (`ray start --address`), with the same token; `node.node_id` is its
+        Ray node id (the one alive node the cluster had not listed before)."""
+        known = {other.node_id for other in self.nodes}
         node = self._start(name, ["--address", f"127.0.0.1:{self.gcs_port}", "--num-cpus", str(num_cpus)])
         self.wait_for(lambda: self.alive_nodes() == len(self.nodes), node, f"worker node {name}")
+        self.wait_for(lambda: len(self._alive_ids() - known) == 1, node, f"worker node {name} in the state API")
+        (node.node_id,) = self._alive_ids() - known
         return node
+
+    def _alive_ids(self) -> set[str]:
+        return {row["node_id"] for row in self.state("nodes") if row["state"] == "ALIVE"}
+
+    def state(self, kind: str, **filters: str) -> list[dict[str, Any]]:
+        """Ray's state API over the dashboard's REST endpoint (`ray list KIND --filter key=value`), with the token."""
+        import json
+        import urllib.parse
+        import urllib.request
+
+        query = [("limit", "10000"), ("detail", "1")]
+        for key, value in filters.items():
+            query += [("filter_keys", key), ("filter_predicates", "="), ("filter_values", value)]
+        request = urllib.request.Request(f"{self.dashboard}/api/v0/{kind}?{urllib.parse.urlencode(query)}",
+                                         headers={"Authorization": f"Bearer {self.token}"})
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return list(json.load(answer)["data"]["result"]["result"])
 
     def alive_nodes(self) -> int:
         import json
