@@ -111,7 +111,7 @@ class LoadedModel:
         if self.uses_image:
             if split.images is None:
                 raise DataError(f"{self.path} is an {self.modality} model, but the split was loaded without images")
-            inputs["image"] = split.images
+            inputs["image"] = split.pixels
         if self.uses_exif:
             inputs["exif"] = self.encoder().transform(split.exif_columns())
         return inputs

@@ -270,6 +270,40 @@ class Resources:
         return cls(cpus=float(cpus), gpus=float(gpus))
 
 
+STREAM_MODES: Final = ("auto", "always", "never")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """How trials get their pixels: from the object store (the whole dataset in memory once per node) or streamed
+    from the Parquet shards. `auto` streams when the image columns a sweep needs exceed `budget_mb` (default: half
+    of the cluster's object store)."""
+
+    stream: str = "auto"
+    budget_mb: float | None = None
+
+    def __post_init__(self) -> None:
+        require(self.stream in STREAM_MODES, f"data.stream must be one of {', '.join(STREAM_MODES)}, "
+                                             f"got {self.stream!r}")
+        require(self.budget_mb is None or (isinstance(self.budget_mb, int | float)
+                                           and not isinstance(self.budget_mb, bool) and self.budget_mb > 0),
+                f"data.budget_mb must be a number of MiB > 0, got {self.budget_mb!r}")
+
+    @classmethod
+    def from_yaml(cls, data: object) -> DataConfig:
+        if not isinstance(data, dict):
+            raise ConfigError(f"data must be a mapping with stream and budget_mb, got {data!r}")
+        unknown = sorted(set(data) - {"stream", "budget_mb"})
+        require(not unknown, f"data.{unknown[0] if unknown else ''}: unknown key; allowed: stream, budget_mb")
+        return cls(stream=data.get("stream", "auto"), budget_mb=data.get("budget_mb"))
+
+    def budget_bytes(self, object_store_bytes: float) -> float:
+        """The budget in bytes; without `budget_mb`, half the object store (unknown, 0: no limit)."""
+        if self.budget_mb is not None:
+            return float(self.budget_mb) * 2**20
+        return object_store_bytes / 2 if object_store_bytes > 0 else math.inf
+
+
 @dataclass(frozen=True)
 class SweepConfig:
     """Run settings of a sweep: per-trial resources, retries, checkpointing, and whether it is a smoke test."""
@@ -278,6 +312,7 @@ class SweepConfig:
     max_failures: int = 1  # retries of a trial whose process or node died (-1: forever)
     checkpoint_every: int = 1  # epochs between a trial's resume checkpoints (the final one is always saved)
     smoke_test: bool = False  # set by --smoke-test; resources then shrink to what the cluster has
+    data: DataConfig = field(default_factory=DataConfig)
 
     def __post_init__(self) -> None:
         require(self.max_failures >= -1, f"max_failures must be an integer >= -1, got {self.max_failures!r}")
@@ -285,7 +320,7 @@ class SweepConfig:
 
     def to_yaml(self) -> dict[str, Any]:
         return {"resources": vars(self.resources).copy(), "max_failures": self.max_failures,
-                "checkpoint_every": self.checkpoint_every}
+                "checkpoint_every": self.checkpoint_every, "data": vars(self.data).copy()}
 
     def fit(self, cluster: Mapping[str, float], can_grow: bool) -> SweepConfig:
         """Check per-trial resources against the Ray cluster's; a smoke test shrinks them to one CPU and, when

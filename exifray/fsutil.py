@@ -98,12 +98,19 @@ def filesystem_and_path(location: str | os.PathLike[str]) -> tuple[pafs.FileSyst
     text = str(location)
     if not is_uri(text):
         return pafs.LocalFileSystem(), str(Path(text).resolve())
+    scheme, rest = text.split("://", 1)
+    if scheme in _BUCKET_STORES:  # one client per bucket and process, not one per file
+        endpoint = os.environ.get("AWS_ENDPOINT_URL", "")  # part of the key: a process may meet several servers
+        return _store(f"{scheme}://{rest.split('/', 1)[0]}", endpoint), rest.rstrip("/")
     fs, path = pafs.FileSystem.from_uri(text)
     return fs, path.rstrip("/")
 
 
+_BUCKET_STORES = ("s3", "gs", "gcs")
+
+
 @functools.lru_cache(maxsize=16)
-def _store(scheme_and_bucket: str) -> pafs.FileSystem:
+def _store(scheme_and_bucket: str, endpoint: str) -> pafs.FileSystem:
     """One filesystem object per bucket and process: building an S3 client per file read would cost more than
     reading a small photo."""
     import pyarrow.fs as pafs
@@ -120,9 +127,8 @@ def read_location(location: str, max_bytes: int | None = None) -> bytes:
         if max_bytes is not None and (size := path.stat().st_size) > max_bytes:
             raise TooLarge(size)
         return path.read_bytes()
-    scheme, rest = location.split("://", 1)
-    fs = _store(f"{scheme}://{rest.split('/', 1)[0]}")
-    with fs.open_input_file(rest) as handle:
+    fs, inside = filesystem_and_path(location)
+    with fs.open_input_file(inside) as handle:
         if max_bytes is not None and (size := handle.size()) > max_bytes:
             raise TooLarge(size)
         data: bytes = handle.readall()

@@ -27,7 +27,7 @@ METRIC_COLUMNS: Final = (schema.VAL_F1_MACRO, schema.VAL_LOSS, schema.TEST_F1_MA
                          schema.TEST_ACCURACY, schema.EMISSIONS_KG, schema.ENERGY_KWH, schema.TRAIN_TIME_S,
                          schema.EPOCHS, schema.PARAMS, schema.INFERENCE_MS, schema.FEATURE_BUILD_S,
                          schema.FEATURE_BUILD_KG)
-TEXT_COLUMNS: Final = (schema.FEATURE_CACHE, schema.POWER_SOURCE)  # cache: hit / built / off / not applicable
+TEXT_COLUMNS: Final = (schema.FEATURE_CACHE, schema.POWER_SOURCE, schema.DATA_SOURCE)  # cache: hit / built / off / n.a.
 COLUMNS: Final = ("rank", "trial_id", "status", *SETTING_COLUMNS, *METRIC_COLUMNS, *TEXT_COLUMNS, "checkpoint",
                   "error")
 INTEGER_COLUMNS: Final = ("image_size", "fine_tune_layers", "fusion_width", "batch_size", schema.EPOCHS,

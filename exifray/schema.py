@@ -76,7 +76,8 @@ OUTSIDE_TRAINING_SHARE: Final = "outside_training_share"
 FEATURE_CACHE: Final = "feature_cache"
 FEATURE_BUILD_S: Final = "feature_build_s"  # the trial that built a FEATURE CACHE entry: how long, how much CO2-eq
 FEATURE_BUILD_KG: Final = "feature_build_kg"
-FINAL_TEXT_KEYS: Final = (POWER_SOURCE, FEATURE_CACHE, "feature_cache_reason", "feature_cache_key")
+DATA_SOURCE: Final = "data_source"  # where a trial's pixels came from: "memory" or "streamed (...)"
+FINAL_TEXT_KEYS: Final = (POWER_SOURCE, FEATURE_CACHE, "feature_cache_reason", "feature_cache_key", DATA_SOURCE)
 # The explicit marker of a trial's final report (the one with test metrics and the final checkpoint).
 FINAL_RESULT: Final = "final_result"
 

@@ -17,7 +17,7 @@ from typing import Any, Final
 import yaml
 
 from exifray import schema
-from exifray.config import Resources, SweepConfig, TrialConfig
+from exifray.config import DataConfig, Resources, SweepConfig, TrialConfig
 from exifray.errors import ConfigError, InputNotFoundError, UnknownNameError, require
 from exifray.exif.tags import TAG_NAMES, resolve_tags
 from exifray.space import (
@@ -33,7 +33,8 @@ from exifray.space import (
 )
 
 _TOP_LEVEL: Final = ("name", "metric", "mode", "seed", "n_startup_trials", "num_samples", "max_concurrent",
-                     "scheduler", "resources", "max_failures", "checkpoint_every", "tag_subsets", "fixed", "params")
+                     "scheduler", "resources", "max_failures", "checkpoint_every", "data", "tag_subsets", "fixed",
+                     "params")
 FIXED_ONLY: Final = ("feature_cache",)
 _TRIAL_FIELDS: Final = tuple(f.name for f in fields(TrialConfig) if f.name not in RESERVED)
 
@@ -63,7 +64,8 @@ def parse_sweep(data: object, default_name: str = "sweep") -> SweepPlan:
     assert isinstance(data, dict)  # parse_space refused anything else
     config = SweepConfig(resources=Resources.from_yaml(data.get("resources") or {}),
                          max_failures=_integer(data, "max_failures", 1, minimum=-1),
-                         checkpoint_every=_integer(data, "checkpoint_every", 1, minimum=1))
+                         checkpoint_every=_integer(data, "checkpoint_every", 1, minimum=1),
+                         data=DataConfig.from_yaml(data.get("data") or {}))
     return SweepPlan(space, config)
 
 

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from exifray import schema
 from exifray.config import SweepConfig, TrialConfig
 from exifray.data.dataset import DatasetArrays, load_arrays, read_card
+from exifray.data.stream import stream_buffer_shards
 from exifray.errors import ConfigError, DataError, InputNotFoundError
 from exifray.experiment import (
     CODECARBON_DIR,
@@ -80,12 +81,16 @@ def sweep_image_sizes(space: SearchSpace, data_dir: str | Path) -> set[int]:
     return sizes
 
 
-def load_sweep_data(space: SearchSpace, data_dir: str | Path) -> dict[int | None, DatasetArrays]:
-    """The dataset's arrays at every image size the space can ask for (None: EXIF only), read once."""
-    sizes = sweep_image_sizes(space, data_dir)
+def load_sweep_data(plan: SweepPlan, data_dir: str | Path, object_store_bytes: float = 0.0
+                    ) -> dict[int | None, DatasetArrays]:
+    """The dataset's arrays at every image size the space can ask for (None: EXIF only), read once; pixels over
+    the data budget stay in the shards and trials stream them (`data:` in the space file)."""
+    sizes = sweep_image_sizes(plan.space, data_dir)
     if not sizes:
         return {None: load_arrays(data_dir, None)}
-    return {size: load_arrays(data_dir, size) for size in sorted(sizes)}
+    buffer = stream_buffer_shards(plan.config.data, read_card(data_dir), sorted(sizes), plan.space.max_concurrent,
+                                  object_store_bytes)
+    return {size: load_arrays(data_dir, size, stream_buffer_shards=buffer) for size in sorted(sizes)}
 
 
 def _arrays_for(config: TrialConfig, data: Mapping[int | None, DatasetArrays]) -> DatasetArrays:
@@ -362,7 +367,10 @@ def run_sweep(plan: SweepPlan, data_dir: str | Path, *, name: str | None = None,
     if resume:
         plan = _stored_plan(files, plan)
     # The arrays go straight into the object store; the driver keeps no copy of its own.
-    trainable = build_trainable(plan, load_sweep_data(plan.space, data_dir), feature_cache_access(storage))
+    import ray
+
+    data = load_sweep_data(plan, data_dir, ray.cluster_resources().get("object_store_memory", 0.0))
+    trainable = build_trainable(plan, data, feature_cache_access(storage))
     if resume:
         from ray import tune
 

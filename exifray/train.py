@@ -68,8 +68,7 @@ class TrialResult:
 def model_inputs(split: SplitArrays, config: TrialConfig, encoder: ExifEncoder) -> dict[str, np.ndarray]:
     inputs: dict[str, np.ndarray] = {}
     if config.uses_image:
-        assert split.images is not None
-        inputs["image"] = split.images
+        inputs["image"] = split.pixels
     if config.uses_exif:
         inputs["exif"] = encoder.transform(split.exif_columns())
     return inputs
@@ -81,17 +80,33 @@ def array_batches(inputs: dict[str, np.ndarray], targets: np.ndarray | None, bat
 
     Handing Keras whole numpy arrays makes it convert them into TensorFlow tensors, i.e. one private copy
     of the dataset per trial process. Slicing batch by batch keeps the arrays where they are: in a sweep,
-    read-only views of the one copy in Ray's object store that every trial on the node shares."""
+    read-only views of the one copy in Ray's object store that every trial on the node shares. Streamed images
+    (`ShardImages`) are sliced the same way; they decide a shuffled epoch's order (within buffers of shards,
+    seeded by seed and epoch) and read ahead of it, and unshuffled passes go in shard order."""
     import keras
 
+    from exifray.data.stream import ShardImages
+
     n = len(next(iter(inputs.values())))
+    streamed = None
+    for value in inputs.values():
+        if isinstance(value, ShardImages):
+            streamed = value
 
     class ArrayBatches(keras.utils.PyDataset):
         def __init__(self) -> None:
             super().__init__(workers=1, use_multiprocessing=False)
+            self.epoch = start_epoch
             self.order = np.arange(n)
             self.rng = np.random.default_rng((seed, start_epoch))  # a resumed trial does not replay epoch 1's order
-            if shuffle:
+            self._new_order()
+
+        def _new_order(self) -> None:
+            if streamed is not None:
+                self.order = streamed.epoch_order(seed, self.epoch) if shuffle else np.arange(n)
+                if not shuffle:
+                    streamed.sequential()
+            elif shuffle:
                 self.rng.shuffle(self.order)
 
         def __len__(self) -> int:
@@ -103,8 +118,8 @@ def array_batches(inputs: dict[str, np.ndarray], targets: np.ndarray | None, bat
             return (x, targets[rows]) if targets is not None else (x,)
 
         def on_epoch_end(self) -> None:
-            if shuffle:
-                self.rng.shuffle(self.order)
+            self.epoch += 1
+            self._new_order()
 
     return ArrayBatches()
 
@@ -417,7 +432,7 @@ def run_trial(config: TrialConfig, data: DatasetArrays | str | Path, *, report: 
         emissions_files = emissions.final_files
     metrics = _final_metrics(loop, test, latency, train_time, totals, data) | head.metrics() | {
         schema.FINE_TUNED_LAYERS: fine_tuned, "emissions_tracking_mode": emissions.tracking_mode,
-        schema.POWER_SOURCE: emissions.power_source,
+        schema.POWER_SOURCE: emissions.power_source, schema.DATA_SOURCE: _data_source(data),
         "country": config.country, schema.STARTUP_S: (loop.first_epoch_at or time.time()) - entered,
         "first_epoch_at": loop.first_epoch_at or math.nan}
     settings = {**config.to_dict(), "image_size": image_size, "classes": list(data.classes),
@@ -428,6 +443,15 @@ def run_trial(config: TrialConfig, data: DatasetArrays | str | Path, *, report: 
     if out_dir is not None:
         save_trial(result, out_dir)
     return result
+
+
+def _data_source(data: DatasetArrays) -> str:
+    from exifray.data.stream import ShardImages
+
+    images = data.train.images
+    if isinstance(images, ShardImages):
+        return f"streamed from {len(images.shards)} shards, buffers of {images.buffer_shards}"
+    return "memory" if images is not None else "no pixels"
 
 
 def _final_metrics(loop: TrainingState, test: dict[str, float], latency: float, train_time: float,

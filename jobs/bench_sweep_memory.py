@@ -96,7 +96,7 @@ def main() -> None:
         data = Path(args.data) if args.data else _synthetic(Path(tmp), args.photos, args.image_size)
         if not ray.is_initialized():
             ray.init(address=os.environ.get("RAY_ADDRESS"), log_to_driver=False)
-        arrays = load_sweep_data(_space(args.image_size, 1, 1, "x").space, data)
+        arrays = load_sweep_data(_space(args.image_size, 1, 1, "x"), data)
         dataset_mb = sum(a.nbytes for a in arrays.values()) / 2**20
         idle = PeakSampler.sample()
         runs = {"1 at a time, shared arrays": (1, True), "2 at a time, shared arrays": (2, True),
@@ -142,7 +142,7 @@ def _run(plan, data: Path, tmp: Path, shared: bool) -> None:
     from exifray.sweep import build_tuner, load_sweep_data, sweep_trainable
 
     def arrays() -> Mapping:  # not kept by the driver: with_parameters puts it in the object store
-        return (load_sweep_data(plan.space, data) if shared
+        return (load_sweep_data(plan, data) if shared
                 else _PerTrialData(str(data.resolve()), plan.space.image_sizes()))
 
     trainable = tune.with_resources(tune.with_parameters(sweep_trainable, plan=plan, data=arrays()),

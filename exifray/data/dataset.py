@@ -3,23 +3,27 @@
     arrays = load_arrays("data/dataset", image_size=50)
     arrays = load_arrays("s3://bucket/dataset", image_size=50)   # any pyarrow filesystem URI, read-only
 
-The sweep loads these once and puts them in the Ray object store; `exifray train` loads them directly.
+The sweep loads these once and puts them in the Ray object store; `exifray train` loads them directly. A dataset
+larger than the sweep's data budget is streamed: its pixels stay in the shards and trials read them
+(`load_arrays(..., stream_buffer_shards=N)`, see `exifray.data.stream`).
 """
 
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
 from exifray import schema
 from exifray.data.card import DatasetCard, open_dataset, read_card
+from exifray.data.stream import ShardImages
 from exifray.errors import DataError
 from exifray.exif.encode import ExifEncoder
 from exifray.exif.tags import TAG_NAMES
+from exifray.fsutil import is_uri
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -31,12 +35,19 @@ __all__ = ["DatasetArrays", "DatasetCard", "SplitArrays", "load_arrays", "read_c
 @dataclass(frozen=True)
 class SplitArrays:
     photo_ids: np.ndarray  # (n,) str
-    images: np.ndarray | None  # (n, s, s, 3) uint8, None when no image size was asked for
+    images: np.ndarray | ShardImages | None  # (n, s, s, 3) uint8 (read from the shards when streamed); None: no pixels
     exif_raw: np.ndarray  # (n, len(TAG_NAMES)) float64, NaN = missing
     targets: np.ndarray  # (n, classes) float32: one-hot (single-label) or multi-hot
 
     def __len__(self) -> int:
         return len(self.photo_ids)
+
+    @property
+    def pixels(self) -> np.ndarray:
+        """The images as the array models slice batches from (streamed images slice the same way)."""
+        if self.images is None:
+            raise DataError("the split was loaded without images")
+        return cast("np.ndarray", self.images)
 
     def exif_columns(self) -> dict[str, np.ndarray]:
         return {tag: self.exif_raw[:, i] for i, tag in enumerate(TAG_NAMES)}
@@ -68,8 +79,12 @@ class DatasetArrays:
                    for name in ("images", "exif_raw", "targets") if getattr(s, name) is not None)
 
 
-def load_arrays(dataset_dir: str | Path, image_size: int | None) -> DatasetArrays:
-    """Every split as numpy arrays; `image_size=None` skips pixels (EXIF-only training)."""
+def load_arrays(dataset_dir: str | Path, image_size: int | None, *, stream_buffer_shards: int | None = None
+                ) -> DatasetArrays:
+    """Every split as numpy arrays; `image_size=None` skips pixels (EXIF-only training). With
+    `stream_buffer_shards`, pixels stay in the shards: each split's `images` is a `ShardImages` that reads
+    them while a trial trains (shuffled within buffers of that many shards); the rest is loaded as usual."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     fs, root, card = open_dataset(dataset_dir)
@@ -77,16 +92,35 @@ def load_arrays(dataset_dir: str | Path, image_size: int | None) -> DatasetArray
         card.resolve_image_size(image_size)
     shard_paths = _shard_paths(fs, root, card, dataset_dir)
     columns = [schema.COL_PHOTO_ID, schema.COL_LABELS, schema.COL_SPLIT, *(schema.exif_column(t) for t in TAG_NAMES)]
-    if image_size is not None:
+    streaming = image_size is not None and stream_buffer_shards is not None
+    if image_size is not None and not streaming:
         columns.append(schema.image_column(image_size))
-    table = pq.ParquetDataset(shard_paths, filesystem=fs).read(columns=columns)
+    tables = [pq.read_table(path, columns=columns, filesystem=fs) for path in shard_paths]  # in manifest order
+    table = pa.concat_tables(tables)
     class_index = {name: i for i, name in enumerate(card.classes)}
     split_column = np.asarray(table[schema.COL_SPLIT].to_pylist())
     result = {}
     for split in schema.SPLITS:
         rows = np.flatnonzero(split_column == split)
-        result[split] = _split_arrays(table.take(rows), class_index, image_size)
+        result[split] = _split_arrays(table.take(rows), class_index, None if streaming else image_size)
+        if streaming:
+            assert image_size is not None and stream_buffer_shards is not None
+            per_shard = tuple(np.flatnonzero(np.asarray(t[schema.COL_SPLIT].to_pylist()) == split) for t in tables)
+            images = ShardImages(tuple(_location(dataset_dir, path) for path in shard_paths), per_shard, image_size,
+                                 buffer_shards=stream_buffer_shards)
+            result[split] = replace(result[split], images=images)
     return DatasetArrays(card, image_size, result["train"], result["val"], result["test"])
+
+
+def image_bytes(card: DatasetCard, image_size: int) -> int:
+    """What one image column of the whole dataset takes in memory."""
+    return card.photos * image_size * image_size * 3
+
+
+def _location(dataset_dir: str | Path, path: str) -> str:
+    """A path inside the dataset's filesystem as a location `filesystem_and_path` opens anywhere."""
+    text = str(dataset_dir)
+    return f"{text.split('://', 1)[0]}://{path}" if is_uri(text) else path
 
 
 def shard_files(dataset_dir: str | Path) -> list[str]:

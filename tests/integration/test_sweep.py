@@ -140,7 +140,9 @@ def _live_board(experiment: Path) -> pd.DataFrame:
 
 def test_sweep_resumes_after_the_driver_is_killed(small_dataset: Path, tmp_path: Path) -> None:
     space_file = tmp_path / "resume.yaml"
-    document = _space("resume", num_samples=6, fixed={"backbone": "TestTinyCNN", "epochs": 4}).to_yaml()
+    # Its fusion trials stream their pixels from the shards (a streaming sweep resumes like any other).
+    document = _space("resume", num_samples=6, fixed={"backbone": "TestTinyCNN", "epochs": 4},
+                      data={"stream": "always", "budget_mb": 0.01}).to_yaml()
     space_file.write_text(yaml.safe_dump(document))
     command = [sys.executable, "-m", "exifray", "sweep", "--space", str(space_file), "--data", str(small_dataset),
                "--storage-path", str(tmp_path)]
@@ -176,6 +178,8 @@ def test_sweep_resumes_after_the_driver_is_killed(small_dataset: Path, tmp_path:
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     after = pd.read_csv(board).set_index("trial_id")
     assert len(after) == 6 and set(after["status"]) == {"complete"}
+    assert set(after["data_source"]) <= {"streamed from 3 shards, buffers of 1", "no pixels"}
+    assert (after["data_source"] != "no pixels").any() and (after["modality"] == "fusion").any()
     for trial_id, row in finished_before.iterrows():  # kept, not re-run
         assert after.loc[trial_id, "test_f1_macro"] == pytest.approx(row["test_f1_macro"])
         assert after.loc[trial_id, "emissions_kg"] == pytest.approx(row["emissions_kg"])
@@ -194,7 +198,7 @@ def test_sweep_data_reaches_trials_without_a_copy(small_dataset: Path) -> None:
 
     from exifray.sweep import load_sweep_data
 
-    data = load_sweep_data(_space("shared").space, small_dataset)
+    data = load_sweep_data(_space("shared"), small_dataset)
     assert set(data) == {32}
     reference = ray.put(data)
 

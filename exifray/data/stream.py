@@ -1,0 +1,190 @@
+"""Image columns read from a dataset's Parquet shards while a trial trains, for data that outgrows memory.
+
+    images = ShardImages.of(card_location, shards, rows_per_shard, image_size, buffer_shards=2)
+    order = images.epoch_order(seed, epoch)       # every photo once, shuffled within buffers of shards
+    batch = images[order[:32]]                    # a (32, s, s, 3) uint8 array, like a numpy array's rows
+
+A `ShardImages` stands in for the (n, s, s, 3) uint8 array of one split: it holds no pixels, only where they
+are (shard files, local or any pyarrow URI, and which rows of each belong to the split), so it pickles small
+and every trial process reads the shards itself. Reading is by whole shard (a shard is one Parquet row group):
+a small cache keeps the shards of the current and the next buffer, and a background thread reads the next
+buffer's shards while the current one trains (prefetching). Epoch orders are seeded by (seed, epoch) alone, so
+a trial resumed at epoch k sees the same order as one that never stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from exifray import schema
+from exifray.config import DataConfig
+from exifray.data.card import DatasetCard
+from exifray.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ShardImages:
+    """One split's image column, read from the shards on demand (see the module docstring)."""
+
+    shards: tuple[str, ...]  # full locations: local paths or URIs (`s3://bucket/dataset/versions/.../part-00000.parquet`)
+    rows: tuple[np.ndarray, ...]  # per shard: the split's row numbers inside it, ascending
+    image_size: int
+    buffer_shards: int = 2  # shards shuffled together; the cache holds about three buffers
+    _cache: OrderedDict[int, Future[np.ndarray]] = field(default_factory=OrderedDict, init=False, repr=False)
+    _plan: list[int] = field(default_factory=list, init=False, repr=False)  # shard order of the current pass
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _pool: ThreadPoolExecutor | None = field(default=None, init=False, repr=False)
+    reads: int = field(default=0, init=False)  # shard files read so far (a re-read after eviction counts again)
+
+    def __post_init__(self) -> None:
+        counts = np.array([len(r) for r in self.rows], dtype=np.int64)
+        self._starts = np.concatenate([[0], np.cumsum(counts)])
+        self._shard_of = np.repeat(np.arange(len(self.rows)), counts)
+        self._plan = list(range(len(self.shards)))
+
+    # --- what numpy users expect of the array this stands in for ------------------------------------------
+
+    def __len__(self) -> int:
+        return int(self._starts[-1])
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return (len(self), self.image_size, self.image_size, 3)
+
+    dtype = np.dtype(np.uint8)
+    ndim = 4
+
+    @property
+    def nbytes(self) -> int:
+        return 0  # nothing held: what it reads is counted by the cache's bound, not here
+
+    def __getitem__(self, key: slice | int | Sequence[int] | np.ndarray) -> np.ndarray:
+        positions = np.arange(len(self))[key] if isinstance(key, slice | int | np.integer) else np.asarray(key)
+        flat = np.atleast_1d(positions).astype(np.int64)
+        if len(flat) and (flat.min() < 0 or flat.max() >= len(self)):
+            raise IndexError(f"index out of range for {len(self)} rows")
+        out = np.empty((len(flat), self.image_size, self.image_size, 3), dtype=np.uint8)
+        shards = self._shard_of[flat]
+        for shard in dict.fromkeys(shards.tolist()):  # first-touch order
+            chosen = shards == shard
+            out[chosen] = self._shard(shard)[flat[chosen] - self._starts[shard]]
+        return out[0] if np.ndim(positions) == 0 else out
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"shards": self.shards, "rows": self.rows, "image_size": self.image_size,
+                "buffer_shards": self.buffer_shards}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(**state)  # type: ignore[misc]
+
+    # --- orders ------------------------------------------------------------------------------------------------
+
+    def epoch_order(self, seed: int, epoch: int) -> np.ndarray:
+        """A permutation of every position: shards in a seeded order, cut into buffers of `buffer_shards`, rows
+        shuffled within each buffer. Reading in this order touches at most two buffers per batch."""
+        rng = np.random.default_rng((seed, epoch))
+        plan = rng.permutation(len(self.shards)).tolist()
+        order = []
+        for start in range(0, len(plan), self.buffer_shards):
+            members = plan[start:start + self.buffer_shards]
+            positions = np.concatenate([np.arange(self._starts[s], self._starts[s + 1]) for s in members])
+            order.append(rng.permutation(positions))
+        with self._lock:
+            self._plan = plan
+        return np.concatenate(order) if order else np.zeros(0, dtype=np.int64)
+
+    def sequential(self) -> None:
+        """The next reads go in position order (prediction): prefetch follows the shards' own order."""
+        with self._lock:
+            self._plan = list(range(len(self.shards)))
+
+    # --- reading -----------------------------------------------------------------------------------------------
+
+    def _shard(self, shard: int) -> np.ndarray:
+        with self._lock:
+            future = self._cache.get(shard)
+            if future is None:
+                future = self._submit(shard)
+            self._cache.move_to_end(shard)
+            upcoming = self._upcoming(shard)
+            for nxt in upcoming:
+                if nxt not in self._cache:
+                    self._submit(nxt)
+            self._evict(keep={shard, *upcoming})
+        return future.result()
+
+    def _upcoming(self, shard: int) -> list[int]:
+        """The shards of the buffer after the one `shard` is in, in the current plan."""
+        if shard not in self._plan:
+            return []
+        buffer = self._plan.index(shard) // self.buffer_shards
+        return self._plan[(buffer + 1) * self.buffer_shards:(buffer + 2) * self.buffer_shards]
+
+    def _submit(self, shard: int) -> Future[np.ndarray]:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="exifray-shard-reader")
+        future = self._pool.submit(self._read, shard)
+        self._cache[shard] = future
+        return future
+
+    def _evict(self, keep: set[int]) -> None:
+        capacity = 3 * self.buffer_shards
+        for shard in list(self._cache):
+            if len(self._cache) <= capacity:
+                break
+            if shard not in keep:
+                del self._cache[shard]
+
+    def _read(self, shard: int) -> np.ndarray:
+        import pyarrow.parquet as pq
+
+        from exifray.fsutil import filesystem_and_path
+
+        try:
+            fs, path = filesystem_and_path(self.shards[shard])
+            table = pq.read_table(path, columns=[schema.image_column(self.image_size)], filesystem=fs)
+        except OSError as exc:  # FileNotFoundError included
+            raise DataError(f"cannot read the shard {self.shards[shard]} ({type(exc).__name__}: {exc}); a streaming "
+                            "sweep reads the dataset version it started with: was the dataset re-ingested since?"
+                            ) from exc
+        column = table.column(0).take(self.rows[shard])
+        self.reads += 1
+        blob = b"".join(column.to_pylist())
+        return np.frombuffer(blob, dtype=np.uint8).reshape(len(self.rows[shard]), self.image_size,
+                                                           self.image_size, 3)
+
+
+def stream_buffer_shards(config: DataConfig, card: DatasetCard, sizes: Sequence[int], max_concurrent: int,
+                         object_store_bytes: float) -> int | None:
+    """Whether a sweep streams its pixels, and with how many shards per shuffle buffer (None: in memory).
+
+    `auto` streams when the image columns the sweep loads exceed the budget. A streaming trial holds about three
+    buffers of its split's rows (the one training, the one before for batches that straddle, the one being
+    prefetched), so a buffer gets a third of the budget's share of one of `max_concurrent` trials, and at least
+    one shard."""
+    if config.stream == "never" or not sizes:
+        return None
+    budget = config.budget_bytes(object_store_bytes)
+    needed = sum(card.photos * size * size * 3 for size in sizes)
+    if config.stream == "auto" and needed <= budget:
+        logger.info("data: %.0f MiB of images fit the %.0f MiB budget: trials read them from the object store",
+                    needed / 2**20, budget / 2**20)
+        return None
+    shard_rows = max((shard.rows for shard in card.shards), default=card.photos)
+    shard_bytes = max(1, shard_rows * max(sizes) ** 2 * 3)
+    buffer = max(1, int(budget / max(1, max_concurrent) / (3 * shard_bytes)))
+    logger.info("data: streaming %.0f MiB of images from the shards (%s; budget %.0f MiB): shuffle buffers of %d "
+                "shard(s), ~%.0f MiB per trial", needed / 2**20,
+                "stream: always" if config.stream == "always" else "over budget", budget / 2**20, buffer,
+                3 * buffer * shard_bytes / 2**20)
+    return buffer
