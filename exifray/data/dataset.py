@@ -19,7 +19,7 @@ import numpy as np
 
 from exifray import schema
 from exifray.data.card import DatasetCard, open_dataset, read_card
-from exifray.data.stream import ShardImages
+from exifray.data.stream import ShardImages, fixed_width_pixels
 from exifray.errors import DataError
 from exifray.exif.encode import ExifEncoder
 from exifray.exif.tags import TAG_NAMES
@@ -109,12 +109,9 @@ def load_arrays(dataset_dir: str | Path, image_size: int | None, *, stream_buffe
             images = ShardImages(tuple(_location(dataset_dir, path) for path in shard_paths), per_shard, image_size,
                                  buffer_shards=stream_buffer_shards)
             result[split] = replace(result[split], images=images)
+    del table, tables
+    pa.default_memory_pool().release_unused()  # the Parquet read's buffers: Arrow's allocator would keep them
     return DatasetArrays(card, image_size, result["train"], result["val"], result["test"])
-
-
-def image_bytes(card: DatasetCard, image_size: int) -> int:
-    """What one image column of the whole dataset takes in memory."""
-    return card.photos * image_size * image_size * 3
 
 
 def _location(dataset_dir: str | Path, path: str) -> str:
@@ -153,7 +150,6 @@ def _split_arrays(table: pa.Table, class_index: dict[str, int], image_size: int 
                             for t in TAG_NAMES]) if n else np.zeros((0, len(TAG_NAMES)))
     images = None
     if image_size is not None:
-        blob = b"".join(table[schema.image_column(image_size)].to_pylist())
-        images = np.frombuffer(blob, dtype=np.uint8).reshape(n, image_size, image_size, 3).copy()
+        images = fixed_width_pixels(table[schema.image_column(image_size)], image_size).copy()  # one copy, owned
     return SplitArrays(np.asarray(table[schema.COL_PHOTO_ID].to_pylist(), dtype=object), images, exif, targets)
 

@@ -40,7 +40,8 @@ class ShardImages:
     rows: tuple[np.ndarray, ...]  # per shard: the split's row numbers inside it, ascending
     image_size: int
     buffer_shards: int = 2  # shards shuffled together; the cache holds about three buffers
-    _cache: OrderedDict[int, Future[np.ndarray]] = field(default_factory=OrderedDict, init=False, repr=False)
+    _cache: OrderedDict[int, tuple[int, Future[np.ndarray]]] = field(default_factory=OrderedDict, init=False,
+                                                                     repr=False)  # shard → (slot, its read)
     _plan: list[int] = field(default_factory=list, init=False, repr=False)  # shard order of the current pass
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _pool: ThreadPoolExecutor | None = field(default=None, init=False, repr=False)
@@ -51,6 +52,9 @@ class ShardImages:
         self._starts = np.concatenate([[0], np.cumsum(counts)])
         self._shard_of = np.repeat(np.arange(len(self.rows)), counts)
         self._plan = list(range(len(self.shards)))
+        self._slot_rows = int(counts.max()) if len(counts) else 0
+        self._slots: list[np.ndarray | None] = [None] * self.capacity
+        self._free = list(range(self.capacity))
 
     # --- what numpy users expect of the array this stands in for ------------------------------------------
 
@@ -111,16 +115,16 @@ class ShardImages:
     # --- reading -----------------------------------------------------------------------------------------------
 
     def _shard(self, shard: int) -> np.ndarray:
+        """The split's rows of one shard, from the cache or read now; schedules the next buffer's shards."""
         with self._lock:
-            future = self._cache.get(shard)
-            if future is None:
-                future = self._submit(shard)
+            upcoming = [s for s in self._upcoming(shard) if s != shard]
+            wanted = [shard, *upcoming]
+            self._evict(keep=set(wanted), room=sum(s not in self._cache for s in wanted))
+            for member in wanted:
+                if member not in self._cache:
+                    self._submit(member)
             self._cache.move_to_end(shard)
-            upcoming = self._upcoming(shard)
-            for nxt in upcoming:
-                if nxt not in self._cache:
-                    self._submit(nxt)
-            self._evict(keep={shard, *upcoming})
+            future = self._cache[shard][1]
         return future.result()
 
     def _upcoming(self, shard: int) -> list[int]:
@@ -130,22 +134,28 @@ class ShardImages:
         buffer = self._plan.index(shard) // self.buffer_shards
         return self._plan[(buffer + 1) * self.buffer_shards:(buffer + 2) * self.buffer_shards]
 
-    def _submit(self, shard: int) -> Future[np.ndarray]:
+    @property
+    def capacity(self) -> int:
+        """Shards held at most: about three buffers (the one training, its neighbour, the one read ahead)."""
+        return max(3 * self.buffer_shards, 2)
+
+    def _submit(self, shard: int) -> None:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="exifray-shard-reader")
-        future = self._pool.submit(self._read, shard)
-        self._cache[shard] = future
-        return future
+        slot = self._free.pop()
+        self._cache[shard] = (slot, self._pool.submit(self._read, shard, slot))
 
-    def _evict(self, keep: set[int]) -> None:
-        capacity = 3 * self.buffer_shards
-        for shard in list(self._cache):
-            if len(self._cache) <= capacity:
+    def _evict(self, keep: set[int], room: int) -> None:
+        for shard in list(self._cache):  # least recently used first
+            if len(self._cache) + room <= self.capacity:
                 break
             if shard not in keep:
-                del self._cache[shard]
+                self._free.append(self._cache.pop(shard)[0])
 
-    def _read(self, shard: int) -> np.ndarray:
+    def _read(self, shard: int, slot: int) -> np.ndarray:
+        """Read one shard's image column into a slot: slots are allocated once and reused, so streaming holds a
+        fixed amount of memory (fresh arrays per read would leave the allocator holding freed ones)."""
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
         from exifray.fsutil import filesystem_and_path
@@ -157,11 +167,16 @@ class ShardImages:
             raise DataError(f"cannot read the shard {self.shards[shard]} ({type(exc).__name__}: {exc}); a streaming "
                             "sweep reads the dataset version it started with: was the dataset re-ingested since?"
                             ) from exc
-        column = table.column(0).take(self.rows[shard])
         self.reads += 1
-        blob = b"".join(column.to_pylist())
-        return np.frombuffer(blob, dtype=np.uint8).reshape(len(self.rows[shard]), self.image_size,
-                                                           self.image_size, 3)
+        memory = self._slots[slot]
+        if memory is None:
+            memory = self._slots[slot] = np.empty((self._slot_rows, self.image_size, self.image_size, 3), np.uint8)
+        rows = self.rows[shard]
+        out = memory[:len(rows)]
+        np.take(fixed_width_pixels(table.column(0), self.image_size), rows, axis=0, out=out)
+        del table
+        pa.default_memory_pool().release_unused()  # Arrow's allocator would keep the freed read buffers
+        return out
 
 
 def stream_buffer_shards(config: DataConfig, card: DatasetCard, sizes: Sequence[int], max_concurrent: int,
@@ -188,3 +203,18 @@ def stream_buffer_shards(config: DataConfig, card: DatasetCard, sizes: Sequence[
                 "stream: always" if config.stream == "always" else "over budget", budget / 2**20, buffer,
                 3 * buffer * shard_bytes / 2**20)
     return buffer
+
+
+def fixed_width_pixels(column: Any, image_size: int) -> np.ndarray:
+    """A binary column of (s, s, 3) uint8 images as an (n, s, s, 3) view of Arrow's buffer: no Python bytes
+    objects, no copy (every value has the same length, so the values lie back to back)."""
+    import pyarrow as pa
+
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    width = image_size * image_size * 3
+    offsets = np.frombuffer(array.buffers()[1], dtype=np.int32 if pa.types.is_binary(array.type) else np.int64)
+    offsets = offsets[array.offset:array.offset + len(array) + 1]
+    if len(array) and not np.all(np.diff(offsets) == width):
+        raise ValueError(f"image column values are not all {width} bytes ({image_size} px RGB)")
+    data = np.frombuffer(array.buffers()[2], dtype=np.uint8) if len(array) else np.zeros(0, np.uint8)
+    return data[offsets[0]:offsets[0] + len(array) * width].reshape(len(array), image_size, image_size, 3)

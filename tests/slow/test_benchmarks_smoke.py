@@ -94,3 +94,18 @@ def test_bench_ingest_smoke_prints_the_pool_the_pipeline_and_their_ratio() -> No
     assert pool and whole and float(pool.group(1)) > 0 and float(whole.group(2)) > 0, result.stdout
     assert re.search(r"Ray start \(reported apart\) +: +[\d.]+ s", result.stdout), result.stdout
     assert re.search(r"decode\+EXIF \d+ %, Parquet write \d+ %", result.stdout), result.stdout
+
+
+def test_bench_stream_smoke_prints_each_run_the_memory_roles_and_the_epoch_ratio() -> None:
+    result = _smoke("bench_stream.py", timeout=600)
+    runs = re.findall(r"(small dataset, in memory|big dataset, in memory|big dataset, streamed) .*: peak +(\d+) MiB "
+                      r"above idle Ray \(trial process +(\d+), driver +(\d+)\).*\[(.+)\]", result.stdout)
+    assert [run[0] for run in runs] == ["small dataset, in memory", "big dataset, in memory",
+                                        "big dataset, streamed"], result.stdout
+    assert [run[4] for run in runs][1:] == ["memory", "streamed from 10 shards, buffers of 1"], result.stdout
+    assert all(int(run[2]) > 0 and int(run[3]) > 0 for run in runs)  # both roles were sampled
+    bound = re.search(r"streamed trial process (\d+) MiB vs .* \+ budget (\d+) MiB \(([\d.]+)x\)", result.stdout)
+    epoch = re.search(r"streamed ([\d.]+) s vs in memory ([\d.]+) s \(([\d.]+)x\)", result.stdout)
+    assert bound and epoch, result.stdout
+    assert float(bound.group(3)) == pytest.approx(int(bound.group(1)) / int(bound.group(2)), abs=0.01)
+    assert float(epoch.group(3)) == pytest.approx(float(epoch.group(1)) / float(epoch.group(2)), abs=0.01)

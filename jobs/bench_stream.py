@@ -1,0 +1,150 @@
+"""Benchmark: a sweep that streams its pixels from the shards against the same sweep holding them in memory.
+
+    python jobs/bench_stream.py                      # 12,000 synthetic photos at 64 px (141 MiB of images)
+    ray job submit --working-dir . -- python jobs/bench_stream.py --smoke-test
+
+One image-only SmallCNN trial (1 CPU) five times, in one run:
+
+1. a small dataset (256 photos) in memory: what one trial costs without data (its process, TensorFlow, the
+   driver's share) — the "one trial's process" of the memory bound;
+2. the big dataset in memory (`data: {stream: never}`): the in-memory epoch time, and its peak;
+3. the big dataset with `data: {budget_mb: B}`, B a third of its images, so `auto` streams it.
+
+Every second it samples the proportional set size (PSS) of all Ray processes plus this driver (the object store's
+shared pages counted once) and prints each run's peak above idle Ray, and the trial process's and the driver's own
+peaks; then it runs 2 and 3 again without sampling, for their mean epoch times (reading smaps competes for the two
+cores with the streaming reader thread). The targets: the streamed trial's process stays under B plus run 1's
+trial process (the data it holds is bounded by the budget, not the dataset), the driver no longer holds the
+pixels, and the streamed epoch is ≤ 1.5× the in-memory one. (The sum over all Ray processes also moves with the
+idle workers Ray starts and reaps, ±100 MiB here, which is why the roles are shown apart.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from bench_sweep_memory import PeakSampler, _ray_processes  # noqa: E402 - the sweep memory benchmark's sampler
+
+
+class RoleSampler(PeakSampler):
+    """PeakSampler, plus the peak PSS of the trial's process (`ray::ImplicitFunc`) and of this driver alone."""
+
+    def __init__(self) -> None:
+        self.trial_peak = self.driver_peak = 0
+        super().__init__()
+
+    def run(self) -> None:  # once a second: reading every process's smaps 5 times a second takes a core here
+        while not self._stop_event.wait(1.0):
+            self.peak = max(self.peak, self.sample())
+
+    def sample(self) -> int:  # type: ignore[override]
+        import os
+
+        import psutil
+
+        total = 0
+        for process in _ray_processes():
+            try:
+                pss = process.memory_full_info().pss
+                title = " ".join(process.cmdline()[:1])
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+            total += pss
+            if title.startswith("ray::ImplicitFunc"):
+                self.trial_peak = max(getattr(self, "trial_peak", 0), pss)
+            elif process.pid == os.getpid():
+                self.driver_peak = max(getattr(self, "driver_peak", 0), pss)
+        return total
+
+
+def _plan(name: str, image_size: int, epochs: int, data: dict[str, object]):
+    from exifray.space_file import parse_sweep
+
+    return parse_sweep({
+        "name": name, "num_samples": 1, "max_concurrent": 1, "scheduler": "none", "resources": {"cpus": 1},
+        "data": data,
+        "fixed": {"modality": "image", "backbone": "SmallCNN", "weights": "none", "image_size": image_size,
+                  "epochs": epochs, "early_stopping_patience": epochs, "batch_size": 64, "learning_rate": 0.001},
+    })
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--photos", type=int, default=12000)
+    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--shard-size", type=int, default=256)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--smoke-test", action="store_true", help="600 photos at 32 px, 1 epoch")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    if args.smoke_test:
+        args.photos, args.image_size, args.shard_size, args.epochs = 600, 32, 64, 1
+
+    import ray
+
+    from exifray.sweep import run_sweep
+    from exifray.testing.datasets import make_dataset
+
+    with tempfile.TemporaryDirectory(prefix="bench-stream-") as tmp:
+        root = Path(tmp)
+        if not ray.is_initialized():
+            ray.init(num_cpus=2, log_to_driver=False, include_dashboard=False)
+        small = make_dataset(root / "small", photos=256, image_size=max(args.image_size, 64),
+                             sizes=(args.image_size,), shard_size=args.shard_size)
+        big = make_dataset(root / "big", photos=args.photos, image_size=max(args.image_size, 64),
+                           sizes=(args.image_size,), shard_size=args.shard_size)
+        from exifray.data.card import read_card
+
+        card = read_card(big)
+        images_mb = card.photos * args.image_size ** 2 * 3 / 2**20
+        budget_mb = images_mb / 3
+        runs = {"small dataset, in memory (one trial's process)": (small, {"stream": "never"}),
+                "big dataset, in memory": (big, {"stream": "never"}),
+                f"big dataset, streamed (budget {budget_mb:.1f} MiB)": (big, {"budget_mb": budget_mb})}
+        idle = PeakSampler.sample()
+        results = {}
+        for index, (label, (data, setting)) in enumerate(runs.items()):
+            sampler = RoleSampler()
+            sampler.start()
+            started = time.perf_counter()
+            result = run_sweep(_plan(f"run{index}", args.image_size, args.epochs, setting), data,
+                               storage_path=str(root / "experiments"))
+            peak = sampler.stop() - idle
+            row = result.leaderboard.iloc[0]
+            epoch = float(row["train_time_s"]) / float(row["epochs"])  # an epoch's training and validation
+            results[label] = (peak, epoch, float(row["val_f1_macro"]), str(row["data_source"]),
+                              time.perf_counter() - started, sampler.trial_peak, sampler.driver_peak)
+        # Epoch times again without the sampler, which competes for the 2 cores with the streaming reader thread
+        timed = {}
+        for label in list(runs)[1:]:
+            data, setting = runs[label]
+            row = run_sweep(_plan(f"timed{len(timed)}", args.image_size, args.epochs, setting), data,
+                            storage_path=str(root / "experiments")).leaderboard.iloc[0]
+            timed[label] = float(row["train_time_s"]) / float(row["epochs"])
+    print(f"big dataset: {card.photos} photos at {args.image_size} px in {len(card.shards)} shards, "
+          f"{images_mb:.1f} MiB of images; one image-only SmallCNN trial, {args.epochs} epochs, batch 64; "
+          f"idle Ray {idle / 2**20:.0f} MiB PSS")
+    mib = 2**20
+    for label, (peak, epoch, f1, source, wall, trial, driver) in results.items():
+        print(f"{label:50s}: peak {peak / mib:6.0f} MiB above idle Ray (trial process {trial / mib:4.0f}, driver "
+              f"{driver / mib:4.0f}), epoch {epoch:.2f} s, val F1 {f1:.3f}, wall {wall:.0f} s [{source}]")
+    one_trial, memory, streamed = results.values()
+    bound = budget_mb + one_trial[5] / mib
+    print(f"memory: streamed trial process {streamed[5] / mib:.0f} MiB vs one trial's process (small dataset) + "
+          f"budget {bound:.0f} MiB ({streamed[5] / mib / bound:.2f}x); driver streamed {streamed[6] / mib:.0f} MiB "
+          f"vs in memory {memory[6] / mib:.0f} MiB; whole sweep streamed {streamed[0] / mib:.0f} MiB vs in memory "
+          f"{memory[0] / mib:.0f} MiB ({streamed[0] / memory[0]:.2f}x)")
+    (memory_epoch, streamed_epoch) = timed.values()
+    print(f"epoch time (runs without the sampler): streamed {streamed_epoch:.2f} s vs in memory {memory_epoch:.2f} s "
+          f"({streamed_epoch / memory_epoch:.2f}x)")
+
+
+if __name__ == "__main__":
+    main()
