@@ -18,12 +18,14 @@ continues the unfinished version and skips the shards it had written. The same i
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import math
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -325,6 +327,22 @@ def _warm_workers(tasks: int) -> None:
     ray.get([remote.remote() for _ in range(max(1, min(tasks, cpus)))])
 
 
+@contextlib.contextmanager
+def _one_operator_context() -> Iterator[None]:
+    """Ray Data without per-operator resource reservation while ingest runs. The pipeline has one operator, and
+    the reservation (half the CPUs set aside per operator, handed out as its budget grows) kept it at about one
+    task at a time on 2 CPUs: 40 sleeping tasks of 0.25 s took 10.0 s with it and 6.9 s without."""
+    from ray.data import DataContext
+
+    context = DataContext.get_current()
+    before = context.op_resource_reservation_enabled
+    context.op_resource_reservation_enabled = False
+    try:
+        yield
+    finally:
+        context.op_resource_reservation_enabled = before
+
+
 def plan_ingest(config: IngestConfig) -> IngestPlan:
     records, rejections = [], []
     formats = {}
@@ -357,8 +375,9 @@ def run_ingest(config: IngestConfig) -> IngestSummary:
         items = prepared.items(config, version)
         _warm_workers(len(items))
         pipeline_started = time.perf_counter()
-        dataset = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
-        summaries = [json.loads(row["summary"]) for row in dataset.map(process_shard).take_all()]
+        with _one_operator_context():
+            dataset = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
+            summaries = [json.loads(row["summary"]) for row in dataset.map(process_shard).take_all()]
         pipeline_s = time.perf_counter() - pipeline_started
     finally:
         if owns_ray:
