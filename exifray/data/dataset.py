@@ -106,8 +106,9 @@ def load_arrays(dataset_dir: str | Path, image_size: int | None, *, stream_buffe
         if streaming:
             assert image_size is not None and stream_buffer_shards is not None
             per_shard = tuple(np.flatnonzero(np.asarray(t[schema.COL_SPLIT].to_pylist()) == split) for t in tables)
+            # val and test are only read in order (predictions): one shard ahead is enough
             images = ShardImages(tuple(_location(dataset_dir, path) for path in shard_paths), per_shard, image_size,
-                                 buffer_shards=stream_buffer_shards)
+                                 buffer_shards=stream_buffer_shards if split == "train" else 1)
             result[split] = replace(result[split], images=images)
     del table, tables
     pa.default_memory_pool().release_unused()  # the Parquet read's buffers: Arrow's allocator would keep them
