@@ -69,8 +69,17 @@ class LocalCluster:
                                    capture_output=True, text=True, timeout=60, check=True)
         self.token = (self.home / ".ray" / "auth_token").read_text().strip()
         assert self.token and self.token in generated.stdout
-        self.gcs_port, self.dashboard_port = free_port(), free_port()
+        self._taken: set[int] = set()
+        self.gcs_port, self.dashboard_port = self.port(), self.port()
         self.nodes: list[Node] = []
+
+    def port(self) -> int:
+        """A free port no other component of this cluster was given: the OS can hand the same free port out twice
+        in a row, and Ray refuses to start a node whose components share one."""
+        while (port := free_port()) in self._taken or 20000 <= port < 23000:
+            pass  # nor one in the worker port ranges given below
+        self._taken.add(port)
+        return port
 
     @property
     def dashboard(self) -> str:
@@ -79,9 +88,9 @@ class LocalCluster:
     def _start(self, name: str, args: list[str]) -> Node:
         temp_dir = self.root / name
         log = self.root / f"{name}.log"
-        ports = ["--node-manager-port", str(free_port()), "--object-manager-port", str(free_port()),
-                 "--metrics-export-port", str(free_port()), "--dashboard-agent-listen-port", str(free_port()),
-                 "--runtime-env-agent-port", str(free_port()), "--min-worker-port", str(20000 + 1000 * len(self.nodes)),
+        ports = ["--node-manager-port", str(self.port()), "--object-manager-port", str(self.port()),
+                 "--metrics-export-port", str(self.port()), "--dashboard-agent-listen-port", str(self.port()),
+                 "--runtime-env-agent-port", str(self.port()), "--min-worker-port", str(20000 + 1000 * len(self.nodes)),
                  "--max-worker-port", str(20999 + 1000 * len(self.nodes))]
         with log.open("wb") as out:
             process = subprocess.Popen([str(BIN / "ray"), "start", "--block", "--node-ip-address", "127.0.0.1",
@@ -96,7 +105,7 @@ class LocalCluster:
         gpus = ["--num-gpus", str(num_gpus)] if num_gpus is not None else []
         node = self._start("head", ["--head", "--port", str(self.gcs_port), "--dashboard-host", "127.0.0.1",
                                     "--dashboard-port", str(self.dashboard_port), "--include-dashboard", "true",
-                                    "--ray-client-server-port", str(free_port()), "--num-cpus", str(num_cpus), *gpus])
+                                    "--ray-client-server-port", str(self.port()), "--num-cpus", str(num_cpus), *gpus])
         self.wait_for(lambda: self._dashboard_up(), node, "the dashboard")
         self.wait_for(lambda: len(self._alive_ids()) == 1, node, "the head in the state API")
         (node.node_id,) = self._alive_ids()
