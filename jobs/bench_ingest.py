@@ -123,6 +123,7 @@ def main() -> None:
     print(f"exifray ingest, the shard tasks alone  : {pipeline:8.1f} photos/s  ({pipeline / pool:.2f}x the pool; "
           f"Ray Data over the same shards)", flush=True)
     print(f"Ray start (reported apart)             : {ray_start_s:8.1f} s", flush=True)
+    print(f"warming workers and Ray Data's actors  : {summary.warm_s:8.1f} s  (inside the whole command)", flush=True)
     total = split["decode_and_exif_s"] + split["parquet_s"]
     print(f"one shard of {split['photos']:.0f} photos in one process: decode+EXIF "
           f"{100 * split['decode_and_exif_s'] / total:.0f} %, Parquet write {100 * split['parquet_s'] / total:.0f} %",

@@ -265,6 +265,7 @@ class IngestSummary:
     seconds: float
     listed: int
     pipeline_s: float = math.nan  # the shard tasks alone (Ray Data: decode, EXIF, Parquet), without listing or Ray
+    warm_s: float = math.nan  # starting the workers and Ray Data's helper actors, before the shard tasks
 
     @property
     def photos_per_second(self) -> float:
@@ -377,8 +378,10 @@ def run_ingest(config: IngestConfig) -> IngestSummary:
     owns_ray = _init_ray(config)
     try:
         items = prepared.items(config, version)
+        warm_started = time.perf_counter()
         _warm_workers(len(items))
         pipeline_started = time.perf_counter()
+        warm_s = pipeline_started - warm_started
         with _one_operator_context():
             dataset = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
             summaries = [json.loads(row["summary"]) for row in dataset.map(process_shard).take_all()]
@@ -399,7 +402,7 @@ def run_ingest(config: IngestConfig) -> IngestSummary:
     _remove_unlisted(fs, root, version)  # the card is switched: older versions are no longer read
     summary = IngestSummary(config.out, sum(s["rows"] for s in summaries), len(rejections), duplicates,
                             dict(plan.filtered), dict(Counter(r.reason for r in rejections)),
-                            time.perf_counter() - started, listed, pipeline_s)
+                            time.perf_counter() - started, listed, pipeline_s, warm_s)
     logger.info(summary.line())
     return summary
 
