@@ -246,6 +246,15 @@ class CrawlConfig:
 
 # --- how a sweep runs (as opposed to what it searches: space.SearchSpace) -----------------------------------
 
+def _section(name: str, data: object, keys: tuple[str, ...]) -> dict[str, Any]:
+    """A mapping section of a space file (`resources:`, `data:`) with only the keys it allows."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{name} must be a mapping with {' and '.join(keys)}, got {data!r}")
+    unknown = sorted(set(data) - set(keys))
+    require(not unknown, f"{name}.{unknown[0] if unknown else ''}: unknown key; allowed: {', '.join(keys)}")
+    return data
+
+
 @dataclass(frozen=True)
 class Resources:
     cpus: float = 1.0
@@ -257,10 +266,7 @@ class Resources:
 
     @classmethod
     def from_yaml(cls, data: object) -> Resources:
-        if not isinstance(data, dict):
-            raise ConfigError(f"resources must be a mapping with cpus and gpus, got {data!r}")
-        unknown = sorted(set(data) - {"cpus", "gpus"})
-        require(not unknown, f"resources.{unknown[0] if unknown else ''}: unknown key; allowed: cpus, gpus")
+        data = _section("resources", data, ("cpus", "gpus"))
         cpus, gpus = data.get("cpus", 1), data.get("gpus", 0)
         require(isinstance(cpus, int | float) and not isinstance(cpus, bool) and cpus > 0,
                 f"resources.cpus must be a number > 0, got {cpus!r}")
@@ -291,10 +297,7 @@ class DataConfig:
 
     @classmethod
     def from_yaml(cls, data: object) -> DataConfig:
-        if not isinstance(data, dict):
-            raise ConfigError(f"data must be a mapping with stream and budget_mb, got {data!r}")
-        unknown = sorted(set(data) - {"stream", "budget_mb"})
-        require(not unknown, f"data.{unknown[0] if unknown else ''}: unknown key; allowed: stream, budget_mb")
+        data = _section("data", data, ("stream", "budget_mb"))
         return cls(stream=data.get("stream", "auto"), budget_mb=data.get("budget_mb"))
 
     def budget_bytes(self, object_store_bytes: float) -> float:

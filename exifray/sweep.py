@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from exifray import schema
 from exifray.config import SweepConfig, TrialConfig
-from exifray.data.dataset import DatasetArrays, load_arrays, read_card
+from exifray.data.dataset import DatasetArrays, DatasetCard, load_arrays, read_card
 from exifray.data.stream import stream_buffer_shards
 from exifray.errors import ConfigError, DataError, InputNotFoundError
 from exifray.experiment import (
@@ -70,9 +70,9 @@ class SweepResult:
 
 # --- data -------------------------------------------------------------------------------------------------
 
-def sweep_image_sizes(space: SearchSpace, data_dir: str | Path) -> set[int]:
+def sweep_image_sizes(space: SearchSpace, card: DatasetCard, data_dir: str | Path) -> set[int]:
     """The dataset's image sizes the space can ask for; a size the dataset lacks is a ConfigError."""
-    available = list(read_card(data_dir).image_sizes)
+    available = list(card.image_sizes)
     sizes = {available[0] if size is None else size for size in space.image_sizes()}
     missing = sorted(sizes - set(available))
     if missing:
@@ -85,10 +85,11 @@ def load_sweep_data(plan: SweepPlan, data_dir: str | Path, object_store_bytes: f
                     ) -> dict[int | None, DatasetArrays]:
     """The dataset's arrays at every image size the space can ask for (None: EXIF only), read once; pixels over
     the data budget stay in the shards and trials stream them (`data:` in the space file)."""
-    sizes = sweep_image_sizes(plan.space, data_dir)
+    card = read_card(data_dir)
+    sizes = sweep_image_sizes(plan.space, card, data_dir)
     if not sizes:
         return {None: load_arrays(data_dir, None)}
-    buffer = stream_buffer_shards(plan.config.data, read_card(data_dir), sorted(sizes), plan.space.max_concurrent,
+    buffer = stream_buffer_shards(plan.config.data, card, sorted(sizes), plan.space.max_concurrent,
                                   object_store_bytes)
     return {size: load_arrays(data_dir, size, stream_buffer_shards=buffer) for size in sorted(sizes)}
 
@@ -361,7 +362,7 @@ def run_sweep(plan: SweepPlan, data_dir: str | Path, *, name: str | None = None,
         raise ConfigError(f"experiment {name!r} already exists at {files.uri}; pass --resume to continue it or "
                           f"--name for a new one")
     started = time.perf_counter()
-    sweep_image_sizes(plan.space, data_dir)  # a bad dataset fails before Ray starts
+    sweep_image_sizes(plan.space, read_card(data_dir), data_dir)  # a bad dataset fails before Ray starts
     in_process, dashboard_url = init_ray(address, dashboard=dashboard)
     plan = replace(plan, config=_fit_to_cluster(plan.config, in_process=in_process))
     if resume:

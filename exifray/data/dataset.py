@@ -99,13 +99,16 @@ def load_arrays(dataset_dir: str | Path, image_size: int | None, *, stream_buffe
     table = pa.concat_tables(tables)
     class_index = {name: i for i, name in enumerate(card.classes)}
     split_column = np.asarray(table[schema.COL_SPLIT].to_pylist())
+    shard_starts = np.cumsum([0, *(t.num_rows for t in tables)])
     result = {}
     for split in schema.SPLITS:
         rows = np.flatnonzero(split_column == split)
         result[split] = _split_arrays(table.take(rows), class_index, None if streaming else image_size)
         if streaming:
             assert image_size is not None and stream_buffer_shards is not None
-            per_shard = tuple(np.flatnonzero(np.asarray(t[schema.COL_SPLIT].to_pylist()) == split) for t in tables)
+            # each shard's rows of this split, counted inside the shard (the table is the shards in order)
+            pieces = np.split(rows, np.searchsorted(rows, shard_starts[1:-1]))
+            per_shard = tuple(piece - start for piece, start in zip(pieces, shard_starts[:-1], strict=True))
             # val and test are only read in order (predictions): one shard ahead is enough
             images = ShardImages(tuple(_location(dataset_dir, path) for path in shard_paths), per_shard, image_size,
                                  buffer_shards=stream_buffer_shards if split == "train" else 1)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import posixpath
 import re
+from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -95,10 +96,18 @@ class Tree:
         entries = self.fs.get_file_info(pafs.FileSelector(self.root, recursive=True, allow_not_found=True))
         self.files = {entry.path[len(self.root) + 1:]: entry.size for entry in entries
                       if entry.type == pafs.FileType.File}
-        self.dirs = {str(PurePosixPath(name).parent) for name in self.files} - {"."}
-        self.dirs |= {str(parent) for d in list(self.dirs) for parent in PurePosixPath(d).parents} - {"."}
         if info.type == pafs.FileType.NotFound and not self.files:  # an object store has no empty folders
             raise InputNotFoundError(f"input directory does not exist: {self.location}")
+        # Folder → the files and the folders directly in it ("" is the root), built once from the listing.
+        self._files_in: dict[str, list[str]] = defaultdict(list)
+        self._dirs_in: dict[str, set[str]] = defaultdict(set)
+        for name in sorted(self.files):
+            self._files_in[_parent(name)].append(name)
+            folder = _parent(name)
+            while folder and PurePosixPath(folder).name not in self._dirs_in[_parent(folder)]:
+                self._dirs_in[_parent(folder)].add(PurePosixPath(folder).name)
+                folder = _parent(folder)
+        self._files_in, self._dirs_in = dict(self._files_in), dict(self._dirs_in)  # lookups must not add folders
 
     def where(self, relative: str) -> str:
         """The full location of a listed file: a local path or a URI, as workers read it."""
@@ -110,19 +119,18 @@ class Tree:
         return relative in self.files
 
     def is_dir(self, relative: str) -> bool:
-        return relative in self.dirs
+        return relative.strip("/") in self._files_in or relative.strip("/") in self._dirs_in
 
     def subdirs(self, relative: str = "") -> list[str]:
         """Names of the folders directly inside `relative` ("" is the root)."""
-        depth = len(PurePosixPath(relative).parts)
-        return sorted(PurePosixPath(d).name for d in self.dirs
-                      if len(PurePosixPath(d).parts) == depth + 1 and _inside(d, relative))
+        return sorted(self._dirs_in.get(relative.strip("/"), ()))
 
     def files_in(self, relative: str = "", recursive: bool = False) -> list[str]:
         """Relative paths of the files inside the folder `relative`, sorted; `recursive` includes subfolders."""
-        depth = len(PurePosixPath(relative).parts)
-        return sorted(name for name in self.files if _inside(name, relative)
-                      and (recursive or len(PurePosixPath(name).parts) == depth + 1))
+        folder = relative.strip("/")
+        if not recursive:
+            return list(self._files_in.get(folder, ()))
+        return sorted(name for name in self.files if not folder or name.startswith(f"{folder}/"))
 
     def read_text(self, relative: str) -> str:
         try:
@@ -131,8 +139,9 @@ class Tree:
             raise DataError(f"cannot read {self.where(relative)}: {exc}") from exc
 
 
-def _inside(name: str, folder: str) -> bool:
-    return not folder or name.startswith(folder.rstrip("/") + "/")
+def _parent(relative: str) -> str:
+    parent = str(PurePosixPath(relative).parent)
+    return "" if parent == "." else parent
 
 
 def _name(relative: str) -> str:
@@ -159,12 +168,6 @@ def detect_format(tree: Tree) -> str:
 
 def list_sources(root: str | Path, input_format: str = "auto") -> Listing:
     """The records of one input root: a local folder or an object-store prefix (`s3://bucket/crawl`)."""
-    if not is_uri(root):
-        path = Path(root)
-        if not path.exists():
-            raise InputNotFoundError(f"input directory does not exist: {path}")
-        if not path.is_dir():
-            raise DataError(f"input is not a directory: {path}")
     tree = Tree(root)
     chosen = detect_format(tree) if input_format == "auto" else input_format
     readers = {"crawl": _list_crawl, "thesis": _list_thesis, "mirflickr": _list_mirflickr, "folder": _list_folder}

@@ -73,7 +73,11 @@ class ShardImages:
         return 0  # nothing held: what it reads is counted by the cache's bound, not here
 
     def __getitem__(self, key: slice | int | Sequence[int] | np.ndarray) -> np.ndarray:
-        positions = np.arange(len(self))[key] if isinstance(key, slice | int | np.integer) else np.asarray(key)
+        if isinstance(key, slice):
+            positions = np.arange(*key.indices(len(self)))
+        else:
+            positions = np.asarray(key)
+            positions = np.where(positions < 0, positions + len(self), positions)  # numpy's negative indices
         flat = np.atleast_1d(positions).astype(np.int64)
         if len(flat) and (flat.min() < 0 or flat.max() >= len(self)):
             raise IndexError(f"index out of range for {len(self)} rows")
