@@ -119,11 +119,17 @@ def test_ingest_survives_a_worker_killed_with_decode_tasks_in_flight(
     assert digest == _golden(fixtures)
     card = json.loads((tmp_path / "copy" / "dataset.json").read_text())
     assert len(card["shards"]) == 31 and len({shard["path"] for shard in card["shards"]}) == 31
-    # The attempts killed with the node failed; each was run again, on the surviving worker, and finished.
-    tasks = _decode_tasks(cluster)
-    lost = {t["task_id"] for t in tasks if t["node_id"] == worker_a.node_id and t["state"] == "FAILED"}
-    assert {t["task_id"] for t in running} <= lost, (running, [t for t in tasks if t["task_id"] in lost])
-    retried = [t for t in tasks if t["task_id"] in lost and t["state"] == "FINISHED"]
-    assert {t["task_id"] for t in retried} == lost and {t["node_id"] for t in retried} == {worker_b.node_id}
+    # The attempts killed with the node failed; each was run again, on the surviving worker, and finished. The state
+    # API learns of a dead node's attempts with a delay: wait for it to show them (the job has already finished).
+    deadline = time.monotonic() + 120
+    while True:
+        tasks = _decode_tasks(cluster)
+        lost = {t["task_id"] for t in tasks if t["node_id"] == worker_a.node_id and t["state"] == "FAILED"}
+        retried = [t for t in tasks if t["task_id"] in lost and t["state"] == "FINISHED"]
+        if {t["task_id"] for t in running} <= lost and {t["task_id"] for t in retried} == lost:
+            break
+        assert time.monotonic() < deadline, (running, [t for t in tasks if t["task_id"] in lost])
+        time.sleep(0.5)
+    assert {t["node_id"] for t in retried} == {worker_b.node_id}, retried
     print(f"\ningest node-loss: {len(lost)} decode task(s) lost with worker A and re-run on worker B; "
           f"{len(ids)} photos, each once")
