@@ -365,7 +365,10 @@ def _train_phases(loop: TrainingState, built: BuiltModel, phases: list[Phase], c
             continue  # the saved state had finished this phase
         batches = array_batches(train, targets, config.batch_size, shuffle=True, seed=config.seed,
                                 start_epoch=loop.epoch)
-        loop.model.fit(batches, initial_epoch=loop.phase_epoch, epochs=phase.epochs, verbose=0,
+        # shuffle=False: the batches are already shuffled, seeded by (seed, epoch). Keras' own shuffle would
+        # request them in an order drawn from Python's global `random` (a resumed trial could not replay it) and
+        # jump between a streamed epoch's buffers, re-reading shards for most batches
+        loop.model.fit(batches, initial_epoch=loop.phase_epoch, epochs=phase.epochs, verbose=0, shuffle=False,
                        callbacks=[loop.callback(phase.name)])
     loop.use(built.model, inputs["val"])
     return fine_tuned

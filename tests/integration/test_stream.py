@@ -74,3 +74,21 @@ def test_a_streaming_sweep_matches_the_in_memory_sweep(small_dataset: Path, tmp_
                                                                        abs=0.01)
         assert streamed.loc[modality, "epochs"] == memory.loc[modality, "epochs"] == 3
     assert isinstance(streamed, pd.DataFrame)
+
+
+def test_a_streamed_trial_reads_each_shard_once_per_epoch(ray_local: None, tmp_path: Path) -> None:
+    """Keras trains on the batches in the order array_batches shuffled them, buffer after buffer: `model.fit`'s own
+    batch shuffle (its default) would jump between buffers and re-read most shards for every batch."""
+    from exifray.config import TrialConfig
+    from exifray.testing.datasets import make_dataset
+    from exifray.train import run_trial
+
+    data = load_arrays(make_dataset(tmp_path, photos=200, sizes=(32,), shard_size=20), 32, stream_buffer_shards=1)
+    images = data.train.images
+    assert isinstance(images, ShardImages) and len(images.shards) == 10 and images.capacity == 3
+    config = TrialConfig(modality="image", backbone="TestTinyCNN", image_size=32, epochs=3, batch_size=8,
+                         early_stopping_patience=10)
+    run_trial(config, data)
+    # each epoch reads every shard once, plus the shards of the two batches Keras reads first to learn their shapes
+    # (98 reads with Keras' batch shuffle)
+    assert 3 * 10 <= images.reads <= 3 * 10 + 3
