@@ -37,7 +37,7 @@ class RoleSampler(PeakSampler):
     """PeakSampler, plus the peak PSS of the trial's process (`ray::ImplicitFunc`) and of this driver alone."""
 
     def __init__(self) -> None:
-        self.trial_peak = self.driver_peak = 0
+        self.trial_peak = self.trial_uss_peak = self.driver_peak = 0
         super().__init__()
 
     def run(self) -> None:  # once a second: reading every process's smaps 5 times a second takes a core here
@@ -52,15 +52,17 @@ class RoleSampler(PeakSampler):
         total = 0
         for process in _ray_processes():
             try:
-                pss = process.memory_full_info().pss
+                info = process.memory_full_info()
+                pss = info.pss
                 title = " ".join(process.cmdline()[:1])
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue
             total += pss
             if title.startswith("ray::ImplicitFunc"):
-                self.trial_peak = max(getattr(self, "trial_peak", 0), pss)
+                self.trial_peak = max(self.trial_peak, pss)
+                self.trial_uss_peak = max(self.trial_uss_peak, info.uss)
             elif process.pid == os.getpid():
-                self.driver_peak = max(getattr(self, "driver_peak", 0), pss)
+                self.driver_peak = max(self.driver_peak, pss)
         return total
 
 
@@ -105,9 +107,12 @@ def main() -> None:
         card = read_card(big)
         images_mb = card.photos * args.image_size ** 2 * 3 / 2**20
         budget_mb = images_mb / 3
-        runs = {"small dataset, in memory (one trial's process)": (small, {"stream": "never"}),
-                "big dataset, in memory": (big, {"stream": "never"}),
-                f"big dataset, streamed (budget {budget_mb:.1f} MiB)": (big, {"budget_mb": budget_mb})}
+        small_label, streamed_label, memory_label = ("small dataset, in memory (one trial)",
+                                                     f"big dataset, streamed (budget {budget_mb:.1f} MiB)",
+                                                     "big dataset, in memory")
+        # the streamed run before the in-memory one: the driver keeps some of what it held for the in-memory run
+        runs = {small_label: (small, {"stream": "never"}), streamed_label: (big, {"budget_mb": budget_mb}),
+                memory_label: (big, {"stream": "never"})}
         idle = PeakSampler.sample()
         results = {}
         for index, (label, (data, setting)) in enumerate(runs.items()):
@@ -118,32 +123,37 @@ def main() -> None:
                                storage_path=str(root / "experiments"))
             peak = sampler.stop() - idle
             row = result.leaderboard.iloc[0]
-            epoch = float(row["train_time_s"]) / float(row["epochs"])  # an epoch's training and validation
-            results[label] = (peak, epoch, float(row["val_f1_macro"]), str(row["data_source"]),
-                              time.perf_counter() - started, sampler.trial_peak, sampler.driver_peak)
+            results[label] = {"sweep": peak, "trial": sampler.trial_peak, "trial_uss": sampler.trial_uss_peak,
+                              "driver": sampler.driver_peak, "wall": time.perf_counter() - started,
+                              "epoch": float(row["train_time_s"]) / float(row["epochs"]),  # training + validation
+                              "f1": float(row["val_f1_macro"]), "source": str(row["data_source"])}
         # Epoch times again without the sampler, which competes for the 2 cores with the streaming reader thread
         timed = {}
-        for label in list(runs)[1:]:
+        for label in (memory_label, streamed_label):
             data, setting = runs[label]
             row = run_sweep(_plan(f"timed{len(timed)}", args.image_size, args.epochs, setting), data,
                             storage_path=str(root / "experiments")).leaderboard.iloc[0]
             timed[label] = float(row["train_time_s"]) / float(row["epochs"])
+    mib = 2**20
     print(f"big dataset: {card.photos} photos at {args.image_size} px in {len(card.shards)} shards, "
           f"{images_mb:.1f} MiB of images; one image-only SmallCNN trial, {args.epochs} epochs, batch 64; "
-          f"idle Ray {idle / 2**20:.0f} MiB PSS")
-    mib = 2**20
-    for label, (peak, epoch, f1, source, wall, trial, driver) in results.items():
-        print(f"{label:50s}: peak {peak / mib:6.0f} MiB above idle Ray (trial process {trial / mib:4.0f}, driver "
-              f"{driver / mib:4.0f}), epoch {epoch:.2f} s, val F1 {f1:.3f}, wall {wall:.0f} s [{source}]")
-    one_trial, memory, streamed = results.values()
-    bound = budget_mb + one_trial[5] / mib
-    print(f"memory: streamed trial process {streamed[5] / mib:.0f} MiB vs one trial's process (small dataset) + "
-          f"budget {bound:.0f} MiB ({streamed[5] / mib / bound:.2f}x); driver streamed {streamed[6] / mib:.0f} MiB "
-          f"vs in memory {memory[6] / mib:.0f} MiB; whole sweep streamed {streamed[0] / mib:.0f} MiB vs in memory "
-          f"{memory[0] / mib:.0f} MiB ({streamed[0] / memory[0]:.2f}x)")
-    (memory_epoch, streamed_epoch) = timed.values()
-    print(f"epoch time (runs without the sampler): streamed {streamed_epoch:.2f} s vs in memory {memory_epoch:.2f} s "
-          f"({streamed_epoch / memory_epoch:.2f}x)")
+          f"idle Ray {idle / mib:.0f} MiB PSS")
+    for label, run in results.items():
+        print(f"{label:50s}: whole sweep {run['sweep'] / mib:5.0f} MiB above idle Ray; trial process "
+              f"{run['trial'] / mib:4.0f} (private {run['trial_uss'] / mib:4.0f}), driver {run['driver'] / mib:4.0f}; "
+              f"epoch {run['epoch']:.2f} s, val F1 {run['f1']:.3f}, wall {run['wall']:.0f} s [{run['source']}]")
+    one, streamed, memory = results[small_label], results[streamed_label], results[memory_label]
+    for what, key in (("whole sweep", "sweep"), ("trial process", "trial")):
+        bound = one[key] / mib + budget_mb
+        print(f"memory bound, {what}: streamed {streamed[key] / mib:.0f} MiB vs the small dataset's "
+              f"{one[key] / mib:.0f} + budget {budget_mb:.1f} = {bound:.0f} MiB ({streamed[key] / mib / bound:.2f}x)")
+    held = (streamed["trial_uss"] - memory["trial_uss"]) / mib
+    print(f"held by the streamed trial beyond the in-memory trial's private memory (its pixels are in the object "
+          f"store): {held:.0f} MiB ({held / budget_mb:.2f}x the budget); driver streamed {streamed['driver'] / mib:.0f}"
+          f" MiB vs in memory {memory['driver'] / mib:.0f} MiB; whole sweep streamed {streamed['sweep'] / mib:.0f} "
+          f"MiB vs in memory {memory['sweep'] / mib:.0f} MiB ({streamed['sweep'] / memory['sweep']:.2f}x)")
+    print(f"epoch time (runs without the sampler): streamed {timed[streamed_label]:.2f} s vs in memory "
+          f"{timed[memory_label]:.2f} s ({timed[streamed_label] / timed[memory_label]:.2f}x)")
 
 
 if __name__ == "__main__":

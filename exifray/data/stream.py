@@ -164,9 +164,17 @@ class ShardImages:
 
         from exifray.fsutil import filesystem_and_path
 
+        if pa.default_memory_pool().backend_name != "system":
+            # A streaming process reads whole shards again and again. Arrow's default allocator (mimalloc) keeps
+            # the freed read buffers of its threads (~20 MiB here whatever the buffer size: found by
+            # jobs/bench_stream.py); the system allocator returns them (`release_unused` trims the heap).
+            # Buffers already allocated keep their own pool, so switching is safe at any time.
+            pa.set_memory_pool(pa.system_memory_pool())
         try:
             fs, path = filesystem_and_path(self.shards[shard])
-            table = pq.read_table(path, columns=[schema.image_column(self.image_size)], filesystem=fs)
+            # ParquetFile.read, not read_table: no dataset scanner, no pre-buffering, no reader threads of its own
+            table = pq.ParquetFile(path, filesystem=fs).read(columns=[schema.image_column(self.image_size)],
+                                                             use_threads=False)
         except OSError as exc:  # FileNotFoundError included
             raise DataError(f"cannot read the shard {self.shards[shard]} ({type(exc).__name__}: {exc}); a streaming "
                             "sweep reads the dataset version it started with: was the dataset re-ingested since?"
@@ -189,8 +197,8 @@ def stream_buffer_shards(config: DataConfig, card: DatasetCard, sizes: Sequence[
 
     `auto` streams when the image columns the sweep loads exceed the budget. A streaming trial holds about three
     buffers of its split's rows (the one training, the one before for batches that straddle, the one being
-    prefetched), so a buffer gets a third of the budget's share of one of `max_concurrent` trials, and at least
-    one shard."""
+    prefetched) and the shard being read, so a buffer gets a third of what remains of one of `max_concurrent`
+    trials' share of the budget after that read, and at least one shard."""
     if config.stream == "never" or not sizes:
         return None
     budget = config.budget_bytes(object_store_bytes)
@@ -201,7 +209,8 @@ def stream_buffer_shards(config: DataConfig, card: DatasetCard, sizes: Sequence[
         return None
     shard_rows = max((shard.rows for shard in card.shards), default=card.photos)
     shard_bytes = max(1, shard_rows * max(sizes) ** 2 * 3)
-    buffer = max(1, int(budget / max(1, max_concurrent) / (3 * shard_bytes)))
+    # the read in flight holds one shard's column twice (as stored, and decoded) until it is copied into a slot
+    buffer = max(1, int((budget / max(1, max_concurrent) - 2 * shard_bytes) / (3 * shard_bytes)))
     logger.info("data: streaming %.0f MiB of images from the shards (%s; budget %.0f MiB): shuffle buffers of %d "
                 "shard(s), ~%.0f MiB per trial", needed / 2**20,
                 "stream: always" if config.stream == "always" else "over budget", budget / 2**20, buffer,

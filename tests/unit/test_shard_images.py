@@ -116,9 +116,9 @@ def test_auto_streams_only_over_the_budget_and_sizes_buffers_from_it() -> None:
     assert stream_buffer_shards(DataConfig(), card, [64], 2, object_store_bytes=1e9) is None  # 117 MiB < 477 MiB
     assert stream_buffer_shards(DataConfig(budget_mb=200), card, [64], 2, 0) is None
     assert stream_buffer_shards(DataConfig(stream="never", budget_mb=1), card, [64], 2, 0) is None
-    # over budget: 60 MiB for 2 trials → 30 MiB each → three buffers of 1 shard (5.9 MiB) fit; 17.6 MiB ≤ 30
+    # over budget: 60 MiB for 2 trials → 30 MiB each → a shard's read (2 × 5.9 MiB) and three buffers of 1 shard fit
     assert stream_buffer_shards(DataConfig(budget_mb=60), card, [64], 2, 0) == 1
-    assert stream_buffer_shards(DataConfig(budget_mb=100), card, [64], 1, 0) == 5
+    assert stream_buffer_shards(DataConfig(budget_mb=95), card, [64], 1, 0) == 4  # (95 - 11.7) / 17.6; not 95 / 17.6
     assert stream_buffer_shards(DataConfig(stream="always"), card, [64], 1, 1e9) >= 1
     assert stream_buffer_shards(DataConfig(stream="always", budget_mb=0.001), card, [64], 4, 0) == 1  # one shard min
     assert stream_buffer_shards(DataConfig(), card, [64], 1, 0) is None  # no known budget: never on auto
