@@ -8,7 +8,8 @@ A `ShardImages` stands in for the (n, s, s, 3) uint8 array of one split: it hold
 are (shard files, local or any pyarrow URI, and which rows of each belong to the split), so it pickles small
 and every trial process reads the shards itself. Reading is by whole shard (a shard is one Parquet row group):
 a small cache keeps the shards of the current and the next buffer, and a background thread reads the next
-buffer's shards while the current one trains (prefetching). Epoch orders are seeded by (seed, epoch) alone, so
+buffer's shards while the current one trains (prefetching). Batches must come in order (Keras' `fit` with
+`shuffle=False`): out of order they are still right, but most of them re-read shards. Epoch orders are seeded by (seed, epoch) alone, so
 a trial resumed at epoch k sees the same order as one that never stopped.
 """
 
@@ -39,7 +40,7 @@ class ShardImages:
     shards: tuple[str, ...]  # full locations: local paths or URIs (`s3://bucket/dataset/versions/.../part-00000.parquet`)
     rows: tuple[np.ndarray, ...]  # per shard: the split's row numbers inside it, ascending
     image_size: int
-    buffer_shards: int = 2  # shards shuffled together; the cache holds about three buffers
+    buffer_shards: int = 2  # shards shuffled together; the cache holds two buffers
     _cache: OrderedDict[int, tuple[int, Future[np.ndarray]]] = field(default_factory=OrderedDict, init=False,
                                                                      repr=False)  # shard → (slot, its read)
     _plan: list[int] = field(default_factory=list, init=False, repr=False)  # shard order of the current pass
@@ -119,10 +120,11 @@ class ShardImages:
     # --- reading -----------------------------------------------------------------------------------------------
 
     def _shard(self, shard: int) -> np.ndarray:
-        """The split's rows of one shard, from the cache or read now; schedules the next buffer's shards."""
+        """The split's rows of one shard, from the cache or read now; schedules the rest of its buffer and the
+        next buffer's shards. Once a batch reaches a buffer, the one before is done with (a batch that straddles
+        two buffers copies its rows of the earlier one first), so its slots take the next buffer's reads."""
         with self._lock:
-            upcoming = [s for s in self._upcoming(shard) if s != shard]
-            wanted = [shard, *upcoming]
+            wanted = [shard, *(s for s in self._current_and_next(shard) if s != shard)]
             self._evict(keep=set(wanted), room=sum(s not in self._cache for s in wanted))
             for member in wanted:
                 if member not in self._cache:
@@ -131,17 +133,17 @@ class ShardImages:
             future = self._cache[shard][1]
         return future.result()
 
-    def _upcoming(self, shard: int) -> list[int]:
-        """The shards of the buffer after the one `shard` is in, in the current plan."""
+    def _current_and_next(self, shard: int) -> list[int]:
+        """The shards of the buffer `shard` is in and of the buffer after it, in the current plan."""
         if shard not in self._plan:
             return []
         buffer = self._plan.index(shard) // self.buffer_shards
-        return self._plan[(buffer + 1) * self.buffer_shards:(buffer + 2) * self.buffer_shards]
+        return self._plan[buffer * self.buffer_shards:(buffer + 2) * self.buffer_shards]
 
     @property
     def capacity(self) -> int:
-        """Shards held at most: about three buffers (the one training, its neighbour, the one read ahead)."""
-        return max(3 * self.buffer_shards, 2)
+        """Shards held at most: two buffers (the one training, the one read ahead)."""
+        return 2 * self.buffer_shards
 
     def _submit(self, shard: int) -> None:
         if self._pool is None:
@@ -195,10 +197,10 @@ def stream_buffer_shards(config: DataConfig, card: DatasetCard, sizes: Sequence[
                          object_store_bytes: float) -> int | None:
     """Whether a sweep streams its pixels, and with how many shards per shuffle buffer (None: in memory).
 
-    `auto` streams when the image columns the sweep loads exceed the budget. A streaming trial holds about three
-    buffers of its split's rows (the one training, the one before for batches that straddle, the one being
-    prefetched) and the shard being read, so a buffer gets a third of what remains of one of `max_concurrent`
-    trials' share of the budget after that read, and at least one shard."""
+    `auto` streams when the image columns the sweep loads exceed the budget. A streaming trial holds two buffers
+    of its split's rows (the one training, the one being prefetched) and the shard being read, so a buffer gets
+    half of what remains of one of `max_concurrent` trials' share of the budget after that read, and at least
+    one shard."""
     if config.stream == "never" or not sizes:
         return None
     budget = config.budget_bytes(object_store_bytes)
@@ -210,11 +212,11 @@ def stream_buffer_shards(config: DataConfig, card: DatasetCard, sizes: Sequence[
     shard_rows = max((shard.rows for shard in card.shards), default=card.photos)
     shard_bytes = max(1, shard_rows * max(sizes) ** 2 * 3)
     # the read in flight holds one shard's column twice (as stored, and decoded) until it is copied into a slot
-    buffer = max(1, int((budget / max(1, max_concurrent) - 2 * shard_bytes) / (3 * shard_bytes)))
+    buffer = max(1, int((budget / max(1, max_concurrent) - 2 * shard_bytes) / (2 * shard_bytes)))
     logger.info("data: streaming %.0f MiB of images from the shards (%s; budget %.0f MiB): shuffle buffers of %d "
                 "shard(s), ~%.0f MiB per trial", needed / 2**20,
                 "stream: always" if config.stream == "always" else "over budget", budget / 2**20, buffer,
-                3 * buffer * shard_bytes / 2**20)
+                (2 * buffer + 2) * shard_bytes / 2**20)
     return buffer
 
 

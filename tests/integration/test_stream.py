@@ -85,7 +85,7 @@ def test_a_streamed_trial_reads_each_shard_once_per_epoch(ray_local: None, tmp_p
 
     data = load_arrays(make_dataset(tmp_path, photos=200, sizes=(32,), shard_size=20), 32, stream_buffer_shards=1)
     images = data.train.images
-    assert isinstance(images, ShardImages) and len(images.shards) == 10 and images.capacity == 3
+    assert isinstance(images, ShardImages) and len(images.shards) == 10 and images.capacity == 2
     config = TrialConfig(modality="image", backbone="TestTinyCNN", image_size=32, epochs=3, batch_size=8,
                          early_stopping_patience=10)
     run_trial(config, data)

@@ -80,13 +80,13 @@ def _buffer_bounds(order: np.ndarray, shard_of: np.ndarray, seen: list[int]) -> 
     return bounds
 
 
-def test_one_epoch_in_order_reads_each_shard_once_and_holds_at_most_three_buffers(tmp_path: Path) -> None:
+def test_one_epoch_in_order_reads_each_shard_once_and_holds_at_most_two_buffers(tmp_path: Path) -> None:
     images, memory, _ = _shards(tmp_path, [8] * 12)
     order = images.epoch_order(seed=0, epoch=0)
     for start in range(0, len(order), 5):  # batches of 5, as Keras asks for them
         rows = order[start:start + 5]
         np.testing.assert_array_equal(images[rows], memory[rows])
-        assert len(images._cache) <= 3 * images.buffer_shards
+        assert len(images._cache) <= 2 * images.buffer_shards
     assert images.reads == 12  # each shard read once (the prefetched ones were used, none read twice)
 
 
@@ -116,9 +116,9 @@ def test_auto_streams_only_over_the_budget_and_sizes_buffers_from_it() -> None:
     assert stream_buffer_shards(DataConfig(), card, [64], 2, object_store_bytes=1e9) is None  # 117 MiB < 477 MiB
     assert stream_buffer_shards(DataConfig(budget_mb=200), card, [64], 2, 0) is None
     assert stream_buffer_shards(DataConfig(stream="never", budget_mb=1), card, [64], 2, 0) is None
-    # over budget: 60 MiB for 2 trials → 30 MiB each → a shard's read (2 × 5.9 MiB) and three buffers of 1 shard fit
+    # over budget: 60 MiB for 2 trials → 30 MiB each → a shard's read (2 × 5.9 MiB) and two buffers of 1 shard fit
     assert stream_buffer_shards(DataConfig(budget_mb=60), card, [64], 2, 0) == 1
-    assert stream_buffer_shards(DataConfig(budget_mb=95), card, [64], 1, 0) == 4  # (95 - 11.7) / 17.6; not 95 / 17.6
+    assert stream_buffer_shards(DataConfig(budget_mb=64), card, [64], 1, 0) == 4  # (64 - 11.7) / 11.7; not 64 / 11.7
     assert stream_buffer_shards(DataConfig(stream="always"), card, [64], 1, 1e9) >= 1
     assert stream_buffer_shards(DataConfig(stream="always", budget_mb=0.001), card, [64], 4, 0) == 1  # one shard min
     assert stream_buffer_shards(DataConfig(), card, [64], 1, 0) is None  # no known budget: never on auto
