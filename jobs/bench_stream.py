@@ -6,17 +6,18 @@
 One image-only SmallCNN trial (1 CPU) five times, in one run:
 
 1. a small dataset (256 photos) in memory: what one trial costs without data (its process, TensorFlow, the
-   driver's share) — the "one trial's process" of the memory bound;
-2. the big dataset in memory (`data: {stream: never}`): the in-memory epoch time, and its peak;
-3. the big dataset with `data: {budget_mb: B}`, B a third of its images, so `auto` streams it.
+   driver's share) — the "one trial" of the memory bound;
+2. the big dataset with `data: {budget_mb: B}`, B a third of its images, so `auto` streams it;
+3. the big dataset in memory (`data: {stream: never}`): the in-memory epoch time, and its peak (after 2: the
+   driver keeps some of the memory it held for the pixels).
 
 Every second it samples the proportional set size (PSS) of all Ray processes plus this driver (the object store's
-shared pages counted once) and prints each run's peak above idle Ray, and the trial process's and the driver's own
-peaks; then it runs 2 and 3 again without sampling, for their mean epoch times (reading smaps competes for the two
-cores with the streaming reader thread). The targets: the streamed trial's process stays under B plus run 1's
-trial process (the data it holds is bounded by the budget, not the dataset), the driver no longer holds the
-pixels, and the streamed epoch is ≤ 1.5× the in-memory one. (The sum over all Ray processes also moves with the
-idle workers Ray starts and reaps, ±100 MiB here, which is why the roles are shown apart.)
+shared pages counted once) and prints each run's peak above idle Ray, the trial process's (and its private memory,
+USS) and the driver's own peaks; then it runs 3 and 2 again without sampling, for their epoch times (reading smaps
+competes for the two cores with the streaming reader thread). The targets: the streamed sweep, and its trial
+process, stay under B plus run 1's (the data a trial holds is bounded by the budget, not the dataset), the driver
+no longer holds the pixels, and the streamed epoch is ≤ 1.5× the in-memory one. (The sum over all Ray processes
+also moves with the idle workers Ray starts and reaps, which is why the roles are shown apart.)
 """
 
 from __future__ import annotations
