@@ -9,8 +9,8 @@ are (shard files, local or any pyarrow URI, and which rows of each belong to the
 and every trial process reads the shards itself. Reading is by whole shard (a shard is one Parquet row group):
 a small cache keeps the shards of the current and the next buffer, and a background thread reads the next
 buffer's shards while the current one trains (prefetching). Batches must come in order (Keras' `fit` with
-`shuffle=False`): out of order they are still right, but most of them re-read shards. Epoch orders are seeded by (seed, epoch) alone, so
-a trial resumed at epoch k sees the same order as one that never stopped.
+`shuffle=False`): out of order they are still right, but most of them re-read shards. Epoch orders are seeded
+by (seed, epoch) alone, so a trial resumed at epoch k sees the same order as one that never stopped.
 """
 
 from __future__ import annotations
