@@ -98,14 +98,18 @@ def test_bench_ingest_smoke_prints_the_pool_the_pipeline_and_their_ratio() -> No
 
 def test_bench_stream_smoke_prints_each_run_the_memory_roles_and_the_epoch_ratio() -> None:
     result = _smoke("bench_stream.py", timeout=600)
-    runs = re.findall(r"(small dataset, in memory|big dataset, in memory|big dataset, streamed) .*: peak +(\d+) MiB "
-                      r"above idle Ray \(trial process +(\d+), driver +(\d+)\).*\[(.+)\]", result.stdout)
-    assert [run[0] for run in runs] == ["small dataset, in memory", "big dataset, in memory",
-                                        "big dataset, streamed"], result.stdout
-    assert [run[4] for run in runs][1:] == ["memory", "streamed from 10 shards, buffers of 1"], result.stdout
-    assert all(int(run[2]) > 0 and int(run[3]) > 0 for run in runs)  # both roles were sampled
-    bound = re.search(r"streamed trial process (\d+) MiB vs .* \+ budget (\d+) MiB \(([\d.]+)x\)", result.stdout)
+    runs = re.findall(r"(small dataset, in memory|big dataset, streamed|big dataset, in memory)[^:]*: whole sweep "
+                      r"+(\d+) MiB above idle Ray; trial process +(\d+) \(private +(\d+)\), driver +(\d+);.*\[(.+)\]",
+                      result.stdout)
+    assert [run[0] for run in runs] == ["small dataset, in memory", "big dataset, streamed",
+                                        "big dataset, in memory"], result.stdout
+    assert [run[5] for run in runs][1:] == ["streamed from 10 shards, buffers of 1", "memory"], result.stdout
+    assert all(int(run[2]) > 0 and int(run[3]) > 0 and int(run[4]) > 0 for run in runs)  # every role was sampled
+    bounds = re.findall(r"memory bound, (whole sweep|trial process): streamed (\d+) MiB vs the small dataset's (\d+) "
+                        r"\+ budget ([\d.]+) = (\d+) MiB \(([\d.]+)x\)", result.stdout)
     epoch = re.search(r"streamed ([\d.]+) s vs in memory ([\d.]+) s \(([\d.]+)x\)", result.stdout)
-    assert bound and epoch, result.stdout
-    assert float(bound.group(3)) == pytest.approx(int(bound.group(1)) / int(bound.group(2)), abs=0.01)
+    assert [bound[0] for bound in bounds] == ["whole sweep", "trial process"] and epoch, result.stdout
+    for _, streamed, small, budget, limit, ratio in bounds:
+        assert int(limit) == pytest.approx(int(small) + float(budget), abs=1)
+        assert float(ratio) == pytest.approx(int(streamed) / int(limit), abs=0.01)
     assert float(epoch.group(3)) == pytest.approx(float(epoch.group(1)) / float(epoch.group(2)), abs=0.01)
