@@ -1,0 +1,44 @@
+"""Latency measurement: one traced warm-up batch, then up to four full batches timed."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from exifray.models.runtime import inference_ms
+
+
+def _recording_model() -> tuple[object, list[tuple[int, int]]]:
+    """A real Keras model that records the size of every predict call and its batch size."""
+    import keras
+
+    calls: list[tuple[int, int]] = []
+
+    class Recording(keras.Model):
+        def predict(self, x, batch_size=None, **kwargs):  # type: ignore[no-untyped-def, override]
+            calls.append((len(x["x"]), batch_size))
+            return super().predict(x, batch_size=batch_size, **kwargs)
+
+    inputs = keras.Input((4,), name="x")
+    return Recording({"x": inputs}, keras.layers.Dense(2)(inputs)), calls
+
+
+@pytest.mark.parametrize(("photos", "expected"), [
+    (1000, [(32, 32), (128, 32)]),  # warm-up batch, then 4 full batches
+    (70, [(32, 32), (64, 32)]),  # only full batches are timed: a partial one would be traced again
+    (10, [(10, 10), (10, 10)]),  # fewer photos than a batch: one batch of them
+])
+def test_latency_traces_one_batch_then_times_up_to_four_full_ones(photos: int,
+                                                                  expected: list[tuple[int, int]]) -> None:
+    model, calls = _recording_model()
+    latency = inference_ms(model, {"x": np.zeros((photos, 4), np.float32)}, 32)  # type: ignore[arg-type]
+    assert calls == expected
+    assert 0 < latency < 1000
+
+
+def test_latency_of_no_photos_is_nan() -> None:
+    model, calls = _recording_model()
+    assert math.isnan(inference_ms(model, {"x": np.zeros((0, 4), np.float32)}, 32))  # type: ignore[arg-type]
+    assert calls == []
