@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -78,6 +79,35 @@ def _plan(name: str, image_size: int, epochs: int, data: dict[str, object]):
     })
 
 
+def _sampled_run(plan: Any, data: Path, storage_path: str, idle: int) -> dict[str, Any]:
+    """One sweep with the memory sampler running: its peaks (above idle Ray), wall time, epoch time and val F1."""
+    from exifray.sweep import run_sweep
+
+    sampler = RoleSampler()
+    sampler.start()
+    started = time.perf_counter()
+    row = run_sweep(plan, data, storage_path=storage_path).leaderboard.iloc[0]
+    peak = sampler.stop() - idle
+    return {"sweep": peak, "trial": sampler.trial_peak, "trial_uss": sampler.trial_uss_peak,
+            "driver": sampler.driver_peak, "wall": time.perf_counter() - started,
+            "epoch": float(row["train_time_s"]) / float(row["epochs"]),  # training + validation
+            "f1": float(row["val_f1_macro"]), "source": str(row["data_source"])}
+
+
+def _report(one: dict[str, Any], streamed: dict[str, Any], memory: dict[str, Any], budget_mb: float) -> None:
+    """The memory bounds: the streamed run against the one-trial run plus the budget."""
+    mib = 2**20
+    for what, key in (("whole sweep", "sweep"), ("trial process", "trial")):
+        bound = one[key] / mib + budget_mb
+        print(f"memory bound, {what}: streamed {streamed[key] / mib:.0f} MiB vs the small dataset's "
+              f"{one[key] / mib:.0f} + budget {budget_mb:.1f} = {bound:.0f} MiB ({streamed[key] / mib / bound:.2f}x)")
+    held = (streamed["trial_uss"] - memory["trial_uss"]) / mib
+    print(f"held by the streamed trial beyond the in-memory trial's private memory (its pixels are in the object "
+          f"store): {held:.0f} MiB ({held / budget_mb:.2f}x the budget); driver streamed {streamed['driver'] / mib:.0f}"
+          f" MiB vs in memory {memory['driver'] / mib:.0f} MiB; whole sweep streamed {streamed['sweep'] / mib:.0f} "
+          f"MiB vs in memory {memory['sweep'] / mib:.0f} MiB ({streamed['sweep'] / memory['sweep']:.2f}x)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--photos", type=int, default=12000)
@@ -115,19 +145,9 @@ def main() -> None:
         runs = {small_label: (small, {"stream": "never"}), streamed_label: (big, {"budget_mb": budget_mb}),
                 memory_label: (big, {"stream": "never"})}
         idle = PeakSampler.sample()
-        results = {}
-        for index, (label, (data, setting)) in enumerate(runs.items()):
-            sampler = RoleSampler()
-            sampler.start()
-            started = time.perf_counter()
-            result = run_sweep(_plan(f"run{index}", args.image_size, args.epochs, setting), data,
-                               storage_path=str(root / "experiments"))
-            peak = sampler.stop() - idle
-            row = result.leaderboard.iloc[0]
-            results[label] = {"sweep": peak, "trial": sampler.trial_peak, "trial_uss": sampler.trial_uss_peak,
-                              "driver": sampler.driver_peak, "wall": time.perf_counter() - started,
-                              "epoch": float(row["train_time_s"]) / float(row["epochs"]),  # training + validation
-                              "f1": float(row["val_f1_macro"]), "source": str(row["data_source"])}
+        results = {label: _sampled_run(_plan(f"run{index}", args.image_size, args.epochs, setting), data,
+                                       str(root / "experiments"), idle)
+                   for index, (label, (data, setting)) in enumerate(runs.items())}
         # Epoch times again without the sampler, which competes for the 2 cores with the streaming reader thread
         timed = {}
         for label in (memory_label, streamed_label):
@@ -143,16 +163,7 @@ def main() -> None:
         print(f"{label:50s}: whole sweep {run['sweep'] / mib:5.0f} MiB above idle Ray; trial process "
               f"{run['trial'] / mib:4.0f} (private {run['trial_uss'] / mib:4.0f}), driver {run['driver'] / mib:4.0f}; "
               f"epoch {run['epoch']:.2f} s, val F1 {run['f1']:.3f}, wall {run['wall']:.0f} s [{run['source']}]")
-    one, streamed, memory = results[small_label], results[streamed_label], results[memory_label]
-    for what, key in (("whole sweep", "sweep"), ("trial process", "trial")):
-        bound = one[key] / mib + budget_mb
-        print(f"memory bound, {what}: streamed {streamed[key] / mib:.0f} MiB vs the small dataset's "
-              f"{one[key] / mib:.0f} + budget {budget_mb:.1f} = {bound:.0f} MiB ({streamed[key] / mib / bound:.2f}x)")
-    held = (streamed["trial_uss"] - memory["trial_uss"]) / mib
-    print(f"held by the streamed trial beyond the in-memory trial's private memory (its pixels are in the object "
-          f"store): {held:.0f} MiB ({held / budget_mb:.2f}x the budget); driver streamed {streamed['driver'] / mib:.0f}"
-          f" MiB vs in memory {memory['driver'] / mib:.0f} MiB; whole sweep streamed {streamed['sweep'] / mib:.0f} "
-          f"MiB vs in memory {memory['sweep'] / mib:.0f} MiB ({streamed['sweep'] / memory['sweep']:.2f}x)")
+    _report(results[small_label], results[streamed_label], results[memory_label], budget_mb)
     print(f"epoch time (runs without the sampler): streamed {timed[streamed_label]:.2f} s vs in memory "
           f"{timed[memory_label]:.2f} s ({timed[streamed_label] / timed[memory_label]:.2f}x)")
 

@@ -147,6 +147,13 @@ class ShardImages:
 
     def _submit(self, shard: int) -> None:
         if self._pool is None:
+            import pyarrow as pa
+
+            # A streaming process reads whole shards again and again. Arrow's default allocator (mimalloc) keeps
+            # the freed read buffers of its threads (~20 MiB here whatever the buffer size: found by
+            # jobs/bench_stream.py); the system allocator returns them (`release_unused` trims the heap).
+            # Buffers already allocated keep their own pool, so switching is safe at any time.
+            pa.set_memory_pool(pa.system_memory_pool())
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="exifray-shard-reader")
         slot = self._free.pop()
         self._cache[shard] = (slot, self._pool.submit(self._read, shard, slot))
@@ -166,12 +173,6 @@ class ShardImages:
 
         from exifray.fsutil import filesystem_and_path
 
-        if pa.default_memory_pool().backend_name != "system":
-            # A streaming process reads whole shards again and again. Arrow's default allocator (mimalloc) keeps
-            # the freed read buffers of its threads (~20 MiB here whatever the buffer size: found by
-            # jobs/bench_stream.py); the system allocator returns them (`release_unused` trims the heap).
-            # Buffers already allocated keep their own pool, so switching is safe at any time.
-            pa.set_memory_pool(pa.system_memory_pool())
         try:
             fs, path = filesystem_and_path(self.shards[shard])
             # ParquetFile.read, not read_table: no dataset scanner, no pre-buffering, no reader threads of its own
@@ -211,12 +212,12 @@ def stream_buffer_shards(config: DataConfig, card: DatasetCard, sizes: Sequence[
         return None
     shard_rows = max((shard.rows for shard in card.shards), default=card.photos)
     shard_bytes = max(1, shard_rows * max(sizes) ** 2 * 3)
-    # the read in flight holds one shard's column twice (as stored, and decoded) until it is copied into a slot
-    buffer = max(1, int((budget / max(1, max_concurrent) - 2 * shard_bytes) / (2 * shard_bytes)))
+    read_bytes = 2 * shard_bytes  # the read in flight: one shard's column as stored and decoded, until copied
+    buffer = max(1, int((budget / max(1, max_concurrent) - read_bytes) / (2 * shard_bytes)))
     logger.info("data: streaming %.0f MiB of images from the shards (%s; budget %.0f MiB): shuffle buffers of %d "
                 "shard(s), ~%.0f MiB per trial", needed / 2**20,
                 "stream: always" if config.stream == "always" else "over budget", budget / 2**20, buffer,
-                (2 * buffer + 2) * shard_bytes / 2**20)
+                (2 * buffer * shard_bytes + read_bytes) / 2**20)
     return buffer
 
 

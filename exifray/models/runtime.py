@@ -31,7 +31,6 @@ def configure_tensorflow(threads: int | None) -> None:
             logger.debug("TF thread pools already fixed in this process")
 
 
-
 def inference_ms(model: keras.Model, inputs: dict[str, np.ndarray], batch_size: int, *, batches: int = 4) -> float:
     """Milliseconds per photo for batched prediction: one batch first (which traces the predict function), then
     `batches` full batches timed (fewer when there are fewer photos). Tracing dominates a small model's first call
