@@ -385,15 +385,23 @@ class HeadFeatures:
     def use(self) -> bool:
         return self.route.use
 
-    def inputs(self, split: str) -> dict[str, np.ndarray]:
-        """The head model's inputs for a split: `features` (and `exif` for fusion)."""
+    def _obtained(self) -> Features:
         if self._features is None:
             assert self.key is not None
             pixels = {name: self.inputs_by_split[name]["image"] for name in schema.SPLITS}
             self._features, self.outcome, self.cost = obtain(
                 self.access.cache, self.key, lambda: compute_features(self.built, pixels, self.config.country),
                 self.access.coordination)
-        inputs = {"features": self._features.split(split)}
+        return self._features
+
+    @property
+    def width(self) -> int:
+        """How many pooled features each photo has (the head model's `features` input)."""
+        return int(self._obtained().train.shape[1])
+
+    def inputs(self, split: str) -> dict[str, np.ndarray]:
+        """The head model's inputs for a split: `features` (and `exif` for fusion)."""
+        inputs = {"features": self._obtained().split(split)}
         if "exif" in self.inputs_by_split[split]:
             inputs["exif"] = self.inputs_by_split[split]["exif"]
         return inputs

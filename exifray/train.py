@@ -128,9 +128,11 @@ class TrainingState:
     """Where training stands after each epoch, as a Keras callback drives it: per-epoch validation metrics,
     emissions, the report, the best weights, patience. `save` writes it as a resumable folder."""
 
-    def __init__(self, model: keras.Model, val: tuple[dict[str, np.ndarray], np.ndarray], multi_label: bool,
-                 emissions: TrialEmissions, report: Report | None, patience: int, batch_size: int):
-        self.model, self.val, self.multi_label = model, val, multi_label
+    def __init__(self, val_targets: np.ndarray, multi_label: bool, emissions: TrialEmissions, report: Report | None,
+                 patience: int, batch_size: int):
+        self._model: keras.Model | None = None  # `use` names it
+        self.val: tuple[dict[str, np.ndarray], np.ndarray] = ({}, val_targets)
+        self.multi_label = multi_label
         self.emissions, self.report, self.patience, self.batch_size = emissions, report, patience, batch_size
         self.history: list[dict[str, Any]] = []
         self.best_loss = math.inf
@@ -152,14 +154,19 @@ class TrainingState:
     def train_time_s(self) -> float:
         return self._train_time_before + time.perf_counter() - self._train_started
 
+    @property
+    def model(self) -> keras.Model:
+        assert self._model is not None, "use() names the model to train first"
+        return self._model
+
     def use(self, model: keras.Model, val_inputs: dict[str, np.ndarray]) -> None:
         """Train and validate `model` from now on (the head on cached features, or the full model). The best
         weights so far move over: they are restored into the current model, then read from the new one (the two
         share their head layers)."""
-        if model is not self.model and self.best_weights is not None:
-            self.model.set_weights(self.best_weights)
+        if self._model is not None and model is not self._model and self.best_weights is not None:
+            self._model.set_weights(self.best_weights)
             self.best_weights = model.get_weights()
-        self.model, self.val = model, (val_inputs, self.val[1])
+        self._model, self.val = model, (val_inputs, self.val[1])
 
     def start_phase(self, phase: str) -> None:
         if phase != self.phase:
@@ -347,12 +354,13 @@ def _train_phases(loop: TrainingState, built: BuiltModel, phases: list[Phase], c
         if index > 0:
             loop.restore_best()  # a phase starts from the best weights of the one before
         on_features = phase.unfreeze == 0 and head.use
-        model = built.head_model() if on_features else built.model
+        train = head.inputs("train") if on_features else inputs["train"]
+        model = built.head_model(head.width) if on_features else built.model
         loop.use(model, head.inputs("val") if on_features else inputs["val"])
         loop.report_extra = head.progress()  # an ASHA-stopped trial's last report still says it
-        train = head.inputs("train") if on_features else inputs["train"]
         if phase.unfreeze == 0:
-            freeze(built.backbone)
+            if not on_features:  # (on features the backbone is not even built)
+                freeze(built.backbone)
         elif phase.unfreeze is not None:
             fine_tuned = unfreeze_top(built.backbone, phase.unfreeze)
         steps = math.ceil(len(targets) / config.batch_size)
@@ -414,19 +422,19 @@ def run_trial(config: TrialConfig, data: DatasetArrays | str | Path, *, report: 
     inputs = {name: model_inputs(getattr(data, name), config, encoder) for name in schema.SPLITS}
     built = build_model(config, len(data.classes), encoder.width, data.multi_label, image_size)
     head = HeadFeatures(cache, config, built, inputs, image_size, data.card.dataset_id)
-    phases = plan_phases(config, two_phase=built.backbone is not None and built.pretrained)
+    phases = plan_phases(config, two_phase=built.pretrained)
     if config.fine_tune_layers > 0 and phases[0].name == "train" and config.uses_image:
         logger.info("weights are 'none': the backbone trains from scratch in one phase; fine_tune_layers=%d "
                     "has no effect", config.fine_tune_layers)
     with TrialEmissions(config.country, output_dir=emissions_dir) as emissions:
-        loop = TrainingState(built.model, (inputs["val"], data.val.targets), data.multi_label, emissions, report,
-                             config.early_stopping_patience, config.batch_size)
+        loop = TrainingState(data.val.targets, data.multi_label, emissions, report, config.early_stopping_patience,
+                             config.batch_size)
         fine_tuned = _train_phases(loop, built, phases, config, inputs, data.train.targets, head, resume)
         train_time = loop.train_time_s
         loop.restore_best()
         emissions.start_segment("test")
         on_features = head.use and phases[-1].unfreeze == 0  # the head trained last: every split's features cached
-        scoring = built.head_model() if on_features else built.model
+        scoring = built.head_model(head.width) if on_features else built.model
         split_inputs = head.inputs if on_features else inputs.__getitem__
         test = _test_scores(scoring, data, split_inputs("test"), config.batch_size)
         thresholds = _calibrated_thresholds(scoring, data, split_inputs("val"), config.batch_size)

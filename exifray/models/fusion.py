@@ -9,7 +9,6 @@ each branch to `fusion_width`, concatenates, applies one dense layer of `fusion_
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,6 +19,7 @@ if TYPE_CHECKING:
 from exifray.config import TrialConfig
 from exifray.errors import ConfigError
 from exifray.models.exif_mlp import exif_layers
+from exifray.models.finetune import freeze
 from exifray.models.registry import BackboneSpec, create_backbone, get_backbone_spec
 
 
@@ -56,34 +56,85 @@ class Top:
         return self.head(x)
 
 
-@dataclass
 class BuiltModel:
-    model: keras.Model
-    backbone: keras.Model | None
-    spec: BackboneSpec | None
-    pretrained: bool  # a frozen first phase only makes sense over pretrained weights
-    pooled: KerasTensor | None = None  # the image branch's pooled backbone features (what the feature cache holds)
-    weights: str | None = None  # "imagenet", a weights file's path, or None
-    top: Top | None = None
-    exif_width: int = 0
+    """A trial's model, assembled as far as training has needed it. The layers after the backbone's pooling (`top`)
+    exist from the start; the image branch (preprocessing, the backbone with its weights, pooling) is built the
+    first time `model` or `backbone` is asked for. A head phase on cached features (`head_model`) never asks, so a
+    trial that ASHA stops in its head phase never builds its backbone at all. `top` is created before anything
+    else draws from the seeded generators, so its initial weights do not depend on whether or when the backbone
+    was built."""
 
-    def head_model(self) -> keras.Model:
-        """The model from the pooled image features (input `features`) and the EXIF vector (input `exif`, fusion)
-        to the output: the same layer objects as `model` after the pooling, so training it trains the full model's
-        head, and it saves and loads as a model of its own (a head-only checkpoint)."""
+    def __init__(self, config: TrialConfig, top: Top, exif_width: int, spec: BackboneSpec | None,
+                 weights: str | None, image_size: int | None):
+        self.config, self.top, self.exif_width = config, top, exif_width
+        self.spec = spec
+        self.weights = weights  # "imagenet", a weights file's path, or None
+        self.image_size = image_size
+        self._model: keras.Model | None = None
+        self._backbone: keras.Model | None = None
+        self._pooled: KerasTensor | None = None  # the image branch's pooled backbone features (what the cache holds)
+        self._head: keras.Model | None = None
+
+    @property
+    def pretrained(self) -> bool:
+        """A frozen first phase only makes sense over pretrained weights."""
+        return self.weights is not None
+
+    @property
+    def model(self) -> keras.Model:
+        return self.assemble()
+
+    @property
+    def backbone(self) -> keras.Model | None:
+        self.assemble()
+        return self._backbone
+
+    @property
+    def pooled(self) -> KerasTensor | None:
+        self.assemble()
+        return self._pooled
+
+    def assemble(self) -> keras.Model:
+        """The full model (raw images and the EXIF vector in), built on the first call."""
         import keras
 
-        assert self.pooled is not None and self.top is not None, "an EXIF-only model has no image features"
-        inputs = {"features": keras.Input((int(self.pooled.shape[-1]),), name="features")}
+        if self._model is not None:
+            return self._model
+        inputs, exif_input = [], None
+        if self.spec is not None:
+            assert self.image_size is not None
+            image_input, self._pooled, self._backbone = image_branch(self.config, self.image_size, self.spec,
+                                                                     self.weights)
+            if self.pretrained:  # the first phase trains the head over the frozen backbone
+                freeze(self._backbone)
+            inputs.append(image_input)
         if self.exif_width:
-            inputs["exif"] = keras.Input((self.exif_width,), name="exif")
-        return keras.Model(inputs, self.top(inputs["features"], inputs.get("exif")), name=f"{self.model.name}_head")
+            exif_input = keras.Input((self.exif_width,), name="exif")
+            inputs.append(exif_input)
+        name = f"{self.config.modality}_{self.config.backbone if self.spec is not None else 'mlp'}"
+        self._model = keras.Model(inputs, self.top(self._pooled, exif_input), name=name)
+        return self._model
+
+    def head_model(self, width: int) -> keras.Model:
+        """The model from `width` pooled image features (input `features`) and the EXIF vector (input `exif`,
+        fusion) to the output: the same layer objects as `model` after the pooling, so training it trains the full
+        model's head, and it saves and loads as a model of its own (a head-only checkpoint)."""
+        import keras
+
+        assert self.spec is not None, "an EXIF-only model has no image features"
+        if self._head is None:
+            inputs = {"features": keras.Input((width,), name="features")}
+            if self.exif_width:
+                inputs["exif"] = keras.Input((self.exif_width,), name="exif")
+            name = f"{self.config.modality}_{self.config.backbone}_head"
+            self._head = keras.Model(inputs, self.top(inputs["features"], inputs.get("exif")), name=name)
+        return self._head
 
     def feature_extractor(self) -> keras.Model:
         """Images (uint8 pixels, input `image`) to the pooled features, exactly as the full model computes them."""
         import keras
 
-        assert self.pooled is not None, "an EXIF-only model has no image features"
+        assert self.spec is not None, "an EXIF-only model has no image features"
         return keras.Model(inputs={"image": self.model.get_layer("image").output}, outputs=self.pooled,
                            name=f"{self.model.name}_features")
 
@@ -134,14 +185,12 @@ def build_backbone(spec: BackboneSpec, image_size: int, weights: str | None) -> 
         raise
 
 
-def image_branch(config: TrialConfig, image_size: int
-                 ) -> tuple[KerasTensor, KerasTensor, keras.Model, BackboneSpec, str | None]:
-    """(image input, pooled backbone features, backbone, spec, resolved weights)."""
+def image_branch(config: TrialConfig, image_size: int, spec: BackboneSpec, weights: str | None
+                 ) -> tuple[KerasTensor, KerasTensor, keras.Model]:
+    """(image input, pooled backbone features, backbone)."""
     import keras
     from keras import layers
 
-    spec = get_backbone_spec(config.backbone)
-    weights = resolve_weights(config.weights, spec)
     image_input = keras.Input((image_size, image_size, 3), name="image")
     x = _augment(image_input, config.seed) if config.augment else image_input
     x = _preprocess(x, spec)
@@ -149,31 +198,28 @@ def image_branch(config: TrialConfig, image_size: int
     # Over pretrained weights BatchNorm runs in inference mode, also once unfrozen (keras-io recipe).
     x = backbone(x, training=False) if weights is not None else backbone(x)
     pooled = layers.GlobalAveragePooling2D(name="image_pool")(x)
-    return image_input, pooled, backbone, spec, weights
+    return image_input, pooled, backbone
 
 
 def build_model(config: TrialConfig, num_classes: int, exif_width: int, multi_label: bool,
                 image_size: int | None) -> BuiltModel:
+    """The trial's model, checked and seeded; the image branch is built when first needed (`BuiltModel`)."""
     import keras
 
     if num_classes < 2 and not multi_label:
         raise ConfigError(f"a single-label classifier needs >= 2 classes, got {num_classes}")
-    keras.utils.set_random_seed(config.seed)
-    keras.mixed_precision.set_global_policy(config.precision)
-    inputs = []
-    backbone = spec = pooled = weights = exif_input = None
+    spec = weights = None
     if config.uses_image:
         if image_size is None:
             raise ConfigError(f"modality {config.modality!r} needs an image_size")
-        image_input, pooled, backbone, spec, weights = image_branch(config, image_size)
-        inputs.append(image_input)
-    if config.uses_exif:
-        if exif_width <= 0:
-            raise ConfigError("modality uses EXIF but the encoded EXIF vector is empty (exif_tags)")
-        exif_input = keras.Input((exif_width,), name="exif")
-        inputs.append(exif_input)
-    top = Top(config, num_classes, multi_label)
-    outputs = top(pooled, exif_input)
-    model = keras.Model(inputs, outputs, name=f"{config.modality}_{config.backbone if config.uses_image else 'mlp'}")
-    return BuiltModel(model, backbone, spec, weights is not None, pooled, weights, top,
-                      exif_width if config.uses_exif else 0)
+        spec = get_backbone_spec(config.backbone)
+        weights = resolve_weights(config.weights, spec)
+    if config.uses_exif and exif_width <= 0:
+        raise ConfigError("modality uses EXIF but the encoded EXIF vector is empty (exif_tags)")
+    keras.utils.set_random_seed(config.seed)
+    keras.mixed_precision.set_global_policy(config.precision)
+    top = Top(config, num_classes, multi_label)  # first: its initial weights draw from the seed alone
+    built = BuiltModel(config, top, exif_width if config.uses_exif else 0, spec, weights, image_size)
+    if not built.pretrained:
+        built.assemble()  # nothing to defer: every phase trains the whole model
+    return built
