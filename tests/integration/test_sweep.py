@@ -139,9 +139,15 @@ def _live_board(experiment: Path) -> pd.DataFrame:
 
 
 def test_sweep_resumes_after_the_driver_is_killed(small_dataset: Path, tmp_path: Path) -> None:
+    from exifray.feature_cache import BUILT, HIT, FeatureCache
+    from exifray.models.registry import create_backbone
+
     space_file = tmp_path / "resume.yaml"
-    # Its fusion trials stream their pixels from the shards (a streaming sweep resumes like any other).
-    document = _space("resume", num_samples=6, fixed={"backbone": "TestTinyCNN", "epochs": 4},
+    # Its fusion trials stream their pixels from the shards (a streaming sweep resumes like any other), and train
+    # their head phase on cached features of a backbone with a weights file: the resumed sweep must build none.
+    weights = tmp_path / "TestTinyCNN.weights.h5"
+    create_backbone("TestTinyCNN", 32).save_weights(weights)
+    document = _space("resume", num_samples=6, fixed={"backbone": "TestTinyCNN", "epochs": 4, "weights": str(weights)},
                       data={"stream": "always", "budget_mb": 0.01}).to_yaml()
     space_file.write_text(yaml.safe_dump(document))
     command = [sys.executable, "-m", "exifray", "sweep", "--space", str(space_file), "--data", str(small_dataset),
@@ -154,7 +160,9 @@ def test_sweep_resumes_after_the_driver_is_killed(small_dataset: Path, tmp_path:
     with open(tmp_path / "first.log", "wb") as log:
         driver = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         deadline = time.monotonic() + 240
-        while _count_finished(board) < 2 and driver.poll() is None and time.monotonic() < deadline:
+        cache = FeatureCache.under(str(tmp_path))
+        while ((_count_finished(board) < 2 or not cache.entries()) and driver.poll() is None
+               and time.monotonic() < deadline):
             time.sleep(0.5)
         # `exifray leaderboard` on the running sweep reads what Tune has saved so far, which can lag a moment
         # behind leaderboard.csv (the callback writes it as each trial ends): wait for Tune's state too.
@@ -169,6 +177,7 @@ def test_sweep_resumes_after_the_driver_is_killed(small_dataset: Path, tmp_path:
         driver.wait()
     before = pd.read_csv(board)
     finished_before = before[before["status"] == "complete"].set_index("trial_id")
+    (entry,) = cache.entries()  # built before the kill by a fusion trial
     assert 2 <= len(finished_before) < 6
     time.sleep(2)
     with contextlib.suppress(ProcessLookupError):
@@ -180,6 +189,10 @@ def test_sweep_resumes_after_the_driver_is_killed(small_dataset: Path, tmp_path:
     assert len(after) == 6 and set(after["status"]) == {"complete"}
     assert set(after["data_source"]) <= {"streamed from 3 shards, buffers of 1", "no pixels"}
     assert (after["data_source"] != "no pixels").any() and (after["modality"] == "fusion").any()
+    assert cache.entries() == [entry]  # the resumed sweep built no entry and rewrote none
+    resumed_fusion = after[(after["modality"] == "fusion") & ~after.index.isin(finished_before.index)]
+    assert set(resumed_fusion["feature_cache"]) <= {HIT}
+    assert set(after.loc[after["modality"] == "fusion", "feature_cache"]) <= {BUILT, HIT}
     for trial_id, row in finished_before.iterrows():  # kept, not re-run
         assert after.loc[trial_id, "test_f1_macro"] == pytest.approx(row["test_f1_macro"])
         assert after.loc[trial_id, "emissions_kg"] == pytest.approx(row["emissions_kg"])
