@@ -148,12 +148,13 @@ def test_a_damaged_entry_is_rebuilt_not_read(datasets: dict[str, Path], weights:
 
 
 def test_a_cache_hit_builds_its_backbone_only_once_the_full_model_is_needed(datasets: dict[str, Path],
-                                                                            weights: dict[str, str],
-                                                                            tmp_path: Path) -> None:
+                                                                            weights: dict[str, str], tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """A trial stopped in its head phase (as ASHA stops most) never builds the backbone; one that finishes builds it
     once, at the end, for the model it exports. Counted at the registry's builder, the one place backbones come
     from."""
-    from exifray.models.registry import BackboneSpec, get_backbone_spec, is_backbone, register_backbone
+    from exifray.models import registry
+    from exifray.models.registry import BackboneSpec, get_backbone_spec, register_backbone
     from exifray.testing.trials import Saver
     from exifray.train import run_trial
 
@@ -164,9 +165,9 @@ def test_a_cache_hit_builds_its_backbone_only_once_the_full_model_is_needed(data
         built.append(image_size)
         return tiny.builder(image_size=image_size, weights=weights)
 
-    if not is_backbone("CountingTinyCNN"):
-        register_backbone(BackboneSpec("CountingTinyCNN", "cnn", 32, 16, "unit", counting_builder, min_image_size=8,
-                                       test_only=True))
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))  # the test's backbone leaves with it
+    register_backbone(BackboneSpec("CountingTinyCNN", "cnn", 32, 16, "unit", counting_builder, min_image_size=8,
+                                   test_only=True))
     access = CacheAccess(FeatureCache(str(tmp_path / "cache")))
     config = _head_trial(weights["TestTinyCNN"], backbone="CountingTinyCNN", epochs=4)
     assert run_trial(config, datasets["target"], cache=access).metrics[schema.FEATURE_CACHE] == BUILT
