@@ -346,7 +346,7 @@ def _train_phases(loop: TrainingState, built: BuiltModel, phases: list[Phase], c
     """Every phase in order; a resumed trial fast-forwards to the saved phase and continues after its epoch. A
     frozen-backbone phase trains the head on cached features when `head` allows it. Returns how many backbone
     layers were fine-tuned."""
-    from exifray.models.finetune import freeze, unfreeze_top
+    from exifray.models.finetune import unfreeze_top
 
     saved, start = _saved_phase_index(resume, phases)
     fine_tuned = 0
@@ -358,10 +358,7 @@ def _train_phases(loop: TrainingState, built: BuiltModel, phases: list[Phase], c
         model = built.head_model(head.width) if on_features else built.model
         loop.use(model, head.inputs("val") if on_features else inputs["val"])
         loop.report_extra = head.progress()  # an ASHA-stopped trial's last report still says it
-        if phase.unfreeze == 0:
-            if not on_features:  # (on features the backbone is not even built)
-                freeze(built.backbone)
-        elif phase.unfreeze is not None:
+        if phase.unfreeze:  # (a pretrained backbone is frozen when it is built: the head phase needs nothing)
             fine_tuned = unfreeze_top(built.backbone, phase.unfreeze)
         steps = math.ceil(len(targets) / config.batch_size)
         _compile(loop.model, phase.learning_rate, loop.multi_label, config.jit_compile,
