@@ -238,9 +238,42 @@ def test_a_trial_finished_after_the_restored_checkpoint_is_found_not_rerun(tmp_p
             (trial / f"checkpoint_{index:06d}" / name).write_text("{}")
     found = finished_checkpoint(tune.Checkpoint(str(trial / "checkpoint_000002")))
     assert found is not None and Path(found.path).name == "checkpoint_000003"
-    assert finished_checkpoint(tune.Checkpoint(str(trial / "checkpoint_000003"))) is None  # nothing after it
+    found = finished_checkpoint(tune.Checkpoint(str(trial / "checkpoint_000003")))  # recorded, not marked done
+    assert found is not None and Path(found.path).name == "checkpoint_000003"
     (trial / "checkpoint_000003" / "metrics.json").unlink()  # a later per-epoch checkpoint is not a final one
     assert finished_checkpoint(tune.Checkpoint(str(trial / "checkpoint_000001"))) is None
+
+
+def test_a_trial_whose_recorded_checkpoint_was_deleted_restores_from_the_next_one(tmp_path: Path,
+                                                                                 ray_local: None) -> None:
+    """Tune deletes the oldest checkpoint as it registers a newer one and saves its state after: a driver
+    killed in between leaves a state naming a deleted checkpoint. The real trainable Tune builds restores from
+    the oldest later checkpoint, with the training iteration it had there."""
+    from ray import tune
+    from ray.train._internal.session import _TrainingResult, get_session
+    from ray.train._internal.storage import StorageContext
+
+    from exifray.sweep import build_trainable
+
+    trial = tmp_path / "exp" / "trial_x"
+    for index, epochs in ((2, 2), (3, 3)):  # checkpoint_000001 is gone; 000003 may be half-written
+        (trial / f"checkpoint_{index:06d}").mkdir(parents=True)
+        (trial / f"checkpoint_{index:06d}" / "resume.json").write_text(json.dumps({"history": [{}] * epochs}))
+    trainable_cls = build_trainable(_space("gone"), {})
+    storage = StorageContext(storage_path=str(tmp_path), experiment_dir_name="exp", trial_dir_name="trial_x")
+
+    def restored(name: str) -> tuple[int, str]:
+        trainable = trainable_cls(config={}, storage=storage)
+        try:
+            trainable.restore(_TrainingResult(tune.Checkpoint(str(trial / name)), {"training_iteration": 1}))
+            return trainable.iteration, Path(get_session().loaded_checkpoint.path).name
+        finally:
+            trainable.stop()
+
+    assert restored("checkpoint_000001") == (2, "checkpoint_000002")
+    assert restored("checkpoint_000002") == (1, "checkpoint_000002")  # there: restored as Tune recorded it
+    with pytest.raises(ValueError, match="Could not recover from checkpoint"):
+        restored("checkpoint_000004")  # nothing later to restore from: Tune's own error
 
 
 def test_a_journal_reader_opened_before_the_sweep_follows_it_to_the_end(small_dataset: Path, tmp_path: Path) -> None:
