@@ -22,7 +22,7 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from exifray import schema
 from exifray.config import SweepConfig, TrialConfig
@@ -334,12 +334,17 @@ def _define_by_run(space: SearchSpace, trial: optuna.Trial) -> None:
     return space.define_by_run(trial)
 
 
+TRIAL_PROCESS_TITLE: Final = "ray::SweepTrainable"  # what `ps` shows for a trial's worker process (Ray's title)
+
+
 def build_trainable(plan: SweepPlan, data: Mapping[int | None, DatasetArrays],
                     cache: CacheAccess | None = None) -> type[tune.Trainable]:
     from ray import tune
     from ray.tune.trainable.function_trainable import wrap_function
 
-    function_trainable = wrap_function(tune.with_parameters(sweep_trainable, plan=plan, data=data, cache=cache))
+    resources = {"cpu": plan.config.resources.cpus, "gpu": plan.config.resources.gpus}
+    function_trainable = wrap_function(tune.with_resources(
+        tune.with_parameters(sweep_trainable, plan=plan, data=data, cache=cache), resources))
 
     class SweepTrainable(function_trainable):  # type: ignore[misc,valid-type]  # a class Tune makes at run time
         """Tune's trainable for `sweep_trainable`, restoring from a later checkpoint when the one Tune's
@@ -353,8 +358,7 @@ def build_trainable(plan: SweepPlan, data: Mapping[int | None, DatasetArrays],
                 checkpoint_path.checkpoint, checkpoint_path.metrics = found
             super().restore(checkpoint_path)
 
-    resources = {"cpu": plan.config.resources.cpus, "gpu": plan.config.resources.gpus}
-    return tune.with_resources(SweepTrainable, resources)
+    return SweepTrainable
 
 
 def feature_cache_access(storage: str) -> CacheAccess:

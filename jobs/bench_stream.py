@@ -34,9 +34,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from bench_sweep_memory import PeakSampler, _ray_processes  # noqa: E402 - the sweep memory benchmark's sampler
 
+from exifray.sweep import TRIAL_PROCESS_TITLE  # noqa: E402
+
 
 class RoleSampler(PeakSampler):
-    """PeakSampler, plus the peak PSS of the trial's process (`ray::ImplicitFunc`) and of this driver alone."""
+    """PeakSampler, plus the peak PSS of the trial's process (`ray::SweepTrainable`) and of this driver alone."""
 
     def __init__(self) -> None:
         self.trial_peak = self.trial_uss_peak = self.driver_peak = 0
@@ -60,7 +62,7 @@ class RoleSampler(PeakSampler):
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue
             total += pss
-            if title.startswith("ray::ImplicitFunc"):
+            if title.startswith(TRIAL_PROCESS_TITLE):
                 self.trial_peak = max(self.trial_peak, pss)
                 self.trial_uss_peak = max(self.trial_uss_peak, info.uss)
             elif process.pid == os.getpid():
