@@ -229,7 +229,7 @@ def test_a_trial_finished_after_the_restored_checkpoint_is_found_not_rerun(tmp_p
     """The driver died after a trial's final checkpoint was saved but before Tune's state recorded it."""
     from ray import tune
 
-    from exifray.sweep import finished_checkpoint
+    from exifray.checkpoints import finished_checkpoint
 
     trial = tmp_path / "trial_x"
     for index, files in ((1, ["resume.json"]), (2, ["resume.json"]), (3, ["metrics.json", "model.keras"])):
