@@ -277,6 +277,9 @@ class Resources:
 
 
 STREAM_MODES: Final = ("auto", "always", "never")
+# Warm workers' retirement defaults (measured by jobs/bench_worker_memory.py; README "Warm workers").
+MAX_TRIALS_PER_WORKER: Final = 20
+WORKER_GROWTH_MB: Final = 1024.0
 
 
 @dataclass(frozen=True)
@@ -316,14 +319,36 @@ class SweepConfig:
     checkpoint_every: int = 1  # epochs between a trial's resume checkpoints (the final one is always saved)
     smoke_test: bool = False  # set by --smoke-test; resources then shrink to what the cluster has
     data: DataConfig = field(default_factory=DataConfig)
+    # Warm workers: a finished trial's worker takes the next trial with the same resources (Tune's reuse_actors).
+    # None: on for CPU-only trials, off when trials use GPUs (not yet measured on a GPU; see docs).
+    warm_workers: bool | None = None
+    max_trials_per_worker: int = MAX_TRIALS_PER_WORKER  # then the worker retires and Tune starts a fresh one
+    worker_growth_mb: float = WORKER_GROWTH_MB  # or once its private memory grew this much over its first trial's
 
     def __post_init__(self) -> None:
         require(self.max_failures >= -1, f"max_failures must be an integer >= -1, got {self.max_failures!r}")
         require(self.checkpoint_every >= 1, f"checkpoint_every must be an integer >= 1, got {self.checkpoint_every!r}")
+        require(self.warm_workers is None or isinstance(self.warm_workers, bool),
+                f"warm_workers must be true or false, got {self.warm_workers!r}")
+        if self.warm_workers is None:  # resolved once, so sweep.yaml stores what ran
+            object.__setattr__(self, "warm_workers", self.resources.gpus == 0)
+        require(isinstance(self.max_trials_per_worker, int) and not isinstance(self.max_trials_per_worker, bool)
+                and self.max_trials_per_worker >= 1,
+                f"max_trials_per_worker must be an integer >= 1, got {self.max_trials_per_worker!r}")
+        require(isinstance(self.worker_growth_mb, int | float) and not isinstance(self.worker_growth_mb, bool)
+                and self.worker_growth_mb > 0, f"worker_growth_mb must be a number of MiB > 0, "
+                                               f"got {self.worker_growth_mb!r}")
+
+    @property
+    def reuse_workers(self) -> bool:
+        """Whether trial workers are reused (`warm_workers`, or its default for these resources)."""
+        return bool(self.warm_workers)
 
     def to_yaml(self) -> dict[str, Any]:
         return {"resources": vars(self.resources).copy(), "max_failures": self.max_failures,
-                "checkpoint_every": self.checkpoint_every, "data": vars(self.data).copy()}
+                "checkpoint_every": self.checkpoint_every, "data": vars(self.data).copy(),
+                "warm_workers": self.reuse_workers, "max_trials_per_worker": self.max_trials_per_worker,
+                "worker_growth_mb": self.worker_growth_mb}
 
     def fit(self, cluster: Mapping[str, float], can_grow: bool) -> SweepConfig:
         """Check per-trial resources against the Ray cluster's; a smoke test shrinks them to one CPU and, when

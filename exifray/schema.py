@@ -67,11 +67,18 @@ EPOCHS: Final = "epochs"
 BEST_EPOCH: Final = "best_epoch"
 RESUMED_FROM_EPOCH: Final = "resumed_from_epoch"
 FINE_TUNED_LAYERS: Final = "fine_tuned_layers"
-# Fixed cost of a trial: entering run_trial → first epoch; in a sweep also the worker process's start → first
-# epoch, and the share of the trial's wall time (process start → final report) spent outside training epochs.
+# Fixed cost of a trial: entering run_trial → first epoch; in a sweep also the worker's receiving the trial (its
+# process start on a fresh worker, Tune's reset on a warm one) → first epoch, and the share of the trial's wall time
+# (received → final report) spent outside training epochs.
 STARTUP_S: Final = "startup_s"
 PROCESS_STARTUP_S: Final = "process_startup_s"
 OUTSIDE_TRAINING_SHARE: Final = "outside_training_share"
+# The trial worker (a Ray actor that warm workers reuse): which of its trials this is, its private memory (USS, MiB)
+# when the trial began, whether it retires after this trial, and the threads alive when the trial began.
+WORKER_TRIAL: Final = "worker_trial"
+WORKER_USS_MB: Final = "worker_uss_mb"
+WORKER_RETIRES: Final = "worker_retires"
+WORKER_THREADS: Final = "worker_threads"
 # Text a final result carries (Tune keeps it; the leaderboard shows it).
 FEATURE_CACHE: Final = "feature_cache"
 FEATURE_BUILD_S: Final = "feature_build_s"  # the trial that built a FEATURE CACHE entry: how long, how much CO2-eq

@@ -17,7 +17,7 @@ from typing import Any, Final
 import yaml
 
 from exifray import schema
-from exifray.config import DataConfig, Resources, SweepConfig, TrialConfig
+from exifray.config import MAX_TRIALS_PER_WORKER, WORKER_GROWTH_MB, DataConfig, Resources, SweepConfig, TrialConfig
 from exifray.errors import ConfigError, InputNotFoundError, UnknownNameError, require
 from exifray.exif.tags import TAG_NAMES, resolve_tags
 from exifray.space import (
@@ -33,8 +33,8 @@ from exifray.space import (
 )
 
 _TOP_LEVEL: Final = ("name", "metric", "mode", "seed", "n_startup_trials", "num_samples", "max_concurrent",
-                     "scheduler", "resources", "max_failures", "checkpoint_every", "data", "tag_subsets", "fixed",
-                     "params")
+                     "scheduler", "resources", "max_failures", "checkpoint_every", "data", "warm_workers",
+                     "max_trials_per_worker", "worker_growth_mb", "tag_subsets", "fixed", "params")
 FIXED_ONLY: Final = ("feature_cache",)
 _TRIAL_FIELDS: Final = tuple(f.name for f in fields(TrialConfig) if f.name not in RESERVED)
 
@@ -65,7 +65,10 @@ def parse_sweep(data: object, default_name: str = "sweep") -> SweepPlan:
     config = SweepConfig(resources=Resources.from_yaml(data.get("resources") or {}),
                          max_failures=_integer(data, "max_failures", 1, minimum=-1),
                          checkpoint_every=_integer(data, "checkpoint_every", 1, minimum=1),
-                         data=DataConfig.from_yaml(data.get("data") or {}))
+                         data=DataConfig.from_yaml(data.get("data") or {}),
+                         warm_workers=data.get("warm_workers"),
+                         max_trials_per_worker=_integer(data, "max_trials_per_worker", MAX_TRIALS_PER_WORKER, minimum=1),
+                         worker_growth_mb=data.get("worker_growth_mb", WORKER_GROWTH_MB))
     return SweepPlan(space, config)
 
 

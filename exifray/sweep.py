@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from exifray import schema
+from exifray import schema, warm
 from exifray.checkpoints import finished_checkpoint, surviving_checkpoint
 from exifray.config import SweepConfig, TrialConfig
 from exifray.data.dataset import DatasetArrays, DatasetCard, load_arrays, read_card
@@ -107,13 +107,15 @@ def _arrays_for(config: TrialConfig, data: Mapping[int | None, DatasetArrays]) -
 
 # --- the trainable ----------------------------------------------------------------------------------------
 
-def _report_epoch(row: dict[str, Any], state: TrainingState, *, every: int = 1) -> None:
+def _report_epoch(row: dict[str, Any], state: TrainingState, *, every: int = 1,
+                  worker: Mapping[str, object] | None = None) -> None:
     """Reports every epoch to Tune, every `every`-th with a checkpoint of the training state (model and
     optimizer, best weights, history, emissions so far), so a trial that loses its node resumes after the last
-    checkpointed epoch."""
+    checkpointed epoch. `worker`: the worker's fields (`warm.begin_trial`), in every report."""
     from ray import tune
 
-    metrics = {key: row[key] for key in (*schema.EPOCH_METRICS, schema.EPOCH, schema.PHASE)} | state.report_extra
+    metrics = ({key: row[key] for key in (*schema.EPOCH_METRICS, schema.EPOCH, schema.PHASE)} | state.report_extra
+               | dict(worker or {}))
     if row[schema.EPOCH] % every:
         tune.report(metrics)
         return
@@ -146,15 +148,18 @@ def sweep_trainable(config: dict[str, Any], *, plan: SweepPlan, data: Mapping[in
 
     trial_dir = Path(tune.get_context().get_trial_dir())
     trial_dir.mkdir(parents=True, exist_ok=True)  # on a worker node Tune creates the trial's local folder lazily
+    worker = warm.begin_trial(plan.config.max_trials_per_worker, plan.config.worker_growth_mb)
     _ensure_machine_tracker(tune.get_context().get_experiment_name(), plan)
     marker = trial_error_marker(trial_dir)
     if marker.exists():
         raise TrialFailed(f"(not retried: deterministic) {marker.read_text(encoding='utf-8')}")
     scratch = _scratch()
     try:
-        _run_trial_in(trial_dir, config, plan, data, cache)
+        _run_trial_in(trial_dir, config, plan, data, cache, worker)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+        for arrays in data.values():  # this trial's shard readers end with it (a warm worker runs on)
+            arrays.close()
 
 
 def _scratch() -> Path:
@@ -169,7 +174,7 @@ def _scratch() -> Path:
 
 
 def _run_trial_in(trial_dir: Path, config: dict[str, Any], plan: SweepPlan, data: Mapping[int | None, DatasetArrays],
-                  cache: CacheAccess | None) -> None:
+                  cache: CacheAccess | None, worker: Mapping[str, object]) -> None:
     from ray import tune
 
     from exifray.train import TrialFailed, run_trial
@@ -181,13 +186,14 @@ def _run_trial_in(trial_dir: Path, config: dict[str, Any], plan: SweepPlan, data
         if finished is not None:
             finished.to_directory(resume)
             logger.info("trial had finished before the sweep was restored: reporting its saved result")
-            _final_report(json.loads((Path(resume) / schema.METRICS_FILE).read_text(encoding="utf-8")), resume)
+            saved = json.loads((Path(resume) / schema.METRICS_FILE).read_text(encoding="utf-8"))
+            _final_report(saved | dict(worker), resume)
             return
         if checkpoint is not None:
             checkpoint.to_directory(resume)
         try:
             trial_config = plan.space.trial_config(config, threads=plan.config.resources.threads)
-            report = functools.partial(_report_epoch, every=plan.config.checkpoint_every)
+            report = functools.partial(_report_epoch, every=plan.config.checkpoint_every, worker=worker)
             result = run_trial(trial_config, _arrays_for(trial_config, data), report=report,
                                resume=resume if (Path(resume) / RESUME_FILE).exists() else None, cache=cache,
                                emissions_dir=str(trial_dir / CODECARBON_DIR))
@@ -196,6 +202,7 @@ def _run_trial_in(trial_dir: Path, config: dict[str, Any], plan: SweepPlan, data
             raise
     with tempfile.TemporaryDirectory(prefix="final-", dir=_scratch()) as folder:
         _trial_overhead(result.metrics, result.history)
+        result.metrics.update(worker)
         save_trial(result, folder)
         _final_report(result.metrics, folder)
 
@@ -215,11 +222,10 @@ def _ensure_machine_tracker(sweep: str, plan: SweepPlan) -> None:
 
 
 def _trial_overhead(metrics: dict[str, Any], history: list[dict[str, Any]]) -> None:
-    """What the worker process cost outside training: its start (Ray worker, imports) to the first epoch, and the
-    share of its wall time that no epoch used. Added to the final metrics."""
-    import psutil
-
-    born = psutil.Process().create_time()
+    """What the trial cost its worker outside training: from receiving the trial (a fresh worker: its process
+    start, with Ray's worker and the imports; a warm one: Tune's reset) to the first epoch, and the share of that
+    wall time that no epoch used. Added to the final metrics."""
+    born = warm.received_at()
     wall = time.time() - born
     epochs = sum(float(row[schema.EPOCH_TIME_S]) for row in history
                  if row[schema.EPOCH] > metrics[schema.RESUMED_FROM_EPOCH])
@@ -291,7 +297,22 @@ def build_trainable(plan: SweepPlan, data: Mapping[int | None, DatasetArrays],
 
     class SweepTrainable(function_trainable):  # type: ignore[misc,valid-type]  # a class Tune makes at run time
         """Tune's trainable for `sweep_trainable`, restoring from a later checkpoint when the one Tune's
-        experiment state names was deleted before the driver died (`surviving_checkpoint`)."""
+        experiment state names was deleted before the driver died (`surviving_checkpoint`). A warm worker
+        (`reuse_actors`) waits for its previous trial to end and clears what it left (`exifray.warm`)."""
+
+        def setup(self, config: dict[str, Any]) -> None:
+            warm.received(reused=False)
+            super().setup(config)
+
+        def reset_config(self, new_config: dict[str, Any]) -> bool:
+            warm.received(reused=True)
+            warm.wait_for_previous_trial()
+            if not super().reset_config(new_config):
+                logger.error("the previous trial's thread did not end within %s s; Tune fails this trial",
+                             os.environ.get("TUNE_FUNCTION_THREAD_TIMEOUT_S"))
+                return False
+            warm.clear_previous_trial()
+            return True
 
         def restore(self, checkpoint_path: Any) -> None:
             checkpoint = getattr(checkpoint_path, "checkpoint", None)  # Tune passes (checkpoint, metrics)
@@ -328,7 +349,8 @@ def build_tuner(plan: SweepPlan, trainable: type[tune.Trainable], storage_path: 
     single = not space.multi_objective
     tune_config = tune.TuneConfig(
         search_alg=build_search(space), scheduler=build_scheduler(space), num_samples=space.total_trials,
-        max_concurrent_trials=None if space.is_grid else space.max_concurrent, reuse_actors=False,
+        max_concurrent_trials=None if space.is_grid else space.max_concurrent,
+        reuse_actors=plan.config.reuse_workers,
         trial_dirname_creator=trial_dirname,
         metric=space.metric if single else None, mode=space.mode if single else None)
     run_config = tune.RunConfig(
@@ -388,7 +410,8 @@ def run_sweep(plan: SweepPlan, data_dir: str | Path, *, name: str | None = None,
 
     machine_emissions.start_trackers(name, sweep_country(plan))
     try:
-        tuner.fit()
+        with warm.retiring_workers():
+            tuner.fit()
     finally:
         nodes = machine_emissions.stop_trackers(name)
     frame = experiment_trials(plan.space, storage, name)[0]
@@ -405,11 +428,18 @@ def _stored_plan(files: ExperimentFiles, given: SweepPlan) -> SweepPlan:
     if not files.exists(SWEEP_FILE) or not tune.Tuner.can_restore(files.uri):
         raise InputNotFoundError(f"nothing to resume: no sweep at {files.uri}")
     stored = parse_sweep(yaml.safe_load(files.read_text(SWEEP_FILE)), default_name=given.name)
-    if stored.to_yaml() | {"name": ""} != given.to_yaml() | {"name": ""}:
+    workers = {key: stored.to_yaml()[key] for key in _WORKER_KEYS}
+    if workers != {key: given.to_yaml()[key] for key in _WORKER_KEYS}:  # Tune's restore keeps reuse_actors
+        logger.warning("--resume: the file's worker settings differ from the ones the sweep started with; it keeps "
+                       "those (%s)", ", ".join(f"{key}: {value}" for key, value in workers.items()))
+    if stored.to_yaml() | {"name": ""} | workers != given.to_yaml() | {"name": ""} | workers:
         raise ConfigError(f"--resume: the search space differs from the one {files.uri} was started with "
                           f"({files.path(SWEEP_FILE)}); resume with the same file and options")
     return replace(stored, config=replace(stored.config, smoke_test=given.config.smoke_test,
                                           resources=given.config.resources))
+
+
+_WORKER_KEYS: Final = ("warm_workers", "max_trials_per_worker", "worker_growth_mb")
 
 
 def _quiet_libraries() -> None:

@@ -69,6 +69,12 @@ class DatasetArrays:
     def multi_label(self) -> bool:
         return self.card.multi_label
 
+    def close(self) -> None:
+        """Stop reading streamed pixels (their reader threads end); arrays in memory need nothing."""
+        for split in (self.train, self.val, self.test):
+            if isinstance(split.images, ShardImages):
+                split.images.close()
+
     @property
     def encoder(self) -> ExifEncoder:
         return self.card.encoder

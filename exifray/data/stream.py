@@ -16,6 +16,7 @@ by (seed, epoch) alone, so a trial resumed at epoch k sees the same order as one
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -88,6 +89,16 @@ class ShardImages:
             chosen = shards == shard
             out[chosen] = self._shard(shard)[flat[chosen] - self._starts[shard]]
         return out[0] if np.ndim(positions) == 0 else out
+
+    def close(self) -> None:
+        """End the reader thread and drop the cached shards (a trial's end; reading again starts a new reader)."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+            self._cache.clear()
+            self._slots = [None] * self.capacity
+            self._free = list(range(self.capacity))
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def __getstate__(self) -> dict[str, Any]:
         return {"shards": self.shards, "rows": self.rows, "image_size": self.image_size,
@@ -213,7 +224,8 @@ def stream_buffer_shards(config: DataConfig, card: DatasetCard, sizes: Sequence[
     shard_rows = max((shard.rows for shard in card.shards), default=card.photos)
     shard_bytes = max(1, shard_rows * max(sizes) ** 2 * 3)
     read_bytes = 2 * shard_bytes  # the read in flight: one shard's column as stored and decoded, until copied
-    buffer = max(1, int((budget / max(1, max_concurrent) - read_bytes) / (2 * shard_bytes)))
+    share = budget / max(1, max_concurrent) if math.isfinite(budget) else 4 * shard_bytes + read_bytes  # no budget known: 2
+    buffer = max(1, int((share - read_bytes) / (2 * shard_bytes)))
     logger.info("data: streaming %.0f MiB of images from the shards (%s; budget %.0f MiB): shuffle buffers of %d "
                 "shard(s), ~%.0f MiB per trial", needed / 2**20,
                 "stream: always" if config.stream == "always" else "over budget", budget / 2**20, buffer,

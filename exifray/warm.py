@@ -1,0 +1,136 @@
+"""Warm trial workers: one Ray actor process runs trial after trial (Tune's `reuse_actors`), and retires in time.
+
+    with retiring_workers():        # on the driver, around `Tuner.fit()`
+        tuner.fit()
+
+A reused worker keeps what is expensive and harmless to keep: the imports (Ray, TensorFlow, Keras, CodeCarbon),
+the TF runtime with its thread pools (sized by the first trial; every trial of a sweep asks for the same CPUs),
+and the object-store references that `tune.with_parameters` hands each trial. It must not keep anything of the
+trial before: each trial runs in a new thread (Keras' state is per thread), sets its seeds, closes its CodeCarbon
+tracker and its shard readers when it ends, and `clear_previous_trial` drops TensorFlow's kernel cache and
+collects what the finished trial left before the next one starts.
+
+Each worker counts its trials and measures its private memory (USS: resident memory would count the dataset
+arrays it shares with every trial on the node) when a trial begins. Its `max_trials_per_worker`-th trial, or the
+first one that begins with the worker grown more than `worker_growth_mb` over what it held after its first
+trial, reports `worker_retires`; on the driver, `retiring_workers` then keeps Tune from caching that actor, so
+Tune stops it and starts a fresh one for the next trial. Retiring never fails or retries a trial.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
+
+from exifray import schema
+
+if TYPE_CHECKING:
+    from ray.tune.experiment import Trial
+
+logger = logging.getLogger(__name__)
+
+# How long a reused worker waits for the previous trial's thread to end (Tune's own default is 2 s, which a
+# trial stopped by ASHA mid-epoch can miss while it closes its tracker: Tune would then fail the next trial).
+RESET_WAIT_S: Final = 300
+_THREAD_TIMEOUT_ENV: Final = "TUNE_FUNCTION_THREAD_TIMEOUT_S"
+
+
+@dataclass
+class _Worker:
+    trials: int = 0  # trials this process has begun
+    received_at: float = 0.0  # time.time() when it received its current trial (0: at its process start)
+    first_uss: float | None = None  # private memory when its second trial began (after the first), bytes
+
+
+_WORKER = _Worker()
+
+
+def _uss() -> float:
+    import psutil
+
+    return float(psutil.Process().memory_full_info().uss)
+
+
+def received(reused: bool) -> None:
+    """The worker received a trial: a fresh worker at its process start, a reused one now."""
+    _WORKER.received_at = time.time() if reused else 0.0
+
+
+def received_at() -> float:
+    """When this worker received its current trial (time.time())."""
+    if _WORKER.received_at:
+        return _WORKER.received_at
+    import psutil
+
+    return float(psutil.Process().create_time())
+
+
+def begin_trial(max_trials: int, growth_mb: float) -> dict[str, object]:
+    """Count a trial on this worker and decide whether the worker retires after it; the fields every report of
+    the trial carries (`worker_trial`, `worker_uss_mb`, `worker_retires`, `worker_threads`)."""
+    _WORKER.trials += 1
+    uss = _uss()
+    if _WORKER.trials == 2:
+        _WORKER.first_uss = uss
+    grown = uss - _WORKER.first_uss if _WORKER.first_uss is not None else 0.0
+    retires = _WORKER.trials >= max_trials or grown > growth_mb * 2**20
+    if retires:
+        logger.info("worker %d retires after this trial (its trial %d of at most %d; private memory %.0f MiB, "
+                    "%+.0f MiB since its first trial, limit %g)", os.getpid(), _WORKER.trials, max_trials,
+                    uss / 2**20, grown / 2**20, growth_mb)
+    return {schema.WORKER_TRIAL: _WORKER.trials, schema.WORKER_USS_MB: uss / 2**20,
+            schema.WORKER_RETIRES: retires, schema.WORKER_THREADS: threading.active_count()}
+
+
+def wait_for_previous_trial() -> None:
+    """Let Tune's reset wait up to `RESET_WAIT_S` for the previous trial's thread (unless the user set it)."""
+    os.environ.setdefault(_THREAD_TIMEOUT_ENV, str(RESET_WAIT_S))
+
+
+def clear_previous_trial() -> None:
+    """What a finished trial leaves process-wide: TF's cached kernels and graph, its garbage, Arrow's freed
+    buffers. Called by a reused worker before its next trial; Keras' per-thread state left with the thread."""
+    if "keras" in sys.modules:
+        import keras
+
+        keras.backend.clear_session(free_memory=True)  # also clears TF's kernel cache and runs gc
+    gc.collect()
+    if "pyarrow" in sys.modules:
+        import pyarrow as pa
+
+        pa.default_memory_pool().release_unused()
+
+
+def retires(trial: Trial) -> bool:
+    """Whether the trial's worker said it retires after this trial."""
+    return bool((trial.last_result or {}).get(schema.WORKER_RETIRES))
+
+
+@contextlib.contextmanager
+def retiring_workers() -> Iterator[None]:
+    """While it is open, Tune does not cache (reuse) the actor of a trial whose worker retires: it stops it, and
+    the next trial gets a fresh worker. Tune has no public hook for this, so the controller's caching decision is
+    wrapped here, in this one place (Ray 2.60's `TuneController._maybe_cache_trial_actor`)."""
+    from ray.tune.execution.tune_controller import TuneController
+
+    original = TuneController._maybe_cache_trial_actor
+
+    def maybe_cache(controller: TuneController, trial: Trial) -> bool:
+        if retires(trial):
+            logger.info("trial %s: its worker retires; the next trial gets a fresh one", trial.trial_id)
+            return False
+        return bool(original(controller, trial))
+
+    TuneController._maybe_cache_trial_actor = maybe_cache  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        TuneController._maybe_cache_trial_actor = original  # type: ignore[method-assign]
