@@ -67,7 +67,8 @@ def parse_sweep(data: object, default_name: str = "sweep") -> SweepPlan:
                          checkpoint_every=_integer(data, "checkpoint_every", 1, minimum=1),
                          data=DataConfig.from_yaml(data.get("data") or {}),
                          warm_workers=data.get("warm_workers"),
-                         max_trials_per_worker=_integer(data, "max_trials_per_worker", MAX_TRIALS_PER_WORKER, minimum=1),
+                         max_trials_per_worker=_integer(data, "max_trials_per_worker", MAX_TRIALS_PER_WORKER,
+                                                        minimum=1),
                          worker_growth_mb=data.get("worker_growth_mb", WORKER_GROWTH_MB))
     return SweepPlan(space, config)
 

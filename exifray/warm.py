@@ -129,8 +129,8 @@ def retiring_workers() -> Iterator[None]:
             return False
         return bool(original(controller, trial))
 
-    TuneController._maybe_cache_trial_actor = maybe_cache  # type: ignore[method-assign]
+    TuneController._maybe_cache_trial_actor = maybe_cache
     try:
         yield
     finally:
-        TuneController._maybe_cache_trial_actor = original  # type: ignore[method-assign]
+        TuneController._maybe_cache_trial_actor = original

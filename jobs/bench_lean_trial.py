@@ -4,8 +4,9 @@ time is not training.
     python jobs/bench_lean_trial.py                    # MobileNetV2 at 96 px, 1,000 photos, 10 cached head epochs
     ray job submit --working-dir . -- python jobs/bench_lean_trial.py --smoke-test
 
-Runs a one-trial sweep to build the cache entry, then the same trial again as a second sweep (a cache hit, as
-most trials of a sweep are). Prints for the second trial: the worker process's start to its first epoch
+Runs a one-trial sweep to build the cache entry, then a second sweep of the same trial twice (cache hits, as most
+trials of a sweep are) with warm workers: its first trial on a fresh worker, its second on that same worker.
+Prints both side by side: the worker process's start to its first epoch
 (`process_startup_s`: Ray's worker, importing TensorFlow, loading the arrays, building the model, obtaining the
 features), the epochs' total time, what came after them (test evaluation, latency, the final checkpoint), and
 `outside_training_share`, the share of the trial's wall time that no epoch used.
@@ -14,7 +15,6 @@ features), the epochs' total time, what came after them (test evaluation, latenc
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import tempfile
 from pathlib import Path
@@ -47,29 +47,46 @@ def main() -> None:
         create_backbone(args.backbone, args.image_size).save_weights(weights)
         if not ray.is_initialized():
             ray.init(log_to_driver=False, include_dashboard=False, logging_level=logging.WARNING)
-        for name in ("build", "hit"):
-            plan = parse_sweep({"name": name, "num_samples": 1, "scheduler": "none", "resources": {"cpus": 2},
+        for name, trials in (("build", 1), ("hit", 2)):
+            # cpus 2 = the whole machine: Tune cannot start the second trial's worker early, so it reuses the first
+            plan = parse_sweep({"name": name, "num_samples": trials, "scheduler": "none", "resources": {"cpus": 2},
+                                "warm_workers": True,
                                 "fixed": {"modality": "image", "backbone": args.backbone, "weights": str(weights),
                                           "image_size": args.image_size, "fine_tune_layers": 0,
                                           "epochs": args.epochs, "early_stopping_patience": args.epochs + 1},
                                 "params": {"learning_rate": {"choice": [0.001]}}})
             result = run_sweep(plan, dataset, storage_path=str(root / "experiments"))
-        (checkpoint,) = result.leaderboard["checkpoint"]
-        metrics = json.loads((Path(checkpoint) / "metrics.json").read_text())
-        history = [json.loads(line) for line in (Path(checkpoint) / "history.jsonl").read_text().splitlines()]
-        epochs = sum(row["epoch_time_s"] for row in history)
-        share = metrics["outside_training_share"]
-        wall = epochs / (1 - share)
-        after = wall - metrics["process_startup_s"] - epochs
-        print(f"{args.backbone} {args.image_size} px, {args.photos} photos, {args.epochs} head epochs on cached "
-              f"features (feature_cache={metrics['feature_cache']}):", flush=True)
-        print(f"  process start -> first epoch  {metrics['process_startup_s']:6.1f} s  (in the trial function: "
-              f"{metrics['startup_s']:.1f} s)", flush=True)
-        print(f"  {args.epochs} epochs                    {epochs:6.1f} s  ({epochs / args.epochs:.3f} s each)",
-              flush=True)
-        print(f"  after the epochs              {after:6.1f} s  (test, latency, final checkpoint)", flush=True)
-        print(f"  trial wall time               {wall:6.1f} s; outside training: {100 * share:.0f} %", flush=True)
+        _print_trials(args, result.experiment_dir)
 
+
+def _print_trials(args: argparse.Namespace, experiment: str) -> None:
+    """The hit sweep's two trials side by side: the first on a fresh worker, the second on the same worker, warm.
+    A warm trial's wall time is on one clock: from the first trial's final report to its own."""
+    from ray.tune import ExperimentAnalysis
+
+    # Tune's final results: ours plus Tune's pid and timestamp; the epochs' total is their mean times their count
+    finals = [trial.last_result for trial in ExperimentAnalysis(experiment).trials]
+    trials = sorted(((final, final["epoch_time_s"] * final["epochs"]) for final in finals),
+                    key=lambda trial: trial[0]["worker_trial"])
+    (fresh, fresh_epochs), (warm, warm_epochs) = trials
+    if fresh["pid"] != warm["pid"]:
+        raise SystemExit(f"the two trials ran on different workers ({fresh['pid']}, {warm['pid']}): no reuse")
+    fresh_wall = fresh_epochs / (1 - fresh["outside_training_share"])
+    warm_wall = warm["timestamp"] - fresh["timestamp"]  # Tune's time of each final report, seconds
+    print(f"{args.backbone} {args.image_size} px, {args.photos} photos, {args.epochs} head epochs on cached "
+          f"features (feature_cache={warm['feature_cache']}):", flush=True)
+    print(f"{'':32s}{'fresh worker':>14s}{'warm worker':>14s}", flush=True)
+    rows = [("received -> first epoch (s)", fresh["process_startup_s"], warm["process_startup_s"]),
+            ("  in the trial function (s)", fresh["startup_s"], warm["startup_s"]),
+            (f"{args.epochs} epochs (s)", fresh_epochs, warm_epochs),
+            ("after the epochs (s)", fresh_wall - fresh["process_startup_s"] - fresh_epochs,
+             warm["timestamp"] - warm["first_epoch_at"] - warm_epochs),
+            ("trial wall time (s)", fresh_wall, warm_wall),
+            ("outside training (%)", 100 * fresh["outside_training_share"], 100 * (1 - warm_epochs / warm_wall))]
+    for label, first, second in rows:
+        print(f"  {label:30s}{first:14.2f}{second:14.2f}", flush=True)
+    print(f"  warm trial's own outside_training_share (from its reset): {100 * warm['outside_training_share']:.0f} %",
+          flush=True)
 
 if __name__ == "__main__":
     main()

@@ -224,7 +224,8 @@ def stream_buffer_shards(config: DataConfig, card: DatasetCard, sizes: Sequence[
     shard_rows = max((shard.rows for shard in card.shards), default=card.photos)
     shard_bytes = max(1, shard_rows * max(sizes) ** 2 * 3)
     read_bytes = 2 * shard_bytes  # the read in flight: one shard's column as stored and decoded, until copied
-    share = budget / max(1, max_concurrent) if math.isfinite(budget) else 4 * shard_bytes + read_bytes  # no budget known: 2
+    # no budget known (no object store size): buffers of 2 shards
+    share = budget / max(1, max_concurrent) if math.isfinite(budget) else 4 * shard_bytes + read_bytes
     buffer = max(1, int((share - read_bytes) / (2 * shard_bytes)))
     logger.info("data: streaming %.0f MiB of images from the shards (%s; budget %.0f MiB): shuffle buffers of %d "
                 "shard(s), ~%.0f MiB per trial", needed / 2**20,

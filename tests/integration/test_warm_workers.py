@@ -20,7 +20,7 @@ from exifray.sweep import build_trainable, load_sweep_data, run_sweep, trial_dir
 TAGS = ["ExposureTime", "ISO", "Flash", "FNumber"]
 # The trial compared: fusion over TestTinyCNN at 32 px. The one before it on the same worker differs in
 # modality, backbone and size, and every trial streams its pixels from the shards.
-OTHER = {"modality": "image", "backbone": "TestTinyMobileNet", "image_size": 24, "learning_rate": 0.003}
+OTHER = {"modality": "image", "backbone": "TestTinyMobileNet", "image_size": 40, "learning_rate": 0.003}
 COMPARED = {"modality": "fusion", "backbone": "TestTinyCNN", "image_size": 32, "learning_rate": 0.002}
 
 
@@ -28,26 +28,27 @@ COMPARED = {"modality": "fusion", "backbone": "TestTinyCNN", "image_size": 32, "
 def two_size_dataset(tmp_path_factory: pytest.TempPathFactory, ray_local: None) -> Path:
     from exifray.testing.datasets import make_dataset
 
-    return make_dataset(tmp_path_factory.mktemp("warm"), photos=200, seed=5, image_size=40, sizes=(24, 32),
+    return make_dataset(tmp_path_factory.mktemp("warm"), photos=200, seed=5, image_size=48, sizes=(32, 40),
                         shard_size=50)
 
 
 def _plan(name: str, **settings: Any) -> SweepPlan:
     document: dict[str, Any] = {
-        "name": name, "max_concurrent": 1, "scheduler": "none", "resources": {"cpus": 1}, "warm_workers": True,
+        "name": name, "max_concurrent": 1, "scheduler": "none", "resources": {"cpus": 2}, "warm_workers": True,
         "data": {"stream": "always"},
         "fixed": {"epochs": 3, "batch_size": 32, "fusion_width": 8, "exif_tags": TAGS, "seed": 7,
                   "early_stopping_patience": 5},
         "params": {"modality": {"choice": ["image", "fusion"]}, "backbone": {"choice": ["TestTinyCNN",
                                                                                     "TestTinyMobileNet"]},
-                   "image_size": {"choice": [24, 32]}, "learning_rate": {"choice": [0.002, 0.003]}}}
+                   "image_size": {"choice": [32, 40]}, "learning_rate": {"choice": [0.002, 0.003]}}}
     document.update(settings)
     return parse_sweep(document)
 
 
 def _run_points(plan: SweepPlan, dataset: Path, storage: Path, points: list[dict[str, Any]],
                 stop: Callable[[str, Mapping[str, Any]], bool] | None = None) -> pd.DataFrame:
-    """The points in order, one at a time, on exifray's trainable (one Tune trial each); returns Tune's results."""
+    """The points in order, one at a time, on exifray's trainable (one Tune trial each); returns Tune's results.
+    Trials take every CPU: with room to spare, Tune starts the next trial's worker before the last one ends."""
     from ray import tune
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
@@ -96,7 +97,7 @@ def _val_probabilities(final: pd.Series, plan: SweepPlan, dataset: Path) -> np.n
 
 
 def _task_names(final: pd.Series) -> list[str]:
-    path = Path(final["trial_path"]) / "codecarbon" / schema.CODECARBON_TASKS_FILE
+    path = Path(final["trial_path"]) / final["checkpoint_dir_name"] / schema.CODECARBON_TASKS_FILE
     with path.open(encoding="utf-8") as stream:
         return [row["task_name"] for row in csv.DictReader(stream)]
 

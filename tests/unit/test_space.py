@@ -115,6 +115,16 @@ def test_overrides() -> None:
         grid.with_overrides(num_samples=3)
 
 
+@pytest.mark.parametrize(("document", "reused"), [
+    ({}, True), ({"resources": {"gpus": 1}}, False), ({"resources": {"gpus": 0.5}, "warm_workers": True}, True),
+    ({"warm_workers": False}, False)])
+def test_warm_workers_default_on_for_cpu_trials_and_off_for_gpu_trials(document: dict, reused: bool) -> None:
+    plan = parse_sweep(document)
+    assert plan.config.reuse_workers is reused
+    assert plan.to_yaml()["warm_workers"] is reused  # sweep.yaml stores what ran
+    assert parse_sweep(plan.to_yaml()).config == plan.config
+
+
 BAD = [
     ({"metrc": "val_f1_macro"}, r"metrc: unknown key \(did you mean 'metric'\?\)"),
     ({"metric": "test_f1_macro"}, r"metric must be one of .* got 'test_f1_macro'"),
@@ -124,6 +134,9 @@ BAD = [
     ({"num_samples": 0}, r"num_samples must be an integer >= 1, got 0"),
     ({"max_concurrent": "two"}, r"max_concurrent must be an integer >= 1, got 'two'"),
     ({"checkpoint_every": 0}, r"checkpoint_every must be an integer >= 1, got 0"),
+    ({"warm_workers": "yes"}, r"warm_workers must be true or false, got 'yes'"),
+    ({"max_trials_per_worker": 0}, r"max_trials_per_worker must be an integer >= 1, got 0"),
+    ({"worker_growth_mb": -5}, r"worker_growth_mb must be a number of MiB > 0, got -5"),
     ({"scheduler": "hyperband"}, r"scheduler.type must be one of asha, median, none, got 'hyperband'"),
     ({"scheduler": {"type": "asha", "reduction_factor": 1}}, r"scheduler.reduction_factor must be >= 2, got 1"),
     ({"resources": {"cpus": 0}}, r"resources.cpus must be a number > 0, got 0"),

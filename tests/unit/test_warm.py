@@ -1,0 +1,40 @@
+"""A warm worker's own bookkeeping (no Ray): its trial count, private memory and when it retires."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from exifray import schema, warm
+
+
+@pytest.fixture
+def fresh_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(warm, "_WORKER", warm._Worker())
+
+
+def test_a_worker_retires_at_its_max_trials(fresh_worker: None) -> None:
+    fields = [warm.begin_trial(max_trials=3, growth_mb=1e6) for _ in range(3)]
+    assert [f[schema.WORKER_TRIAL] for f in fields] == [1, 2, 3]
+    assert [f[schema.WORKER_RETIRES] for f in fields] == [False, False, True]
+    assert all(f[schema.WORKER_USS_MB] > 10 and f[schema.WORKER_THREADS] >= 1 for f in fields)
+
+
+def test_a_worker_retires_once_its_private_memory_grew_past_the_limit(fresh_worker: None) -> None:
+    first = warm.begin_trial(max_trials=100, growth_mb=64)
+    second = warm.begin_trial(max_trials=100, growth_mb=64)  # the baseline: what the first trial left
+    kept = np.ones(200 * 2**20, dtype=np.uint8)  # 200 MiB of private memory, touched
+    third = warm.begin_trial(max_trials=100, growth_mb=64)
+    assert kept.sum() == 200 * 2**20
+    assert not first[schema.WORKER_RETIRES] and not second[schema.WORKER_RETIRES]
+    assert third[schema.WORKER_RETIRES]
+    assert third[schema.WORKER_USS_MB] - second[schema.WORKER_USS_MB] > 150
+
+
+def test_a_fresh_worker_received_its_trial_at_its_process_start(fresh_worker: None) -> None:
+    import psutil
+
+    warm.received(reused=False)
+    assert warm.received_at() == psutil.Process().create_time()
+    warm.received(reused=True)
+    assert warm.received_at() > psutil.Process().create_time()
