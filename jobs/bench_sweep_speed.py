@@ -1,5 +1,5 @@
-"""Benchmark: a 16-trial ASHA sweep shaped like `search_spaces/fusion.yaml` with the FEATURE CACHE on, against the
-same sweep with it off, both run here, one after the other.
+"""Benchmark: a 16-trial ASHA sweep shaped like `search_spaces/fusion.yaml` with the FEATURE CACHE on and warm workers,
+against the same sweep with the cache off and a fresh worker per trial, both run here, one after the other.
 
     python jobs/bench_sweep_speed.py                  # 1,000 photos, 2 backbones x 64/96 px x 4 learning rates
     ray job submit --working-dir . -- python jobs/bench_sweep_speed.py --smoke-test
@@ -33,6 +33,7 @@ def _plan(name: str, weights: dict[str, str], sizes: list[int], epochs: int, mod
         "fixed": {"modality": "fusion", "weights": weights, "epochs": epochs, "fine_tune_layers": 20,
                   "fine_tune_epochs": 2, "early_stopping_patience": epochs, "batch_size": 32, "fusion_width": 64,
                   "seed": 0, "feature_cache": mode},
+        "warm_workers": mode != "off",  # the baseline is as before both: no cache, a fresh worker per trial
         "params": {"backbone": {"grid": list(weights)}, "image_size": {"grid": sizes},
                    "learning_rate": {"grid": rates}}})
 
@@ -78,7 +79,7 @@ def main() -> None:
             built = len(FeatureCache.under(str(storage)).entries())
             print(f"feature_cache {mode}: {len(result.leaderboard)} trials, "
                   f"{int(result.leaderboard['epochs'].sum())} trial-epochs, {built} cache entries built, "
-                  f"{walls[mode]:.0f} s", flush=True)
+                  f"{walls[mode]:.0f} s ({'fresh' if mode == 'off' else 'warm'} workers)", flush=True)
         print(f"sweep wall time: {walls['off']:.0f} s off, {walls['auto']:.0f} s on: "
               f"{walls['off'] / walls['auto']:.1f}x", flush=True)
         _compare(boards)
