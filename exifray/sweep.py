@@ -10,6 +10,7 @@ EXPERIMENT DIR it writes is described in `experiment.py`, the callback that keep
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import json
 import logging
@@ -289,6 +290,7 @@ TRIAL_PROCESS_TITLE: Final = "ray::SweepTrainable"  # what `ps` shows for a tria
 def build_trainable(plan: SweepPlan, data: Mapping[int | None, DatasetArrays],
                     cache: CacheAccess | None = None) -> type[tune.Trainable]:
     from ray import tune
+    from ray.train._internal.session import get_session
     from ray.tune.trainable.function_trainable import wrap_function
 
     resources = {"cpu": plan.config.resources.cpus, "gpu": plan.config.resources.gpus}
@@ -311,6 +313,11 @@ def build_trainable(plan: SweepPlan, data: Mapping[int | None, DatasetArrays],
                 logger.error("the previous trial's thread did not end within %s s; Tune fails this trial",
                              os.environ.get("TUNE_FUNCTION_THREAD_TIMEOUT_S"))
                 return False
+            # Tune's reset names the trial's working directory as its folder, where a fresh worker's setup names
+            # its folder under the storage path: point `get_trial_dir()` where a fresh worker's trial writes
+            session = get_session()
+            session.trial_info = dataclasses.replace(session.trial_info,
+                                                     logdir=self._storage.trial_driver_staging_path)
             warm.clear_previous_trial()
             return True
 

@@ -72,15 +72,16 @@ def _run_points(plan: SweepPlan, dataset: Path, storage: Path, points: list[dict
     return pd.concat(frames, ignore_index=True)
 
 
-def _final(frame: pd.DataFrame, modality: str) -> pd.Series:
-    rows = frame[(frame["config/modality"] == modality) & frame[schema.FINAL_RESULT].fillna(False).astype(bool)]
+def _final(frame: pd.DataFrame, worker_trial: int) -> pd.Series:
+    rows = frame[(frame[schema.WORKER_TRIAL] == worker_trial) & frame[schema.FINAL_RESULT].fillna(False).astype(bool)]
     assert len(rows) == 1
     return rows.iloc[0]
 
 
-def _epochs(frame: pd.DataFrame, modality: str) -> pd.DataFrame:
-    rows = frame[(frame["config/modality"] == modality) & frame[schema.FINAL_RESULT].isna()]
-    return rows[[schema.EPOCH, schema.VAL_LOSS, schema.VAL_F1_MACRO, schema.VAL_F1_MICRO, schema.VAL_ACCURACY]]
+def _epochs(frame: pd.DataFrame, worker_trial: int) -> pd.DataFrame:
+    rows = frame[(frame[schema.WORKER_TRIAL] == worker_trial) & frame[schema.FINAL_RESULT].isna()]
+    return rows[[schema.EPOCH, schema.VAL_LOSS, schema.VAL_F1_MACRO, schema.VAL_F1_MICRO,
+                 schema.VAL_ACCURACY]].reset_index(drop=True)
 
 
 def _val_probabilities(final: pd.Series, plan: SweepPlan, dataset: Path) -> np.ndarray:
@@ -107,29 +108,43 @@ def fresh_run(two_size_dataset: Path, tmp_path_factory: pytest.TempPathFactory) 
     return _run_points(_plan("fresh"), two_size_dataset, tmp_path_factory.mktemp("fresh"), [COMPARED])
 
 
-@pytest.mark.parametrize("stopped", [False, True], ids=["after-a-finished-trial", "after-a-stopped-trial"])
-def test_a_trial_on_a_reused_worker_equals_it_on_a_fresh_one(stopped: bool, fresh_run: pd.DataFrame,
-                                                             two_size_dataset: Path, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def warm_run(two_size_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
+    """One worker runs OTHER to its end, COMPARED, OTHER stopped by Tune after its first report (mid-fit, as ASHA
+    stops a trial), and COMPARED again."""
+    def stop(_trial_id: str, result: Mapping[str, Any]) -> bool:
+        return bool(result[schema.WORKER_TRIAL] == 3 and result[schema.EPOCH] >= 1)
+
+    return _run_points(_plan("warm"), two_size_dataset, tmp_path_factory.mktemp("warm-run"),
+                       [OTHER, COMPARED, OTHER, COMPARED], stop=stop)
+
+
+def test_the_trial_before_ran_on_the_same_worker_streamed_or_was_stopped(warm_run: pd.DataFrame) -> None:
+    assert warm_run["pid"].nunique() == 1  # one worker process ran all four
+    assert _final(warm_run, 1)[schema.DATA_SOURCE].startswith("streamed")
+    assert len(_epochs(warm_run, 1)) == 3
+    stopped = warm_run[warm_run[schema.WORKER_TRIAL] == 3]
+    assert len(stopped) == 1 and stopped[schema.FINAL_RESULT].isna().all()  # stopped after its first epoch
+
+
+@pytest.mark.parametrize("worker_trial", [2, 4], ids=["after-a-finished-trial", "after-a-stopped-trial"])
+def test_a_trial_on_a_reused_worker_equals_it_on_a_fresh_one(worker_trial: int, warm_run: pd.DataFrame,
+                                                             fresh_run: pd.DataFrame, two_size_dataset: Path) -> None:
     plan = _plan("warm")
-    # A stopped trial is the one ASHA stops: Tune stops it after a report, mid-fit, and hands its worker on.
-    stop = (lambda _id, result: result["config"]["modality"] == "image" and result[schema.EPOCH] >= 1) if stopped \
-        else None
-    warm_run = _run_points(plan, two_size_dataset, tmp_path, [OTHER, COMPARED], stop=stop)
-    before, after, fresh = _final(warm_run, "image") if not stopped else None, _final(warm_run, "fusion"), \
-        _final(fresh_run, "fusion")
-    other_pids = set(warm_run.loc[warm_run["config/modality"] == "image", "pid"])
-    assert other_pids == {after["pid"]}  # the same worker process ran both
-    assert after[schema.WORKER_TRIAL] == 2 and fresh[schema.WORKER_TRIAL] == 1
-    if before is not None:
-        assert before[schema.DATA_SOURCE].startswith("streamed")
-    pd.testing.assert_frame_equal(_epochs(warm_run, "fusion").reset_index(drop=True),
-                                  _epochs(fresh_run, "fusion").reset_index(drop=True), atol=1e-5, rtol=0)
+    after, fresh = _final(warm_run, worker_trial), _final(fresh_run, 1)
+    assert after["config/modality"] == "fusion" and after["config/backbone"] == "TestTinyCNN"
+    pd.testing.assert_frame_equal(_epochs(warm_run, worker_trial), _epochs(fresh_run, 1), atol=1e-5, rtol=0)
+    assert len(_epochs(fresh_run, 1)) == 3
     for key in (schema.TEST_F1_MACRO, schema.TEST_F1_MICRO, schema.TEST_ACCURACY, schema.VAL_LOSS):
         assert after[key] == pytest.approx(fresh[key], abs=1e-5)
     np.testing.assert_allclose(_val_probabilities(after, plan, two_size_dataset),
                                _val_probabilities(fresh, plan, two_size_dataset), atol=1e-5, rtol=0)
     # its CodeCarbon record holds its own segments only: 3 epochs and the test pass
     assert _task_names(after) == ["train-epoch1", "train-epoch2", "train-epoch3", "test"] == _task_names(fresh)
+    # ... also in the trial's own folder, where a fresh worker's trial keeps CodeCarbon's files
+    own = Path(after["trial_path"]) / "codecarbon" / schema.CODECARBON_TASKS_FILE
+    checkpoint = Path(after["trial_path"]) / after["checkpoint_dir_name"]
+    assert own.read_bytes() == (checkpoint / schema.CODECARBON_TASKS_FILE).read_bytes()
     # nothing of the trial before is still running: the same threads as a fresh worker has at its trial's start
     assert after[schema.WORKER_THREADS] == fresh[schema.WORKER_THREADS]
     # its overhead counts from the reset that handed it the trial, not from the process start
