@@ -277,7 +277,7 @@ class Resources:
 
 
 STREAM_MODES: Final = ("auto", "always", "never")
-# Warm workers' retirement defaults (measured by jobs/bench_worker_memory.py; README "Warm workers").
+# Warm workers' retirement defaults, chosen before a worker's memory over many trials was measured (README).
 MAX_TRIALS_PER_WORKER: Final = 20
 WORKER_GROWTH_MB: Final = 1024.0
 

@@ -10,7 +10,6 @@ EXPERIMENT DIR it writes is described in `experiment.py`, the callback that keep
 from __future__ import annotations
 
 import copy
-import dataclasses
 import functools
 import json
 import logging
@@ -311,13 +310,13 @@ def build_trainable(plan: SweepPlan, data: Mapping[int | None, DatasetArrays],
             warm.wait_for_previous_trial()
             if not super().reset_config(new_config):
                 logger.error("the previous trial's thread did not end within %s s; Tune fails this trial",
-                             os.environ.get("TUNE_FUNCTION_THREAD_TIMEOUT_S"))
+                             os.environ.get(warm.THREAD_TIMEOUT_ENV))
                 return False
             # Tune's reset names the trial's working directory as its folder, where a fresh worker's setup names
             # its folder under the storage path: point `get_trial_dir()` where a fresh worker's trial writes
             session = get_session()
-            session.trial_info = dataclasses.replace(session.trial_info,
-                                                     logdir=self._storage.trial_driver_staging_path)
+            session.trial_info = replace(session.trial_info,
+                                         logdir=self._storage.trial_driver_staging_path)
             warm.clear_previous_trial()
             return True
 

@@ -40,7 +40,7 @@ logger = logging.getLogger(__name__)
 # How long a reused worker waits for the previous trial's thread to end (Tune's own default is 2 s, which a
 # trial stopped by ASHA mid-epoch can miss while it closes its tracker: Tune would then fail the next trial).
 RESET_WAIT_S: Final = 300
-_THREAD_TIMEOUT_ENV: Final = "TUNE_FUNCTION_THREAD_TIMEOUT_S"
+THREAD_TIMEOUT_ENV: Final = "TUNE_FUNCTION_THREAD_TIMEOUT_S"
 
 
 @dataclass
@@ -92,7 +92,7 @@ def begin_trial(max_trials: int, growth_mb: float) -> dict[str, object]:
 
 def wait_for_previous_trial() -> None:
     """Let Tune's reset wait up to `RESET_WAIT_S` for the previous trial's thread (unless the user set it)."""
-    os.environ.setdefault(_THREAD_TIMEOUT_ENV, str(RESET_WAIT_S))
+    os.environ.setdefault(THREAD_TIMEOUT_ENV, str(RESET_WAIT_S))
 
 
 def clear_previous_trial() -> None:
