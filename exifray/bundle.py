@@ -7,7 +7,9 @@
 A bundle (and a trial's final checkpoint, which has the same files) holds `model.keras`, `settings.json`
 (the trial's settings plus classes, label mode, image size, preprocessing and the fitted EXIF encoder
 statistics), `metrics.json`, `history.jsonl` and, for a bundle, `bundle.json` (what it is and where it came
-from, by name only). Nothing in it points back into the experiment directory.
+from, by name only). Nothing in it points back into the experiment directory. A head-only trial's final
+checkpoint has `head.keras` and `backbone.json` in place of `model.keras`: loading it assembles the full model
+(`models.assembly`), and `export-best` writes the assembled `model.keras` into the bundle.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import pandas as pd
 
 from exifray import schema
 from exifray.errors import ConfigError, DataError, InputNotFoundError
-from exifray.experiment import TRIAL_FILES, open_experiment
+from exifray.experiment import HEAD_ONLY_TRIAL_FILES, TRIAL_FILES, open_experiment
 
 if TYPE_CHECKING:
     import keras
@@ -135,7 +137,11 @@ def load_model(path: str | Path) -> LoadedModel:
     folder = Path(path)
     if not folder.is_dir():
         raise InputNotFoundError(f"model folder does not exist: {path}")
-    missing = [name for name in (schema.MODEL_FILE, schema.SETTINGS_FILE) if not (folder / name).is_file()]
+    from exifray.models.assembly import assemble_model, is_head_only
+
+    head_only = is_head_only(folder)
+    missing = [name for name in (schema.SETTINGS_FILE,) + (() if head_only else (schema.MODEL_FILE,))
+               if not (folder / name).is_file()]
     if missing:
         raise InputNotFoundError(f"{path} is not a bundle or a final trial checkpoint: it lacks {', '.join(missing)} "
                                  f"(export one with `exifray export-best`)")
@@ -144,7 +150,8 @@ def load_model(path: str | Path) -> LoadedModel:
     metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.is_file() else {}
     import keras
 
-    model = keras.models.load_model(folder / schema.MODEL_FILE, compile=False)
+    model = assemble_model(folder) if head_only else keras.models.load_model(folder / schema.MODEL_FILE,
+                                                                             compile=False)
     return LoadedModel(str(folder), model, settings, metrics, model_id(folder))
 
 
@@ -153,7 +160,7 @@ def _download_bundle(uri: str, local: Path) -> Path:
     from exifray.fsutil import filesystem_and_path
 
     fs, root = filesystem_and_path(uri)
-    for name in (*TRIAL_FILES, *schema.CODECARBON_FILES, BUNDLE_FILE):
+    for name in (*TRIAL_FILES, *schema.HEAD_ONLY_FILES, *schema.CODECARBON_FILES, BUNDLE_FILE):
         try:
             with fs.open_input_stream(f"{root.rstrip('/')}/{name}") as source:
                 (local / name).write_bytes(source.readall())
@@ -163,12 +170,14 @@ def _download_bundle(uri: str, local: Path) -> Path:
 
 
 def model_id(folder: str | Path) -> str:
-    """A bundle's identity: sha256 over its model and settings files (16 hex digits)."""
+    """A bundle's identity: sha256 over its model (a head-only trial's: head and backbone identity) and settings
+    files (16 hex digits)."""
     import hashlib
 
     digest = hashlib.sha256()
-    for name in (schema.MODEL_FILE, schema.SETTINGS_FILE):
-        digest.update((Path(folder) / name).read_bytes())
+    for name in (schema.MODEL_FILE, *schema.HEAD_ONLY_FILES, schema.SETTINGS_FILE):
+        if name == schema.SETTINGS_FILE or (Path(folder) / name).is_file():
+            digest.update((Path(folder) / name).read_bytes())
     return digest.hexdigest()[:16]
 
 
@@ -277,15 +286,32 @@ def measured_inference_ms(loaded: LoadedModel, photos: int = 64) -> float:
 
 
 def _copy_checkpoint(experiment_fs: Any, checkpoint: str, staging: Path, trial_id: str) -> None:
-    """The final folder's files; CodeCarbon's files too where the trial has them (trials before they were kept
-    do not)."""
-    for name in (*TRIAL_FILES, *schema.CODECARBON_FILES):
+    """The final folder's files (a head-only trial's too); CodeCarbon's files too where the trial has them
+    (trials before they were kept do not)."""
+    copied = []
+    for name in (*TRIAL_FILES, *schema.HEAD_ONLY_FILES, *schema.CODECARBON_FILES):
         try:
             with experiment_fs.open_input_stream(f"{checkpoint}/{name}") as source:
                 (staging / name).write_bytes(source.readall())
+            copied.append(name)
         except FileNotFoundError:
-            if name in TRIAL_FILES:
-                raise InputNotFoundError(f"trial {trial_id}'s checkpoint {checkpoint} lacks {name}") from None
+            continue
+    required = HEAD_ONLY_TRIAL_FILES if schema.MODEL_FILE not in copied else TRIAL_FILES
+    missing = [name for name in required if name not in copied]
+    if missing:
+        raise InputNotFoundError(f"trial {trial_id}'s checkpoint {checkpoint} lacks {', '.join(missing)}")
+
+
+def _assembled_in_place(bundle: Path) -> None:
+    """A head-only trial's files in `bundle` replaced by its assembled `model.keras`: a bundle is self-contained
+    (its backbone's weights file may not travel with it)."""
+    from exifray.models.assembly import assemble_model, is_head_only
+
+    if not is_head_only(bundle):
+        return
+    assemble_model(bundle).save(bundle / schema.MODEL_FILE)
+    for name in schema.HEAD_ONLY_FILES:
+        (bundle / name).unlink()
 
 
 def _within_budget(experiment_fs: Any, ranked: pd.DataFrame, budget_ms: float, candidates: int,
@@ -333,6 +359,7 @@ def export_best(experiment_path: str, out: str | Path, metric: str | None = None
             bundle = staging / "bundle"
             bundle.mkdir()
             _copy_checkpoint(experiment.files.fs, str(row["checkpoint"]), bundle, str(row["trial_id"]))
+        _assembled_in_place(bundle)
         settings = json.loads((bundle / schema.SETTINGS_FILE).read_text(encoding="utf-8"))
         if data is not None and settings["label_mode"] == "multi":
             settings["thresholds"] = _fit_thresholds(bundle, data)

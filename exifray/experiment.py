@@ -50,6 +50,8 @@ ANALYSIS_DIR: Final = "analysis"
 RESUME_FILE: Final = "resume.json"
 BEST_WEIGHTS_FILE: Final = "best_weights.npz"
 TRIAL_FILES: Final = (schema.MODEL_FILE, schema.SETTINGS_FILE, schema.METRICS_FILE, schema.HISTORY_FILE)
+# A head-only trial's final checkpoint: its head and its frozen backbone's identity in place of `model.keras`
+HEAD_ONLY_TRIAL_FILES: Final = (*schema.HEAD_ONLY_FILES, *TRIAL_FILES[1:])
 
 
 def storage_uri(storage_path: str | None) -> str:
@@ -140,14 +142,18 @@ class ExperimentFiles:
 
 def save_trial(result: TrialResult, out_dir: str | Path) -> None:
     """A trial's final folder (TRIAL_FILES; a bundle has the same): `model.keras`, `metrics.json`, `settings.json`
-    and `history.jsonl`, each written atomically."""
+    and `history.jsonl`, each written atomically. A head-only trial (`result.backbone`) has `head.keras` and
+    `backbone.json` in place of `model.keras` (HEAD_ONLY_FILES; `models.assembly` builds its full model)."""
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    name = schema.MODEL_FILE if result.backbone is None else schema.HEAD_MODEL_FILE
     with tempfile.TemporaryDirectory(dir=out, prefix=".tmp-model-") as staging:
-        staged = Path(staging) / schema.MODEL_FILE
+        staged = Path(staging) / name
         result.model.save(staged)
-        staged.replace(out / schema.MODEL_FILE)
+        staged.replace(out / name)
+    if result.backbone is not None:
+        atomic_write_json(out / schema.BACKBONE_FILE, result.backbone)
     atomic_write_json(out / schema.METRICS_FILE, jsonable(result.metrics))
     atomic_write_json(out / schema.SETTINGS_FILE, result.settings)
     atomic_write_jsonl(out / schema.HISTORY_FILE, (jsonable(row) for row in result.history))

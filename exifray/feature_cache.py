@@ -77,17 +77,6 @@ class CacheKey:
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]
 
 
-def weights_identity(weights: str) -> str:
-    """`imagenet`, or the sha256 of a local weights file (its path may differ between machines)."""
-    if weights == "imagenet":
-        return weights
-    digest = hashlib.sha256()
-    with open(weights, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return f"sha256:{digest.hexdigest()}"
-
-
 @dataclass(frozen=True)
 class Features:
     """Pooled backbone features per split, rows in the dataset's order."""
@@ -337,6 +326,8 @@ def route(config: TrialConfig, built: BuiltModel) -> Route:
 def cache_key(config: TrialConfig, built: BuiltModel, image_size: int, dataset: str) -> CacheKey:
     import keras
     import tensorflow as tf
+
+    from exifray.models.fusion import weights_identity
 
     assert built.spec is not None and built.weights is not None
     return CacheKey(backbone=built.spec.name, weights=weights_identity(built.weights), image_size=image_size,

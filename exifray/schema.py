@@ -45,6 +45,8 @@ TEST_ACCURACY: Final = "test_accuracy"
 TRAIN_TIME_S: Final = "train_time_s"
 PARAMS: Final = "params"
 INFERENCE_MS: Final = "inference_ms"
+# True when inference_ms is a head-only trial's estimate: its frozen backbone's latency plus its head's
+INFERENCE_ESTIMATED: Final = "inference_ms_estimated"
 CODECARBON_RUN_FILE: Final = "emissions.csv"  # CodeCarbon's own file: one row per tracker run (a trial attempt)
 CODECARBON_TASKS_FILE: Final = "emissions_tasks.csv"  # one row per measured segment (epoch, test), appended
 CODECARBON_FILES: Final = (CODECARBON_RUN_FILE, CODECARBON_TASKS_FILE)  # in checkpoints, final folders, bundles
@@ -58,6 +60,10 @@ FINAL_METRICS: Final = (TEST_F1_MACRO, TEST_F1_MICRO, TEST_ACCURACY, TRAIN_TIME_
 
 # --- Trial output files ----------------------------------------------------------------------
 MODEL_FILE: Final = "model.keras"
+# A head-only trial's final folder has these in place of MODEL_FILE (`models.assembly` builds the full model)
+HEAD_MODEL_FILE: Final = "head.keras"
+BACKBONE_FILE: Final = "backbone.json"
+HEAD_ONLY_FILES: Final = (HEAD_MODEL_FILE, BACKBONE_FILE)
 METRICS_FILE: Final = "metrics.json"
 SETTINGS_FILE: Final = "settings.json"
 HISTORY_FILE: Final = "history.jsonl"

@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 OPERATORS: Final = ("choice", "uniform", "loguniform", "randint", "grid", "subset_of")
 SCHEDULERS: Final = ("asha", "median", "none")
 MODES: Final = ("max", "min")
+# tpe: multivariate TPE over grouped (conditional) parameters with the constant liar; independent_tpe: one
+# TPE per parameter (Optuna's default TPESampler, constant liar on since Optuna 5); random: RandomSampler.
+SEARCHES: Final = ("tpe", "independent_tpe", "random")
 TAG_FLAG_PREFIX: Final = "exif_tag_"  # one boolean Optuna parameter per tag of a `subset_of`
 SUBSET_SEPARATOR: Final = "+"
 
@@ -75,6 +78,7 @@ class SearchSpace:
     modes: tuple[str, ...] = ("max",)
     seed: int = 0
     n_startup_trials: int = 10
+    search: str = "tpe"  # one of SEARCHES; grid files do not sample
     num_samples: int = 10
     max_concurrent: int = 1
     scheduler: Scheduler = field(default_factory=Scheduler)
@@ -214,7 +218,7 @@ class SearchSpace:
                 "metric": self.metric if not self.multi_objective else list(self.metrics),
                 "mode": self.mode if not self.multi_objective else list(self.modes),
                 "seed": self.seed, "n_startup_trials": self.n_startup_trials,
-                **({} if self.is_grid else {"num_samples": self.num_samples}),
+                **({} if self.is_grid else {"search": self.search, "num_samples": self.num_samples}),
                 "max_concurrent": self.max_concurrent, "scheduler": self.scheduler.to_yaml(),
                 "tag_subsets": {k: list(v) for k, v in self.tag_subsets.items()},
                 "fixed": dict(self.fixed), "params": {p.name: p.to_yaml() for p in self.params}}

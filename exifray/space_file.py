@@ -25,6 +25,7 @@ from exifray.space import (
     OPERATORS,
     RESERVED,
     SCHEDULERS,
+    SEARCHES,
     SUBSET_SEPARATOR,
     Param,
     Scheduler,
@@ -32,7 +33,7 @@ from exifray.space import (
     SweepPlan,
 )
 
-_TOP_LEVEL: Final = ("name", "metric", "mode", "seed", "n_startup_trials", "num_samples", "max_concurrent",
+_TOP_LEVEL: Final = ("name", "metric", "mode", "seed", "n_startup_trials", "search", "num_samples", "max_concurrent",
                      "scheduler", "resources", "max_failures", "checkpoint_every", "data", "warm_workers",
                      "max_trials_per_worker", "worker_growth_mb", "tag_subsets", "fixed", "params")
 FIXED_ONLY: Final = ("feature_cache",)
@@ -86,8 +87,8 @@ def parse_space(data: object, default_name: str = "sweep") -> SearchSpace:
         mixed = [p.name for p in params if p.kind != "grid"]
         require(not mixed, f"params.{mixed[0] if mixed else ''}: a file that uses `grid` must use it for every "
                            f"parameter (Optuna cannot sample a grid), got {mixed!r}")
-        require("num_samples" not in data, f"num_samples: a grid file runs every combination once, got "
-                                           f"{data.get('num_samples')!r}")
+        for key in ("num_samples", "search"):
+            require(key not in data, f"{key}: a grid file runs every combination once, got {data.get(key)!r}")
     scheduler = _scheduler(data.get("scheduler", "asha"))
     require(not (len(metrics) > 1 and scheduler.type != "none"),
             f"scheduler: a multi-objective sweep cannot use a pruning scheduler (it stops on one metric), got "
@@ -96,6 +97,7 @@ def parse_space(data: object, default_name: str = "sweep") -> SearchSpace:
         name=_name(data.get("name", default_name)), metrics=metrics, modes=modes,
         seed=_integer(data, "seed", 0, minimum=0),
         n_startup_trials=_integer(data, "n_startup_trials", 10, minimum=0),
+        search=_choice(data, "search", "tpe", SEARCHES),
         num_samples=_integer(data, "num_samples", 10, minimum=1),
         max_concurrent=_integer(data, "max_concurrent", 1, minimum=1),
         scheduler=scheduler, tag_subsets=tag_subsets, fixed=fixed, params=params)
@@ -123,6 +125,12 @@ def _integer(data: Mapping[str, Any], key: str, default: int, minimum: int) -> i
     require(isinstance(value, int) and not isinstance(value, bool) and value >= minimum,
              f"{key} must be an integer >= {minimum}, got {value!r}")
     return int(value)
+
+
+def _choice(data: Mapping[str, Any], key: str, default: str, allowed: Sequence[str]) -> str:
+    value = data.get(key, default)
+    require(value in allowed, f"{key} must be one of {', '.join(allowed)}, got {value!r}")
+    return str(value)
 
 
 def _objectives(metric: Any, mode: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:

@@ -264,18 +264,28 @@ def build_search(space: SearchSpace) -> Searcher:
         # a SearchAlgorithm rather than a Searcher; TuneConfig(search_alg=...) takes both
         return BasicVariantGenerator(points_to_evaluate=space.grid_points(), max_concurrent=space.max_concurrent,
                                      random_state=space.seed)
-    import optuna
     from ray.tune.search.optuna import OptunaSearch
 
+    metric: str | list[str] = list(space.metrics) if space.multi_objective else space.metric
+    mode: str | list[str] = list(space.modes) if space.multi_objective else space.mode
+    return OptunaSearch(space=functools.partial(_define_by_run, space), metric=metric, mode=mode,
+                        sampler=build_sampler(space))
+
+
+def build_sampler(space: SearchSpace) -> optuna.samplers.BaseSampler:
+    """The Optuna sampler `search` names, seeded by the space's seed."""
+    import optuna
+
+    if space.search == "random":
+        return optuna.samplers.RandomSampler(seed=space.seed)
+    if space.search == "independent_tpe":
+        return optuna.samplers.TPESampler(seed=space.seed, n_startup_trials=space.n_startup_trials)
     # multivariate + group: TPE models the conditional parameters jointly; constant liar: concurrent trials
     # do not all sample the same point while the first ones run.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # `group` is marked experimental
-        sampler = optuna.samplers.TPESampler(seed=space.seed, n_startup_trials=space.n_startup_trials,
-                                             multivariate=True, group=True, constant_liar=True)
-    metric: str | list[str] = list(space.metrics) if space.multi_objective else space.metric
-    mode: str | list[str] = list(space.modes) if space.multi_objective else space.mode
-    return OptunaSearch(space=functools.partial(_define_by_run, space), metric=metric, mode=mode, sampler=sampler)
+        return optuna.samplers.TPESampler(seed=space.seed, n_startup_trials=space.n_startup_trials,
+                                          multivariate=True, group=True, constant_liar=True)
 
 
 def _define_by_run(space: SearchSpace, trial: optuna.Trial) -> None:

@@ -36,7 +36,7 @@ from exifray.exif.encode import ExifEncoder
 from exifray.experiment import BEST_WEIGHTS_FILE, RESUME_FILE, save_trial
 from exifray.fsutil import atomic_write_json, jsonable
 from exifray.metrics import crossentropy, f1_scores
-from exifray.models.runtime import configure_tensorflow, inference_ms
+from exifray.models.runtime import configure_tensorflow, frozen_backbone_cost, inference_ms
 
 if TYPE_CHECKING:
     import keras
@@ -60,9 +60,10 @@ class TrialFailed(ExifrayError, RuntimeError):
 class TrialResult:
     metrics: dict[str, Any]
     history: list[dict[str, Any]]
-    model: keras.Model = field(repr=False)
+    model: keras.Model = field(repr=False)  # the full model, or the head alone when `backbone` is set
     settings: dict[str, Any]
     emissions_files: dict[str, bytes] = field(default_factory=dict, repr=False)  # CodeCarbon's CSV files
+    backbone: dict[str, Any] | None = None  # a head-only trial's frozen backbone (`models.assembly`)
 
 
 def model_inputs(split: SplitArrays, config: TrialConfig, encoder: ExifEncoder) -> dict[str, np.ndarray]:
@@ -375,7 +376,8 @@ def _train_phases(loop: TrainingState, built: BuiltModel, phases: list[Phase], c
         # jump between a streamed epoch's buffers, re-reading shards for most batches
         loop.model.fit(batches, initial_epoch=loop.phase_epoch, epochs=phase.epochs, verbose=0, shuffle=False,
                        callbacks=[loop.callback(phase.name)])
-    loop.use(built.model, inputs["val"])
+    if not (head.use and phases[-1].unfreeze == 0):  # a head trained last on features: the backbone stays unbuilt
+        loop.use(built.model, inputs["val"])
     return fine_tuned
 
 
@@ -406,6 +408,7 @@ def run_trial(config: TrialConfig, data: DatasetArrays | str | Path, *, report: 
     is where a frozen-backbone head phase finds its features (default: computed once, in memory)."""
     from exifray.emissions import TrialEmissions
     from exifray.feature_cache import HeadFeatures
+    from exifray.models.assembly import backbone_identity
     from exifray.models.fusion import build_model, resolve_weights
     from exifray.models.registry import get_backbone_spec
 
@@ -435,19 +438,29 @@ def run_trial(config: TrialConfig, data: DatasetArrays | str | Path, *, report: 
         split_inputs = head.inputs if on_features else inputs.__getitem__
         test = _test_scores(scoring, data, split_inputs("test"), config.batch_size)
         thresholds = _calibrated_thresholds(scoring, data, split_inputs("val"), config.batch_size)
-        latency = inference_ms(built.model, inputs["test"] if len(data.test) else inputs["val"], config.batch_size)
+        # A head trained last on cached features leaves the backbone unbuilt: the trial saves the head and the
+        # backbone's identity, and its latency is the backbone's (measured once per worker) plus the head's.
+        head_only = on_features and not built.assembled
+        timed = "test" if len(data.test) else "val"
+        final = scoring if head_only else built.model
+        latency = inference_ms(final, split_inputs(timed) if head_only else inputs[timed], config.batch_size)
+        params = int(final.count_params())
+        if head_only:
+            backbone_ms, backbone_params = frozen_backbone_cost(built, inputs[timed]["image"], config.batch_size)
+            latency, params = latency + backbone_ms, params + backbone_params
         totals = emissions.close()
         emissions_files = emissions.final_files
-    metrics = _final_metrics(loop, test, latency, train_time, totals, data) | head.metrics() | {
+    metrics = _final_metrics(loop, test, latency, params, train_time, totals, data) | head.metrics() | {
         schema.FINE_TUNED_LAYERS: fine_tuned, "emissions_tracking_mode": emissions.tracking_mode,
         schema.POWER_SOURCE: emissions.power_source, schema.DATA_SOURCE: _data_source(data),
         "country": config.country, schema.STARTUP_S: (loop.first_epoch_at or time.time()) - entered,
-        "first_epoch_at": loop.first_epoch_at or math.nan}
+        "first_epoch_at": loop.first_epoch_at or math.nan, schema.INFERENCE_ESTIMATED: head_only}
     settings = {**config.to_dict(), "image_size": image_size, "classes": list(data.classes),
                 "label_mode": data.card.label_mode, "label_level": data.card.label_level,
                 "exif_encoder": encoder.to_dict(), "preprocessing": built.spec.preprocessing if built.spec else None,
                 "decode": data.card.decode_params().to_dict(), "thresholds": thresholds}
-    result = TrialResult(metrics, loop.history, built.model, settings, emissions_files)
+    result = TrialResult(metrics, loop.history, final, settings, emissions_files,
+                         backbone_identity(built) if head_only else None)
     if out_dir is not None:
         save_trial(result, out_dir)
     return result
@@ -462,7 +475,7 @@ def _data_source(data: DatasetArrays) -> str:
     return "memory" if images is not None else "no pixels"
 
 
-def _final_metrics(loop: TrainingState, test: dict[str, float], latency: float, train_time: float,
+def _final_metrics(loop: TrainingState, test: dict[str, float], latency: float, params: int, train_time: float,
                    totals: EmissionsTotals, data: DatasetArrays) -> dict[str, Any]:
     """What only a trial's final result carries, with the kept epoch's validation metrics."""
     assert loop.best_row is not None  # at least one epoch ran
@@ -471,7 +484,7 @@ def _final_metrics(loop: TrainingState, test: dict[str, float], latency: float, 
                                           schema.VAL_ACCURACY)},
             schema.TEST_F1_MACRO: test["f1_macro"], schema.TEST_F1_MICRO: test["f1_micro"],
             schema.TEST_ACCURACY: test["accuracy"], schema.TRAIN_TIME_S: train_time,
-            schema.PARAMS: int(loop.model.count_params()), schema.INFERENCE_MS: latency,
+            schema.PARAMS: params, schema.INFERENCE_MS: latency,
             schema.EMISSIONS_KG: totals.emissions_kg, schema.ENERGY_KWH: totals.energy_kwh,
             schema.EPOCH_TIME_S: float(np.mean([row[schema.EPOCH_TIME_S] for row in loop.history])),
             schema.EPOCHS: loop.epoch, schema.BEST_EPOCH: best[schema.EPOCH],

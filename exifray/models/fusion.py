@@ -85,6 +85,11 @@ class BuiltModel:
         return self.assemble()
 
     @property
+    def assembled(self) -> bool:
+        """Whether the full model (and so the backbone) has been built."""
+        return self._model is not None
+
+    @property
     def backbone(self) -> keras.Model | None:
         self.assemble()
         return self._backbone
@@ -153,6 +158,19 @@ def resolve_weights(weights: str, spec: BackboneSpec) -> str | None:
     if not Path(choice).is_file():
         raise ConfigError(f"weights must be 'imagenet', 'none', 'auto' or an existing file, got {weights!r}")
     return str(Path(choice).resolve())
+
+
+def weights_identity(weights: str) -> str:
+    """`imagenet`, or the sha256 of a local weights file (its path may differ between machines)."""
+    import hashlib
+
+    if weights == "imagenet":
+        return weights
+    digest = hashlib.sha256()
+    with open(weights, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return f"sha256:{digest.hexdigest()}"
 
 
 def _preprocess(x: KerasTensor, spec: BackboneSpec) -> KerasTensor:

@@ -11,6 +11,8 @@ import numpy as np
 if TYPE_CHECKING:
     import keras
 
+    from exifray.models.fusion import BuiltModel
+
 logger = logging.getLogger(__name__)
 
 
@@ -46,3 +48,35 @@ def inference_ms(model: keras.Model, inputs: dict[str, np.ndarray], batch_size: 
     started = time.perf_counter()
     model.predict(sample, batch_size=batch, verbose=0)
     return (time.perf_counter() - started) * 1000 / timed
+
+
+# A worker process's measured frozen backbones, by what their latency depends on: a warm worker measures each once.
+_FROZEN_BACKBONES: dict[tuple[object, ...], tuple[float, int]] = {}
+
+
+def frozen_backbone_cost(built: BuiltModel, images: np.ndarray, batch_size: int) -> tuple[float, int]:
+    """(milliseconds per photo, parameters) of a head-only trial's image branch before its head: preprocessing,
+    the frozen backbone with its weights, pooling. Built and measured apart from the trial's own model (which
+    never builds it), once per worker process and (backbone, weights, image size, batch size, dtype policy,
+    threads); a head's latency on the pooled features adds to it (`inference_ms`), an estimate of the full
+    model's, labelled so (`inference_ms_estimated`)."""
+    import os
+    from dataclasses import replace
+
+    import keras
+
+    from exifray.models.fusion import image_branch
+
+    assert built.spec is not None and built.weights is not None and built.image_size is not None
+    weights = built.weights
+    stamp = (os.stat(weights).st_mtime_ns, os.stat(weights).st_size) if weights != "imagenet" else ()
+    key = (built.spec.name, weights, stamp, built.image_size, batch_size, keras.mixed_precision.global_policy().name,
+           built.config.threads)
+    if key not in _FROZEN_BACKBONES:
+        image_input, pooled, _ = image_branch(replace(built.config, augment=False), built.image_size, built.spec,
+                                              weights)
+        branch = keras.Model({"image": image_input}, pooled, name="frozen_backbone_latency")
+        _FROZEN_BACKBONES[key] = (inference_ms(branch, {"image": images}, batch_size), int(branch.count_params()))
+        logger.info("frozen %s at %d px: %.3f ms per photo (measured once on this worker)", built.spec.name,
+                    built.image_size, _FROZEN_BACKBONES[key][0])
+    return _FROZEN_BACKBONES[key]

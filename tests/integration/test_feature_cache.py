@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -147,12 +148,18 @@ def test_a_damaged_entry_is_rebuilt_not_read(datasets: dict[str, Path], weights:
     assert run_trial(config, datasets["target"], cache=access).metrics[schema.FEATURE_CACHE] == BUILT
 
 
-def test_a_cache_hit_builds_its_backbone_only_once_the_full_model_is_needed(datasets: dict[str, Path],
-                                                                            weights: dict[str, str], tmp_path: Path,
-                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    """A trial stopped in its head phase (as ASHA stops most) never builds the backbone; one that finishes builds it
-    once, at the end, for the model it exports. Counted at the registry's builder, the one place backbones come
-    from."""
+def test_a_cache_hit_never_builds_its_backbone_and_its_head_only_folder_assembles_the_same_model(
+        datasets: dict[str, Path], weights: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A trial stopped in its head phase (as ASHA stops most) never builds the backbone, and one that finishes there
+    does not build it for its artifact either: it saves its head and the backbone's identity, and its latency is the
+    frozen backbone's, measured once per worker process, plus the head's, labelled estimated. Reading the folder
+    assembles the full model, with the trial's own probabilities; a weights file that changed or is gone is named.
+    Counted at the registry's builder, the one place backbones come from."""
+    import shutil
+
+    from exifray.bundle import load_model
+    from exifray.data.dataset import load_arrays
+    from exifray.errors import DataError, InputNotFoundError
     from exifray.models import registry
     from exifray.models.registry import BackboneSpec, get_backbone_spec, register_backbone
     from exifray.testing.trials import Saver
@@ -168,16 +175,46 @@ def test_a_cache_hit_builds_its_backbone_only_once_the_full_model_is_needed(data
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))  # the test's backbone leaves with it
     register_backbone(BackboneSpec("CountingTinyCNN", "cnn", 32, 16, "unit", counting_builder, min_image_size=8,
                                    test_only=True))
+    weights_file = tmp_path / "counting.weights.h5"
+    shutil.copy(weights["TestTinyCNN"], weights_file)
     access = CacheAccess(FeatureCache(str(tmp_path / "cache")))
-    config = _head_trial(weights["TestTinyCNN"], backbone="CountingTinyCNN", epochs=4)
-    assert run_trial(config, datasets["target"], cache=access).metrics[schema.FEATURE_CACHE] == BUILT
-    assert len(built) == 1  # built for the features; the end of the trial reused it
+    config = _head_trial(str(weights_file), backbone="CountingTinyCNN", epochs=4)
+    building = run_trial(config, datasets["target"], cache=access, out_dir=tmp_path / "building")
+    assert building.metrics[schema.FEATURE_CACHE] == BUILT and len(built) == 1  # the features' backbone, reused
+    assert (tmp_path / "building" / schema.MODEL_FILE).is_file()
+    assert building.metrics[schema.INFERENCE_ESTIMATED] is False
     with pytest.raises(KeyboardInterrupt):  # stopped after its second epoch, as a scheduler stops a trial
         run_trial(config, datasets["target"], report=Saver(tmp_path / "stopped", crash_after=2), cache=access)
     assert len(built) == 1
-    finished = run_trial(config, datasets["target"], cache=access)
-    assert finished.metrics[schema.FEATURE_CACHE] == HIT and len(built) == 2
-    assert [layer.name for layer in finished.model.inputs] == ["image"]
+
+    own: dict[int, np.ndarray] = {}  # the head's validation probabilities on the cached features, each epoch
+    def record(row: dict[str, Any], state: Any) -> None:
+        own[row[schema.EPOCH]] = state.model.predict(state.val[0], verbose=0)
+
+    finished = run_trial(config, datasets["target"], cache=access, report=record, out_dir=tmp_path / "head-only")
+    assert finished.metrics[schema.FEATURE_CACHE] == HIT and len(built) == 2  # the frozen backbone's latency
+    assert [layer.name for layer in finished.model.inputs] == ["features"] and finished.backbone is not None
+    assert finished.metrics[schema.INFERENCE_ESTIMATED] is True and finished.metrics[schema.INFERENCE_MS] > 0
+    assert finished.metrics[schema.PARAMS] == building.metrics[schema.PARAMS]  # the full model's, backbone counted
+    again = run_trial(replace(config, seed=9), datasets["target"], cache=access)
+    assert again.metrics[schema.INFERENCE_ESTIMATED] is True and len(built) == 2  # measured once per process
+    folder = tmp_path / "head-only"
+    assert not (folder / schema.MODEL_FILE).exists()
+    assert {schema.HEAD_MODEL_FILE, schema.BACKBONE_FILE} <= {path.name for path in folder.iterdir()}
+
+    loaded = load_model(folder)  # assembled: the backbone built with the recorded weights, the head loaded
+    assert len(built) == 3 and [layer.name for layer in loaded.model.inputs] == ["image"]
+    val = load_arrays(datasets["target"], 32).val
+    assembled = loaded.predict(loaded.inputs(val))
+    assert np.abs(assembled - own[finished.metrics[schema.BEST_EPOCH]]).max() < 1e-5
+
+    original = weights_file.read_bytes()
+    weights_file.write_bytes(original[:-64] + bytes(64))  # another file at the recorded path
+    with pytest.raises(DataError, match=rf"{weights_file}.* is now sha256:"):
+        load_model(folder)
+    weights_file.unlink()
+    with pytest.raises(InputNotFoundError, match=rf"backbone's weights file {weights_file}, which is gone"):
+        load_model(folder)
 
 
 def test_a_trial_killed_in_the_cached_head_phase_resumes_from_a_head_only_checkpoint(

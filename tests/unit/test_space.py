@@ -125,7 +125,27 @@ def test_warm_workers_default_on_for_cpu_trials_and_off_for_gpu_trials(document:
     assert parse_sweep(plan.to_yaml()).config == plan.config
 
 
+@pytest.mark.parametrize(("search", "sampler", "multivariate"), [
+    (None, "TPESampler", True), ("tpe", "TPESampler", True), ("independent_tpe", "TPESampler", False),
+    ("random", "RandomSampler", None)])
+def test_search_picks_the_optuna_sampler(search: str | None, sampler: str, multivariate: bool | None) -> None:
+    from exifray.sweep import build_sampler
+
+    plan = parse_sweep({"seed": 3, **({"search": search} if search else {}),
+                        "params": {"dropout": {"uniform": [0.0, 0.5]}}})
+    built = build_sampler(plan.space)
+    assert type(built).__name__ == sampler
+    if multivariate is not None:
+        # Optuna keeps these flags only as private attributes (None: its default, independent)
+        assert bool(built._multivariate) is multivariate and built._group is multivariate
+        assert built._constant_liar is True  # Optuna 5's default, kept for concurrent trials
+    assert plan.to_yaml()["search"] == (search or "tpe")  # sweep.yaml stores what ran
+    assert parse_sweep(plan.to_yaml()).space == plan.space
+
+
 BAD = [
+    ({"search": "cmaes"}, r"search must be one of tpe, independent_tpe, random, got 'cmaes'"),
+    ({"search": "random", "params": {"backbone": {"grid": ["SmallCNN"]}}}, r"search: a grid file runs every"),
     ({"metrc": "val_f1_macro"}, r"metrc: unknown key \(did you mean 'metric'\?\)"),
     ({"metric": "test_f1_macro"}, r"metric must be one of .* got 'test_f1_macro'"),
     ({"mode": "maximize"}, r"mode must be 'max' or 'min', got 'maximize'"),
