@@ -108,6 +108,7 @@ def _grid(name: str, weights: dict[str, str]) -> Any:
 def test_a_concurrent_grid_builds_each_entry_once_and_the_next_sweep_none(datasets: dict[str, Path],
                                                                           weights: dict[str, str],
                                                                           tmp_path: Path) -> None:
+    from exifray.bundle import evaluate, export_best, load_model
     from exifray.sweep import run_sweep
 
     first = run_sweep(_grid("first", weights), datasets["target"], storage_path=str(tmp_path))
@@ -117,13 +118,25 @@ def test_a_concurrent_grid_builds_each_entry_once_and_the_next_sweep_none(datase
     assert len(entries) == 4  # 2 backbones x 2 sizes, learning rates share them
     assert sorted(board[schema.FEATURE_CACHE]) == [BUILT] * 4 + [HIT] * 4
     assert board[schema.FEATURE_BUILD_KG].notna().sum() == 4
-    for checkpoint in board["checkpoint"]:  # the fixed cost of each trial, measured in its worker process
+    for checkpoint, outcome in zip(board["checkpoint"], board[schema.FEATURE_CACHE], strict=True):
         metrics = json.loads((Path(checkpoint) / schema.METRICS_FILE).read_text())
-        assert 0 < metrics[schema.STARTUP_S] < metrics[schema.PROCESS_STARTUP_S]
+        assert 0 < metrics[schema.STARTUP_S] < metrics[schema.PROCESS_STARTUP_S]  # measured in its worker process
         assert 0 < metrics[schema.OUTSIDE_TRAINING_SHARE] < 1
+        # a hit never built its backbone: its folder holds the head, and its latency is an estimate
+        assert metrics[schema.INFERENCE_ESTIMATED] is (outcome == HIT)
+        assert (Path(checkpoint) / schema.HEAD_MODEL_FILE).is_file() is (outcome == HIT)
+        assert (Path(checkpoint) / schema.MODEL_FILE).is_file() is (outcome == BUILT)
     second = run_sweep(_grid("second", weights), datasets["target"], storage_path=str(tmp_path))
     assert list(second.leaderboard[schema.FEATURE_CACHE]) == [HIT] * 8
     assert FeatureCache.under(str(tmp_path)).entries() == entries  # nothing rebuilt or rewritten
+    # export-best assembles a head-only trial into a self-contained bundle that scores as the trial did
+    bundle = tmp_path / "bundle"
+    manifest = export_best(second.experiment_dir, bundle)
+    assert (bundle / schema.MODEL_FILE).is_file() and not any((bundle / name).exists()
+                                                              for name in schema.HEAD_ONLY_FILES)
+    best = second.leaderboard.set_index("trial_id").loc[manifest["trial_id"]]
+    scores = evaluate(load_model(bundle), datasets["target"])
+    assert scores["test_f1_macro"] == pytest.approx(best[schema.TEST_F1_MACRO], abs=1e-6)
     on = first.leaderboard.set_index(["backbone", "image_size", "learning_rate"])[schema.VAL_F1_MACRO]
     again = second.leaderboard.set_index(["backbone", "image_size", "learning_rate"])[schema.VAL_F1_MACRO]
     pd.testing.assert_series_equal(on.sort_index(), again.sort_index(), atol=1e-6)
