@@ -48,7 +48,6 @@ logger = logging.getLogger(__name__)
 CACHE_DIR: Final = "feature_cache"
 FEATURES_FILE: Final = "features.npz"
 ENTRY_FILE: Final = "entry.json"
-COORDINATOR_NAME: Final = "exifray-feature-cache"
 
 # A trial's `feature_cache` outcome (its result says which and why).
 HIT: Final = "hit"
@@ -242,11 +241,12 @@ class Coordinator:
 
 
 def coordinator() -> ActorHandle:
-    """The sweep's coordinator actor (0 CPUs, so a full cluster cannot deadlock on it); created by the driver."""
+    """A new coordinator actor for one sweep (0 CPUs, so a full cluster cannot deadlock on it), created and owned by
+    the driver: anonymous, so a second sweep in the same Ray session (another storage path, a notebook's next
+    run) starts with nothing ready, and it ends with the sweep (`run_sweep` kills it)."""
     import ray
 
-    actor = ray.remote(num_cpus=0, max_concurrency=1000)(Coordinator)
-    return actor.options(name=COORDINATOR_NAME, get_if_exists=True).remote()
+    return ray.remote(num_cpus=0, max_concurrency=1000)(Coordinator).remote()
 
 
 def obtain(cache: FeatureCache | None, key: CacheKey, compute: Callable[[], tuple[Features, BuildCost]],

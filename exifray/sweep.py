@@ -410,7 +410,8 @@ def run_sweep(plan: SweepPlan, data_dir: str | Path, *, name: str | None = None,
     import ray
 
     data = load_sweep_data(plan, data_dir, ray.cluster_resources().get("object_store_memory", 0.0))
-    trainable = build_trainable(plan, data, feature_cache_access(storage))
+    access = feature_cache_access(storage)
+    trainable = build_trainable(plan, data, access)
     if resume:
         from ray import tune
 
@@ -430,6 +431,7 @@ def run_sweep(plan: SweepPlan, data_dir: str | Path, *, name: str | None = None,
             tuner.fit()
     finally:
         nodes = machine_emissions.stop_trackers(name)
+        ray.kill(access.coordination)  # the features it held in the object store go with it
     frame = experiment_trials(plan.space, storage, name)[0]
     files.write_bytes(LEADERBOARD_FILE, frame.to_csv(index=False).encode("utf-8"))
     trials_kg = float(sum(frame[column].fillna(0).sum() for column in (schema.EMISSIONS_KG, schema.FEATURE_BUILD_KG)))

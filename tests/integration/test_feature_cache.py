@@ -94,15 +94,17 @@ def test_trials_that_cannot_use_the_cache_say_why(datasets: dict[str, Path], wei
     assert np.isnan(result.metrics[schema.FEATURE_BUILD_S])
 
 
-def _grid(name: str, weights: dict[str, str]) -> Any:
+def _grid(name: str, weights: dict[str, str], backbones: tuple[str, ...] | list[str] = ("TestTinyCNN", "SmallCNN"),
+          sizes: tuple[int, ...] | list[int] = (24, 32),
+          rates: tuple[float, ...] | list[float] = (0.001, 0.003)) -> Any:
     from exifray.space_file import parse_sweep
 
     return parse_sweep({
         "name": name, "scheduler": "none", "max_concurrent": 4, "resources": {"cpus": 0.5},
         "fixed": {"modality": "fusion", "fine_tune_layers": 0, "epochs": 2, "batch_size": 32, "seed": 3,
                   "weights": weights},  # a weights file per backbone
-        "params": {"backbone": {"grid": ["TestTinyCNN", "SmallCNN"]}, "image_size": {"grid": [24, 32]},
-                   "learning_rate": {"grid": [0.001, 0.003]}}})
+        "params": {"backbone": {"grid": list(backbones)}, "image_size": {"grid": list(sizes)},
+                   "learning_rate": {"grid": list(rates)}}})
 
 
 def test_a_concurrent_grid_builds_each_entry_once_and_the_next_sweep_none(datasets: dict[str, Path],
@@ -137,6 +139,14 @@ def test_a_concurrent_grid_builds_each_entry_once_and_the_next_sweep_none(datase
     best = second.leaderboard.set_index("trial_id").loc[manifest["trial_id"]]
     scores = evaluate(load_model(bundle), datasets["target"])
     assert scores["test_f1_macro"] == pytest.approx(best[schema.TEST_F1_MACRO], abs=1e-6)
+    # A sweep under another storage path, in the same Ray session, has a cache of its own: it builds its entry
+    # (the first sweeps' coordinator, which held these features in the object store, ended with them).
+    elsewhere = tmp_path / "elsewhere"
+    one = _grid("elsewhere", weights, backbones=["TestTinyCNN"], sizes=[24], rates=[0.001])
+    assert list(run_sweep(one, datasets["target"], storage_path=str(elsewhere)).leaderboard[
+        schema.FEATURE_CACHE]) == [BUILT]
+    (own,) = FeatureCache.under(str(elsewhere)).entries()
+    assert own["digest"] in {entry["digest"] for entry in entries}  # the same key, its own entry
     on = first.leaderboard.set_index(["backbone", "image_size", "learning_rate"])[schema.VAL_F1_MACRO]
     again = second.leaderboard.set_index(["backbone", "image_size", "learning_rate"])[schema.VAL_F1_MACRO]
     pd.testing.assert_series_equal(on.sort_index(), again.sort_index(), atol=1e-6)
