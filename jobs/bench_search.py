@@ -25,6 +25,7 @@ import argparse
 import logging
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -173,9 +174,11 @@ def _plot(curves: dict[tuple[str, str], list[np.ndarray]], best: float, path: Pa
         for method in METHODS:
             runs = np.vstack(curves[(method, scheduler)])
             x = np.arange(1, runs.shape[1] + 1)
-            line, = axis.plot(x, np.nanmedian(runs, axis=0), label=method)
-            axis.fill_between(x, np.nanmin(runs, axis=0), np.nanmax(runs, axis=0), color=line.get_color(),
-                              alpha=0.15, linewidth=0)
+            with warnings.catch_warnings():  # before any trial of a run finished, its curve has no value yet
+                warnings.simplefilter("ignore", RuntimeWarning)
+                median, low, high = (np.nanmedian(runs, axis=0), np.nanmin(runs, axis=0), np.nanmax(runs, axis=0))
+            line, = axis.plot(x, median, label=method, drawstyle="steps-post")
+            axis.fill_between(x, low, high, color=line.get_color(), alpha=0.15, linewidth=0, step="post")
         axis.axhline(best - TOLERANCE, color="grey", linestyle="--", linewidth=1, label="grid's best - 0.005")
         axis.set_title("with ASHA" if scheduler == "asha" else "no scheduler")
         axis.set_xlabel("trial-epochs spent")

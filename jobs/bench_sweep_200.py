@@ -141,6 +141,8 @@ def _projected_cold(args: argparse.Namespace, weights: dict[str, str], dataset: 
     """The sweep's wall time as it would run with no cache and a fresh worker per trial, from a measured sample:
     each (backbone, size) as a fusion trial with the cache off on a fresh worker (its epoch through the backbone;
     the trial's fixed cost), applied to the trials and epochs this sweep ran."""
+    from ray.tune import ExperimentAnalysis
+
     from exifray.space_file import parse_sweep
     from exifray.sweep import run_sweep
 
@@ -151,10 +153,12 @@ def _projected_cold(args: argparse.Namespace, weights: dict[str, str], dataset: 
         "fixed": {"modality": "fusion", "weights": weights, "epochs": sample_epochs, "fine_tune_layers": 0,
                   "early_stopping_patience": sample_epochs, "feature_cache": "off"},
         "params": {"backbone": {"grid": list(weights)}, "image_size": {"grid": args.sizes}}})
-    sample = run_sweep(plan, dataset, storage_path=str(root / "cold")).leaderboard
-    per_epoch = {(row.backbone, int(row.image_size)): float(row.epoch_time_s) for row in sample.itertuples()}
-    walls = sample["epoch_time_s"] * sample["epochs"] / (1 - sample["outside_training_share"])
-    fixed = float((walls - sample["epoch_time_s"] * sample["epochs"]).mean())
+    experiment = run_sweep(plan, dataset, storage_path=str(root / "cold")).experiment_dir
+    sample = [{**trial.last_result, **trial.config} for trial in ExperimentAnalysis(experiment).trials]
+    per_epoch = {(final["backbone"], int(final["image_size"])): float(final["epoch_time_s"]) for final in sample}
+    # a trial's wall time outside its epochs: from the worker's start (a fresh process) to its final result
+    fixed = float(np.mean([final["epoch_time_s"] * final["epochs"] / (1 - final["outside_training_share"])
+                           - final["epoch_time_s"] * final["epochs"] for final in sample]))
     print(f"cold sample ({len(sample)} trials, {sample_epochs} epochs, cache off, fresh workers): a trial's fixed "
           f"cost {fixed:.1f} s; an epoch through the frozen backbone " +
           ", ".join(f"{b} {s} px {t:.1f} s" for (b, s), t in sorted(per_epoch.items())), flush=True)
