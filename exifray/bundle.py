@@ -119,10 +119,9 @@ class LoadedModel:
         return inputs
 
     def predict(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
-        from exifray.train import array_batches
+        from exifray.train import predict_arrays
 
-        batch = int(self.settings.get("batch_size", 32)) * 2
-        return self.model.predict(array_batches(inputs, None, batch), verbose=0)
+        return predict_arrays(self.model, inputs, int(self.settings.get("batch_size", 32)) * 2)
 
 
 def load_model(path: str | Path) -> LoadedModel:

@@ -101,8 +101,12 @@ def clear_previous_trial() -> None:
     if "keras" in sys.modules:
         import keras
 
-        keras.backend.clear_session(free_memory=True)  # also clears TF's kernel cache and runs gc
+        keras.backend.clear_session(free_memory=False)  # Keras' global state, TF's graph and kernel cache
     gc.collect()
+    if not gc.get_freeze_count():
+        # What survives the first trial's collection is the worker's own (modules, the TF runtime, Ray's
+        # worker): frozen, later collections skip it, and a reset's gc takes milliseconds instead of 0.2 s.
+        gc.freeze()
     if "pyarrow" in sys.modules:
         import pyarrow as pa
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import logging
 import tempfile
+import time
 from pathlib import Path
 
 
@@ -47,6 +48,15 @@ def main() -> None:
         create_backbone(args.backbone, args.image_size).save_weights(weights)
         if not ray.is_initialized():
             ray.init(log_to_driver=False, include_dashboard=False, logging_level=logging.WARNING)
+        from ray import tune
+
+        class DriverClock(tune.Callback):  # when the driver saw each trial complete, on its own clock
+            completed: dict[str, float] = {}
+
+            def on_trial_complete(self, iteration: int, trials: list, trial: tune.experiment.Trial,
+                                  **info: object) -> None:
+                self.completed[trial.trial_id] = time.time()
+
         for name, trials in (("build", 1), ("hit", 2)):
             # cpus 2 = the whole machine: Tune cannot start the second trial's worker early, so it reuses the first
             plan = parse_sweep({"name": name, "num_samples": trials, "scheduler": "none", "resources": {"cpus": 2},
@@ -55,24 +65,26 @@ def main() -> None:
                                           "image_size": args.image_size, "fine_tune_layers": 0,
                                           "epochs": args.epochs, "early_stopping_patience": args.epochs + 1},
                                 "params": {"learning_rate": {"choice": [0.001]}}})
-            result = run_sweep(plan, dataset, storage_path=str(root / "experiments"))
-        _print_trials(args, result.experiment_dir)
+            result = run_sweep(plan, dataset, storage_path=str(root / "experiments"), callbacks=[DriverClock()])
+        _print_trials(args, result.experiment_dir, DriverClock.completed)
 
 
-def _print_trials(args: argparse.Namespace, experiment: str) -> None:
+def _print_trials(args: argparse.Namespace, experiment: str, completed: dict[str, float]) -> None:
     """The hit sweep's two trials side by side: the first on a fresh worker, the second on the same worker, warm.
-    A warm trial's wall time is on one clock: from the first trial's final report to its own."""
+    A warm trial's wall time is on the driver's clock: from the driver seeing the first trial complete to seeing
+    the second complete (Tune's reset, the trial, its final report and checkpoint)."""
     from ray.tune import ExperimentAnalysis
 
     # Tune's final results: ours plus Tune's pid and timestamp; the epochs' total is their mean times their count
-    finals = [trial.last_result for trial in ExperimentAnalysis(experiment).trials]
+    finals = [trial.last_result | {"completed": completed[trial.trial_id]}
+              for trial in ExperimentAnalysis(experiment).trials]
     trials = sorted(((final, final["epoch_time_s"] * final["epochs"]) for final in finals),
                     key=lambda trial: trial[0]["worker_trial"])
     (fresh, fresh_epochs), (warm, warm_epochs) = trials
     if fresh["pid"] != warm["pid"]:
         raise SystemExit(f"the two trials ran on different workers ({fresh['pid']}, {warm['pid']}): no reuse")
     fresh_wall = fresh_epochs / (1 - fresh["outside_training_share"])
-    warm_wall = warm["timestamp"] - fresh["timestamp"]  # Tune's time of each final report, seconds
+    warm_wall = warm["completed"] - fresh["completed"]
     print(f"{args.backbone} {args.image_size} px, {args.photos} photos, {args.epochs} head epochs on cached "
           f"features (feature_cache={warm['feature_cache']}):", flush=True)
     print(f"{'':32s}{'fresh worker':>14s}{'warm worker':>14s}", flush=True)
@@ -80,7 +92,7 @@ def _print_trials(args: argparse.Namespace, experiment: str) -> None:
             ("  in the trial function (s)", fresh["startup_s"], warm["startup_s"]),
             (f"{args.epochs} epochs (s)", fresh_epochs, warm_epochs),
             ("after the epochs (s)", fresh_wall - fresh["process_startup_s"] - fresh_epochs,
-             warm["timestamp"] - warm["first_epoch_at"] - warm_epochs),
+             warm["completed"] - warm["first_epoch_at"] - warm_epochs),
             ("trial wall time (s)", fresh_wall, warm_wall),
             ("outside training (%)", 100 * fresh["outside_training_share"], 100 * (1 - warm_epochs / warm_wall))]
     for label, first, second in rows:
