@@ -106,17 +106,13 @@ def main() -> None:
 
     import ray
 
-    from exifray.models.registry import create_backbone
     from exifray.sweep import run_sweep
-    from exifray.testing.datasets import make_dataset
+    from exifray.testing.datasets import make_dataset, weights_files
 
     with tempfile.TemporaryDirectory(prefix="bench-search-") as tmp:
         root = Path(tmp)
         dataset = make_dataset(root, photos=args.photos, image_size=48, sizes=(32,))
-        weights = {}
-        for backbone in values["backbone"]:
-            weights[backbone] = str(root / f"{backbone}.weights.h5")
-            create_backbone(backbone, 32).save_weights(weights[backbone])
+        weights = weights_files(root, values["backbone"], 32)
         if not ray.is_initialized():
             ray.init(log_to_driver=False, include_dashboard=False, logging_level=logging.WARNING)
         storage = str(root / "experiments")

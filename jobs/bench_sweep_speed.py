@@ -56,17 +56,13 @@ def main() -> None:
     import ray
 
     from exifray.feature_cache import FeatureCache
-    from exifray.models.registry import create_backbone
     from exifray.sweep import run_sweep
-    from exifray.testing.datasets import make_dataset
+    from exifray.testing.datasets import make_dataset, weights_files
 
     with tempfile.TemporaryDirectory(prefix="bench-sweep-speed-") as tmp:
         root = Path(tmp)
         dataset = make_dataset(root, photos=args.photos, image_size=max(args.sizes) + 16, sizes=tuple(args.sizes))
-        weights = {}
-        for backbone in args.backbones:
-            weights[backbone] = str(root / f"{backbone}.weights.h5")
-            create_backbone(backbone, max(args.sizes)).save_weights(weights[backbone])
+        weights = weights_files(root, args.backbones, max(args.sizes))
         if not ray.is_initialized():
             ray.init(log_to_driver=False, include_dashboard=False, logging_level=logging.WARNING)
         boards, walls = {}, {}

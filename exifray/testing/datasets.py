@@ -41,3 +41,15 @@ def make_dataset(root: str | Path, *, photos: int, seed: int = 0, image_size: in
     out = Path(root) / "dataset"
     run_ingest(IngestConfig(inputs=(str(crawl),), out=str(out), sizes=sizes, shard_size=shard_size))
     return out
+
+
+def weights_files(root: str | Path, backbones: list[str] | tuple[str, ...], image_size: int) -> dict[str, str]:
+    """A local weights file per backbone (`root/<name>.weights.h5`, its initial weights as built at `image_size`):
+    what a sweep's `weights` takes where ImageNet's cannot be downloaded, so its head phases use the cache."""
+    from exifray.models.registry import create_backbone
+
+    files = {}
+    for backbone in backbones:
+        files[backbone] = str(Path(root) / f"{backbone}.weights.h5")
+        create_backbone(backbone, image_size).save_weights(files[backbone])
+    return files
