@@ -128,9 +128,6 @@ def test_a_concurrent_grid_builds_each_entry_once_and_the_next_sweep_none(datase
         assert metrics[schema.INFERENCE_ESTIMATED] is (outcome == HIT)
         assert (Path(checkpoint) / schema.HEAD_MODEL_FILE).is_file() is (outcome == HIT)
         assert (Path(checkpoint) / schema.MODEL_FILE).is_file() is (outcome == BUILT)
-        if outcome == HIT:  # 2 cheap head epochs: one resume checkpoint at the phase's end, then the final one
-            kept = sorted(path.name for path in Path(checkpoint).parent.glob("checkpoint_*"))
-            assert kept == ["checkpoint_000000", "checkpoint_000001"] and Path(checkpoint).name == kept[-1]
     second = run_sweep(_grid("second", weights), datasets["target"], storage_path=str(tmp_path))
     assert list(second.leaderboard[schema.FEATURE_CACHE]) == [HIT] * 8
     assert FeatureCache.under(str(tmp_path)).entries() == entries  # nothing rebuilt or rewritten
