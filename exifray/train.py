@@ -463,16 +463,8 @@ def run_trial(config: TrialConfig, data: DatasetArrays | str | Path, *, report: 
         # A head trained last on cached features leaves the backbone unbuilt: the trial saves the head and the
         # backbone's identity, and its latency is the backbone's (measured once per worker) plus the head's.
         head_only = on_features and not built.assembled
-        timed = "test" if len(data.test) else "val"
         final = scoring if head_only else built.model
-        if head_only and len(data.test):  # the head's share of an estimate: its own scoring pass, timed
-            latency = scored_ms
-        else:
-            latency = inference_ms(final, split_inputs(timed) if head_only else inputs[timed], config.batch_size)
-        params = int(final.count_params())
-        if head_only:
-            backbone_ms, backbone_params = frozen_backbone_cost(built, inputs[timed]["image"], config.batch_size)
-            latency, params = latency + backbone_ms, params + backbone_params
+        latency, params = _final_cost(built, final, head_only, scored_ms, inputs, split_inputs, data, config)
         totals = emissions.close()
         emissions_files = emissions.final_files
     metrics = _final_metrics(loop, test, latency, params, train_time, totals, data) | head.metrics() | {
@@ -489,6 +481,23 @@ def run_trial(config: TrialConfig, data: DatasetArrays | str | Path, *, report: 
     if out_dir is not None:
         save_trial(result, out_dir)
     return result
+
+
+def _final_cost(built: BuiltModel, final: keras.Model, head_only: bool, scored_ms: float,
+                inputs: dict[str, dict[str, np.ndarray]], split_inputs: Any, data: DatasetArrays,
+                config: TrialConfig) -> tuple[float, int]:
+    """(ms per photo, parameters) of the trial's model; a head-only trial's are its frozen backbone's (measured
+    once per worker) plus its head's (its own timed scoring pass when there is a test split)."""
+    timed = "test" if len(data.test) else "val"
+    if head_only and len(data.test):
+        latency = scored_ms
+    else:
+        latency = inference_ms(final, split_inputs(timed) if head_only else inputs[timed], config.batch_size)
+    params = int(final.count_params())
+    if head_only:
+        backbone_ms, backbone_params = frozen_backbone_cost(built, inputs[timed]["image"], config.batch_size)
+        latency, params = latency + backbone_ms, params + backbone_params
+    return latency, params
 
 
 def _data_source(data: DatasetArrays) -> str:
