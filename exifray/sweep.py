@@ -120,8 +120,8 @@ def _report_epoch(row: dict[str, Any], state: TrainingState, *, every: int = 1,
     metrics = ({key: row[key] for key in (*schema.EPOCH_METRICS, schema.EPOCH, schema.PHASE)} | state.report_extra
                | dict(worker or {}))
     state.unsaved_s += float(row[schema.EPOCH_TIME_S])
-    cheap = state.on_features and state.unsaved_s < CHEAP_EPOCHS_S and not state.phase_ending
-    if row[schema.EPOCH] % every or cheap:
+    if not checkpoint_due(int(row[schema.EPOCH]), every, cheap=state.cheap_epochs, unsaved_s=state.unsaved_s,
+                          phase_ending=state.phase_ending):
         tune.report(metrics)
         return
     with tempfile.TemporaryDirectory(prefix="ckpt-", dir=_scratch()) as folder:
@@ -130,7 +130,15 @@ def _report_epoch(row: dict[str, Any], state: TrainingState, *, every: int = 1,
     state.unsaved_s = 0.0
 
 
-CHEAP_EPOCHS_S: Final = 2.0  # cached head epochs are checkpointed once they add up to this much training
+CHEAP_EPOCHS_S: Final = 2.0  # cheap epochs are checkpointed once they add up to this much training
+
+
+def checkpoint_due(epoch: int, every: int, *, cheap: bool, unsaved_s: float, phase_ending: bool) -> bool:
+    """Whether the report after `epoch` carries a checkpoint: every `every`-th epoch; a cheap epoch only once
+    `unsaved_s` of training since the last checkpoint reaches CHEAP_EPOCHS_S, or when its phase ends."""
+    if epoch % every:
+        return False
+    return not cheap or unsaved_s >= CHEAP_EPOCHS_S or phase_ending
 
 
 def _final_report(metrics: Mapping[str, object], folder: str | Path) -> None:

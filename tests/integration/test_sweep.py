@@ -111,7 +111,8 @@ def test_sweep_goes_on_when_a_configuration_always_fails(small_dataset: Path, tm
 def test_checkpoint_every_n_epochs_keeps_the_last_checkpointed_epoch_and_the_final_result(
         small_dataset: Path, tmp_path: Path) -> None:
     space = _space("sparse", num_samples=None, checkpoint_every=3,
-                   fixed={"modality": "exif", "epochs": 7, "early_stopping_patience": 100, "batch_size": 32},
+                   fixed={"modality": "image", "backbone": "TestTinyCNN", "weights": "none", "epochs": 7,
+                          "early_stopping_patience": 100, "batch_size": 32},  # not a cheap (EXIF-only) phase
                    params={"learning_rate": {"grid": [0.001]}})
     assert space.config.checkpoint_every == 3 and parse_sweep(space.to_yaml()).config.checkpoint_every == 3
     result = run_sweep(space, small_dataset, storage_path=str(tmp_path))
