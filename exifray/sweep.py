@@ -439,6 +439,7 @@ def run_sweep(plan: SweepPlan, data_dir: str | Path, *, name: str | None = None,
 
         logger.info("resuming sweep %s from %s", name, files.uri)
         tuner = tune.Tuner.restore(files.uri, trainable=trainable, resume_unfinished=True, resume_errored=False)
+        _relocate_callbacks(tuner, storage)
     else:
         files.write_bytes(SWEEP_FILE, space_yaml(plan))
         resources = plan.config.resources
@@ -480,6 +481,24 @@ def _stored_plan(files: ExperimentFiles, given: SweepPlan) -> SweepPlan:
 
 
 _WORKER_KEYS: Final = ("warm_workers", "max_trials_per_worker", "worker_growth_mb")
+
+
+def _relocate_callbacks(tuner: tune.Tuner, storage: str) -> None:
+    """A restored sweep's own callback writes where the experiment is now. Tune pickles callbacks with the
+    experiment and points its restored run config at the folder it was restored from, but the callback still
+    holds the storage path it started with: an experiment copied elsewhere (another disk, another machine,
+    to or from S3) would mirror its leaderboard and journal into the old location. Tune offers no public way
+    to reach the restored callbacks: its own internal tuner holds them."""
+    from exifray.sweep_callback import SweepCallback
+
+    internal = getattr(tuner, "_local_tuner", None)
+    if internal is None:
+        logger.warning("cannot reach the restored sweep's callbacks (Ray client mode?): leaderboard.csv and "
+                       "optuna.journal are written where the sweep started")
+        return
+    for callback in internal.get_run_config().callbacks or []:
+        if isinstance(callback, SweepCallback):
+            callback.storage_path = storage
 
 
 def _quiet_libraries() -> None:
