@@ -32,3 +32,7 @@ def require(condition: bool, message: str) -> None:
     """Validation in one line: a ConfigError with `message` (which names the setting and the bad value)."""
     if not condition:
         raise ConfigError(message)
+
+
+class TrialFailed(ExifrayError, RuntimeError):
+    """Training diverged (NaN loss) or could not run; the sweep records the trial as errored."""

@@ -24,7 +24,7 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
-    from exifray.experiment import ExperimentFiles
+    from exifray.experiment_files import ExperimentFiles
 
 logger = logging.getLogger(__name__)
 

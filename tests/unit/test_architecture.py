@@ -32,12 +32,13 @@ def _is_type_checking(node: ast.If) -> bool:
         isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
-def _imported_names(tree: ast.AST) -> list[str]:
-    """Every `import x` / `from x import y` anywhere (functions too), except under `if TYPE_CHECKING:`."""
+def _imported_names(tree: ast.AST, type_only: bool = False) -> list[str]:
+    """Every `import x` / `from x import y` anywhere (functions too); those under `if TYPE_CHECKING:` only when
+    `type_only` (a cycle of type-only imports is still a cycle: one module's types belong where both see them)."""
     names: list[str] = []
 
     def visit(node: ast.AST) -> None:
-        if isinstance(node, ast.If) and _is_type_checking(node):
+        if isinstance(node, ast.If) and _is_type_checking(node) and not type_only:
             for child in node.orelse:
                 visit(child)
             return
@@ -53,13 +54,13 @@ def _imported_names(tree: ast.AST) -> list[str]:
     return names
 
 
-def import_graph(modules: dict[str, Path]) -> dict[str, set[str]]:
+def import_graph(modules: dict[str, Path], type_only: bool = False) -> dict[str, set[str]]:
     """module → the exifray modules it imports (`from exifray import schema` is exifray.schema; `from
-    exifray.x import name` is exifray.x)."""
+    exifray.x import name` is exifray.x); `type_only`: type-checking imports too."""
     graph = {}
     for name, path in modules.items():
         targets = set()
-        for imported in _imported_names(ast.parse(path.read_text(encoding="utf-8"))):
+        for imported in _imported_names(ast.parse(path.read_text(encoding="utf-8")), type_only):
             if not imported.startswith("exifray"):
                 continue
             while imported not in modules:  # `exifray.x.SomeName` → `exifray.x`
@@ -106,8 +107,26 @@ def test_imports_follow_the_layers() -> None:
     assert against == []
 
 
-def test_no_import_cycles() -> None:
-    assert _cycle(import_graph(_modules())) is None
+def test_no_import_cycles_not_even_through_type_only_imports() -> None:
+    assert _cycle(import_graph(_modules(), type_only=True)) is None
+
+
+MAX_MODULE_LINES = 450
+MAX_FUNCTION_LINES = 60
+
+
+def test_no_module_over_450_lines_and_no_function_over_60() -> None:
+    too_long = []
+    for name, path in sorted(_modules().items()):
+        text = path.read_text(encoding="utf-8")
+        if (lines := len(text.splitlines())) > MAX_MODULE_LINES:
+            too_long.append(f"{name}: {lines} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                if length > MAX_FUNCTION_LINES:
+                    too_long.append(f"{name}.{node.name}: {length} lines")
+    assert too_long == []
 
 
 def test_the_checker_sees_function_imports_and_skips_type_checking_ones() -> None:
@@ -116,6 +135,7 @@ def test_the_checker_sees_function_imports_and_skips_type_checking_ones() -> Non
     names = _imported_names(tree)
     assert "exifray.train" in names and "exifray.report" in names
     assert not any(name.startswith("exifray.sweep") for name in names)
+    assert "exifray.sweep" in _imported_names(tree, type_only=True)
 
 
 @pytest.mark.parametrize(("graph", "cycle"), [

@@ -1,8 +1,8 @@
-"""Which epoch reports carry a resume checkpoint (`sweep.checkpoint_due`): counts, no clocks."""
+"""Which epoch reports carry a resume checkpoint (`sweep_trainable.checkpoint_due`): counts, no clocks."""
 
 from __future__ import annotations
 
-from exifray.sweep import CHEAP_EPOCHS_S, checkpoint_due
+from exifray.sweep_trainable import CHEAP_EPOCHS_S, checkpoint_due
 
 
 def _due_epochs(epoch_times: list[float], *, every: int, cheap: bool) -> list[int]:

@@ -129,7 +129,7 @@ def test_warm_workers_default_on_for_cpu_trials_and_off_for_gpu_trials(document:
     (None, "TPESampler", True), ("tpe", "TPESampler", True), ("independent_tpe", "TPESampler", False),
     ("random", "RandomSampler", None)])
 def test_search_picks_the_optuna_sampler(search: str | None, sampler: str, multivariate: bool | None) -> None:
-    from exifray.sweep import build_sampler
+    from exifray.sweep_tuner import build_sampler
 
     plan = parse_sweep({"seed": 3, **({"search": search} if search else {}),
                         "params": {"dropout": {"uniform": [0.0, 0.5]}}})

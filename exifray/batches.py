@@ -1,0 +1,95 @@
+"""A trial's model inputs and how they reach Keras: by name (`model_inputs`), one batch at a time out of arrays
+shared through Ray's object store or streamed from the shards (`array_batches`), and predictions over a whole
+split in batches of one shape (`predict_arrays`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from exifray.config import TrialConfig
+from exifray.data.dataset import SplitArrays
+from exifray.exif.encode import ExifEncoder
+
+if TYPE_CHECKING:
+    import keras
+
+# A batch: model inputs by name, with targets when training.
+Batch = tuple[dict[str, np.ndarray], np.ndarray] | tuple[dict[str, np.ndarray]]
+
+
+def model_inputs(split: SplitArrays, config: TrialConfig, encoder: ExifEncoder) -> dict[str, np.ndarray]:
+    inputs: dict[str, np.ndarray] = {}
+    if config.uses_image:
+        inputs["image"] = split.pixels
+    if config.uses_exif:
+        inputs["exif"] = encoder.transform(split.exif_columns())
+    return inputs
+
+
+def predict_arrays(model: keras.Model, inputs: dict[str, np.ndarray], batch_size: int) -> np.ndarray:
+    """The model's outputs for every row, predicted in batches of exactly `batch_size`: the last batch is padded
+    with copies of its final row, whose outputs are dropped. A shorter last batch would trace a second predict
+    function (0.1 s for a small head, more for a backbone) every time a trial predicts a split of a new size.
+    Batch by batch through `predict_on_batch`: `model.predict` builds a new data adapter and iterator per call,
+    0.08 s that a trial predicting its validation split every epoch paid every epoch."""
+    n = len(next(iter(inputs.values())))
+    batches = array_batches(inputs, None, batch_size, pad=True)
+    outputs = [np.asarray(model.predict_on_batch(batches[index][0])) for index in range(len(batches))]
+    return np.concatenate(outputs)[:n]
+
+
+def array_batches(inputs: dict[str, np.ndarray], targets: np.ndarray | None, batch_size: int, *,
+                  shuffle: bool = False, seed: int = 0, start_epoch: int = 0,
+                  pad: bool = False) -> keras.utils.PyDataset:
+    """A Keras PyDataset that slices one batch at a time out of the given arrays.
+
+    Handing Keras whole numpy arrays makes it convert them into TensorFlow tensors, i.e. one private copy
+    of the dataset per trial process. Slicing batch by batch keeps the arrays where they are: in a sweep,
+    read-only views of the one copy in Ray's object store that every trial on the node shares. Streamed images
+    (`ShardImages`) are sliced the same way; they decide a shuffled epoch's order (within buffers of shards,
+    seeded by seed and epoch) and read ahead of it, and unshuffled passes go in shard order."""
+    import keras
+
+    from exifray.data.stream import ShardImages
+
+    n = len(next(iter(inputs.values())))
+    streamed = None
+    for value in inputs.values():
+        if isinstance(value, ShardImages):
+            streamed = value
+
+    class ArrayBatches(keras.utils.PyDataset):
+        def __init__(self) -> None:
+            super().__init__(workers=1, use_multiprocessing=False)
+            self.epoch = start_epoch
+            self.order = np.arange(n)
+            self.rng = np.random.default_rng((seed, start_epoch))  # a resumed trial does not replay epoch 1's order
+            self._new_order()
+
+        def _new_order(self) -> None:
+            if streamed is not None:
+                self.order = streamed.epoch_order(seed, self.epoch) if shuffle else np.arange(n)
+                if not shuffle:
+                    streamed.sequential()
+            elif shuffle:
+                self.rng.shuffle(self.order)
+
+        def __len__(self) -> int:
+            return math.ceil(n / batch_size)
+
+        def __getitem__(self, index: int) -> Batch:
+            rows = self.order[index * batch_size:(index + 1) * batch_size]
+            if pad and len(rows) < batch_size:  # `predict_arrays`: every batch of one shape
+                rows = np.concatenate([rows, np.repeat(rows[-1:], batch_size - len(rows))])
+            x = {key: value[rows] for key, value in inputs.items()}
+            return (x, targets[rows]) if targets is not None else (x,)
+
+        def on_epoch_end(self) -> None:
+            self.epoch += 1
+            self._new_order()
+
+    return ArrayBatches()

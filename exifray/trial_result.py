@@ -1,0 +1,21 @@
+"""What a finished trial hands back (`TrialResult`): its final metrics, epoch history, model, settings and
+CodeCarbon files. `train.run_trial` returns it, `experiment.save_trial` writes it as the trial's final folder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import keras
+
+
+@dataclass
+class TrialResult:
+    metrics: dict[str, Any]
+    history: list[dict[str, Any]]
+    model: keras.Model = field(repr=False)  # the full model, or the head alone when `backbone` is set
+    settings: dict[str, Any]
+    emissions_files: dict[str, bytes] = field(default_factory=dict, repr=False)  # CodeCarbon's CSV files
+    backbone: dict[str, Any] | None = None  # a head-only trial's frozen backbone (`models.assembly`)
