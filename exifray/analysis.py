@@ -16,7 +16,7 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -136,7 +136,7 @@ def fusion_vs_image(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
         image = best_row(cell[cell["modality"] == "image"], metric)
         fusion = best_row(cell[cell["modality"] == "fusion"], metric)
         exif = best_row(done[(done["modality"] == "exif") & _same(done["label_mode"], key["label_mode"])], metric)
-        row: dict[str, Any] = {"backbone": key["backbone"], "image_size": key["image_size"],
+        row: dict[str, object] = {"backbone": key["backbone"], "image_size": key["image_size"],
                                "label_mode": key["label_mode"],
                                "image_trials": int((cell["modality"] == "image").sum()),
                                "fusion_trials": int((cell["modality"] == "fusion").sum()),

@@ -49,7 +49,7 @@ def finished_checkpoint(checkpoint: tune.Checkpoint) -> tune.Checkpoint | None:
 
 
 def surviving_checkpoint(checkpoint: tune.Checkpoint, metrics: Mapping[str, Any]
-                         ) -> tuple[tune.Checkpoint, dict[str, Any]] | None:
+                         ) -> tuple[tune.Checkpoint, dict[str, object]] | None:
     """The checkpoint to restore a trial from when the one Tune's experiment state names is gone, with the
     metrics Tune restores its counters from; None when it is there (or nothing later is).
 

@@ -27,7 +27,7 @@ def add_policy_flags(parser: argparse.ArgumentParser) -> None:
                        help="--policy scene: else the top two when together above this (default: %(default)s)")
 
 
-def policy_flags(args: argparse.Namespace) -> dict[str, Any]:
+def policy_flags(args: argparse.Namespace) -> dict[str, object]:
     return {"policy": args.policy, "threshold": args.threshold, "top_k": args.top_k,
             "min_confidence": args.min_confidence, "single": args.scene_single, "pair": args.scene_pair}
 

@@ -11,7 +11,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import pyarrow.fs as pafs
@@ -56,7 +56,7 @@ def atomic_write_jsonl(path: str | os.PathLike[str], rows: Iterable[object]) -> 
     atomic_write_text(path, "".join(json.dumps(row, sort_keys=True) + "\n" for row in rows))
 
 
-def jsonable(row: dict[str, Any]) -> dict[str, Any]:
+def jsonable(row: dict[str, object]) -> dict[str, object]:
     """A flat record as JSON allows it: numpy scalars as numbers, NaN and infinities as null."""
     return {key: (None if isinstance(value, float) and not math.isfinite(value) else value)
             for key, value in json.loads(json.dumps(row, default=float)).items()}

@@ -43,11 +43,12 @@ def readable_tags(tags: Sequence[str] | str | None) -> str | None:
 
 
 def trial_row(trial_id: str, status: str, settings: Mapping[str, Any], result: Mapping[str, Any] | None, *,
-              best_val: float | None = None, checkpoint: str | None = None, error: str | None = None) -> dict[str, Any]:
+              best_val: float | None = None, checkpoint: str | None = None, error: str | None = None
+              ) -> dict[str, object]:
     """One leaderboard row. Settings a trial's modality does not use are left empty."""
     result = result or {}
     modality = settings.get("modality", "fusion")
-    row: dict[str, Any] = {"trial_id": trial_id, "status": status}
+    row: dict[str, object] = {"trial_id": trial_id, "status": status}
     for name in SETTING_COLUMNS:
         used = modality in schema.applies_to(name)
         value = settings.get(name) if used else None

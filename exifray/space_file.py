@@ -184,7 +184,7 @@ def _check_setting(key: str, name: str, value: object, tag_subsets: Mapping[str,
         raise ConfigError(f"{key}: {exc.args[0]}") from exc
 
 
-def _fixed(data: object, tag_subsets: Mapping[str, tuple[str, ...]]) -> dict[str, Any]:
+def _fixed(data: object, tag_subsets: Mapping[str, tuple[str, ...]]) -> dict[str, object]:
     if not isinstance(data, dict):
         raise ConfigError(f"fixed must be a mapping of trial settings, got {data!r}")
     _unknown_keys(data, _TRIAL_FIELDS, "fixed.")

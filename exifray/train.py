@@ -100,7 +100,7 @@ def _trial_data(config: TrialConfig, data: DatasetArrays | str | Path) -> Datase
     return data
 
 
-def _saved_phase_index(resume: str | Path | None, phases: list[Phase]) -> tuple[dict[str, Any] | None, int]:
+def _saved_phase_index(resume: str | Path | None, phases: list[Phase]) -> tuple[dict[str, object] | None, int]:
     """The saved state to resume from and the index of its phase (0 when starting afresh)."""
     if resume is None:
         return None, 0
@@ -232,7 +232,7 @@ def run_trial(config: TrialConfig, data: DatasetArrays | str | Path, *, report: 
 
 
 def _settings(config: TrialConfig, image_size: int | None, data: DatasetArrays, encoder: ExifEncoder,
-              built: BuiltModel, thresholds: list[float] | None) -> dict[str, Any]:
+              built: BuiltModel, thresholds: list[float] | None) -> dict[str, object]:
     """The trial's `settings.json`: its configuration and everything a bundle needs to prepare a photo."""
     return {**config.to_dict(), "image_size": image_size, "classes": list(data.classes),
             "label_mode": data.card.label_mode, "label_level": data.card.label_level,
@@ -267,7 +267,7 @@ def _data_source(data: DatasetArrays) -> str:
 
 
 def _final_metrics(loop: TrainingState, test: dict[str, float], latency: float, params: int, train_time: float,
-                   totals: EmissionsTotals, data: DatasetArrays) -> dict[str, Any]:
+                   totals: EmissionsTotals, data: DatasetArrays) -> dict[str, object]:
     """What only a trial's final result carries, with the kept epoch's validation metrics."""
     assert loop.best_row is not None  # at least one epoch ran
     best = loop.best_row

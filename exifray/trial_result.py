@@ -5,7 +5,7 @@ CodeCarbon files. `train.run_trial` returns it, `experiment.save_trial` writes i
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import keras
@@ -13,9 +13,9 @@ if TYPE_CHECKING:
 
 @dataclass
 class TrialResult:
-    metrics: dict[str, Any]
-    history: list[dict[str, Any]]
+    metrics: dict[str, object]
+    history: list[dict[str, object]]
     model: keras.Model = field(repr=False)  # the full model, or the head alone when `backbone` is set
-    settings: dict[str, Any]
+    settings: dict[str, object]
     emissions_files: dict[str, bytes] = field(default_factory=dict, repr=False)  # CodeCarbon's CSV files
-    backbone: dict[str, Any] | None = None  # a head-only trial's frozen backbone (`models.assembly`)
+    backbone: dict[str, object] | None = None  # a head-only trial's frozen backbone (`models.assembly`)

@@ -95,7 +95,7 @@ class DatasetCard:
         """How the dataset's photos were decoded (what predict and serve must repeat)."""
         return DecodeParams.recorded(self.image_sizes, self.decode)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         data = asdict(self)
         for key in ("inputs", "classes", "concept_filter", "image_sizes"):
             data[key] = list(data[key])

@@ -26,7 +26,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from exifray import schema
 from exifray.config import IngestConfig
@@ -108,7 +108,7 @@ class IngestPlan:
     duplicates: int
     listed: int
 
-    def items(self, config: IngestConfig, version: str) -> list[dict[str, Any]]:
+    def items(self, config: IngestConfig, version: str) -> list[dict[str, object]]:
         """One `process_shard` input per shard, writing into `version` of `config.out`."""
         return [{"index": i, "sizes": list(config.sizes), "max_pixels": config.max_pixels,
                  "max_bytes": config.max_file_bytes, "relative": shard_relative(version, i),

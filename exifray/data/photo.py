@@ -70,7 +70,7 @@ class DecodeParams:
     def draft_target(self) -> int:
         return self.draft if self.draft is not None else max(self.sizes)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         """What the dataset card and a bundle record (sizes are recorded beside it)."""
         return {"draft": self.draft_target, "resize": self.resize, "orientation": "exif",
                 "colour": "RGB; 16-bit scaled to 8; alpha on white", "max_pixels": self.max_pixels}

@@ -100,11 +100,11 @@ class ShardImages:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
 
-    def __getstate__(self) -> dict[str, Any]:
+    def __getstate__(self) -> dict[str, object]:
         return {"shards": self.shards, "rows": self.rows, "image_size": self.image_size,
                 "buffer_shards": self.buffer_shards}
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
+    def __setstate__(self, state: dict[str, object]) -> None:
         self.__init__(**state)  # type: ignore[misc]
 
     # --- orders ------------------------------------------------------------------------------------------------

@@ -42,12 +42,13 @@ class ExifEncoder:
             ) -> ExifEncoder:
         """Fit on raw values of the train split: `raw[tag]` is one value per photo, NaN/None = missing."""
         chosen = resolve_tags(list(tags) if tags is not None else None)
-        stats: dict[str, dict[str, Any]] = {}
+        stats: dict[str, dict[str, object]] = {}
         for tag in chosen:
             spec = get_tag(tag)
             column = _as_float_array(raw.get(tag), _length(raw))
             present = ~np.isnan(column)
-            entry: dict[str, Any] = {"kind": spec.kind.value, "coverage": float(present.mean()) if len(column) else 0.0}
+            entry: dict[str, object] = {"kind": spec.kind.value,
+                                        "coverage": float(present.mean()) if len(column) else 0.0}
             if spec.kind is TagKind.NUMERIC:
                 view = _numeric_view(tag, column)
                 seen = view[~np.isnan(view)]
@@ -117,7 +118,7 @@ class ExifEncoder:
             raise ConfigError(f"exif_tags not in the fitted encoder: {absent}; it has {list(self.tags)}")
         return ExifEncoder(chosen, {tag: self.stats[tag] for tag in chosen})
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return {"tags": list(self.tags), "stats": {tag: dict(self.stats[tag]) for tag in self.tags}}
 
     @classmethod

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 from exifray import schema
 from exifray.errors import DataError, InputNotFoundError
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 BACKBONE_FORMAT: Final = "exifray-frozen-backbone"
 
 
-def backbone_identity(built: BuiltModel) -> dict[str, Any]:
+def backbone_identity(built: BuiltModel) -> dict[str, object]:
     """What `backbone.json` records of a head-only trial's frozen backbone: enough to build it again and to
     know it is the same."""
     import keras
