@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO := demo-out
 
-.PHONY: demo test test-unit test-integration test-slow test-cluster install lint chromium clean
+.PHONY: demo test test-quick test-unit test-integration test-slow test-cluster install lint chromium clean
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (Python 3.11) on PATH, or make PYTHON=..."; exit 1; }
@@ -38,6 +38,12 @@ lint: $(STAMP)
 
 test: chromium $(STAMP) lint
 	$(BIN)/python -m pytest tests -q -p no:cacheprovider --timeout=900
+
+# The edit loop: lint, the unit tier and the integration tests under 5 s each (tests/quick.txt, written from a
+# full run's timings by tools/quick_tests.py). `make test` stays the whole suite.
+test-quick: $(STAMP) lint
+	$(BIN)/python -m pytest -q -p no:cacheprovider --timeout=300 -m unit tests
+	$(BIN)/python -m pytest -q -p no:cacheprovider --timeout=300 @tests/quick.txt
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest tests -q -m unit

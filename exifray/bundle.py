@@ -314,7 +314,7 @@ def _assembled_in_place(bundle: Path) -> None:
 
 
 def _within_budget(experiment_fs: Any, ranked: pd.DataFrame, budget_ms: float, candidates: int,
-                   scratch: Path) -> tuple[pd.Series, list[dict[str, Any]], Path]:
+                   scratch: Path) -> tuple[pd.Series, list[dict[str, object]], Path]:
     """The best of the top `candidates` trials whose model, re-measured here, predicts within `budget_ms` per
     photo; what was measured; and the folder its checkpoint was copied into (the bundle's files)."""
     measured = []
@@ -349,7 +349,7 @@ def export_best(experiment_path: str, out: str | Path, metric: str | None = None
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".tmp-bundle-", dir=target.parent))
     try:
-        measured: list[dict[str, Any]] = []
+        measured: list[dict[str, object]] = []
         if max_inference_ms is not None:  # the chosen candidate's files are already copied: they are the bundle
             row, measured, bundle = _within_budget(experiment.files.fs, ranked, max_inference_ms, candidates,
                                                    staging)

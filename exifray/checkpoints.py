@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from exifray import schema
 from exifray.experiment import RESUME_FILE
@@ -48,7 +48,7 @@ def finished_checkpoint(checkpoint: tune.Checkpoint) -> tune.Checkpoint | None:
     return None
 
 
-def surviving_checkpoint(checkpoint: tune.Checkpoint, metrics: Mapping[str, Any]
+def surviving_checkpoint(checkpoint: tune.Checkpoint, metrics: Mapping[str, object]
                          ) -> tuple[tune.Checkpoint, dict[str, object]] | None:
     """The checkpoint to restore a trial from when the one Tune's experiment state names is gone, with the
     metrics Tune restores its counters from; None when it is there (or nothing later is).

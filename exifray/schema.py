@@ -4,7 +4,7 @@ These strings are the contract between crawl, ingest, train, sweep and leaderboa
 """
 
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Final
 
 # --- CRAWL DIR -------------------------------------------------------------------------------
 PHOTOS_FILE: Final = "photos.jsonl"
@@ -95,7 +95,7 @@ FINAL_TEXT_KEYS: Final = (POWER_SOURCE, FEATURE_CACHE, "feature_cache_reason", "
 FINAL_RESULT: Final = "final_result"
 
 
-def is_final(result: Mapping[str, Any] | None) -> bool:
+def is_final(result: Mapping[str, object] | None) -> bool:
     """Whether a Tune result (or metrics.json) is a trial's final report."""
     return result is not None and bool(result.get(FINAL_RESULT, False))
 

@@ -273,7 +273,7 @@ class Api:
         info, policy = await self._ready()
         names, blobs = await _request_images(request)
         self._check_count(len(blobs))
-        entries: list[dict[str, Any]] = []
+        entries: list[dict[str, object]] = []
         usable: list[tuple[int, tuple[np.ndarray, dict[str, float | None], bool]]] = []
         for index, (name, blob) in enumerate(zip(names, blobs, strict=True)):
             entries.append({"index": index, "name": name})

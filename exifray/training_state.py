@@ -43,7 +43,7 @@ class TrainingState:
         self.val: tuple[dict[str, np.ndarray], np.ndarray] = ({}, val_targets)
         self.multi_label = multi_label
         self.emissions, self.report, self.patience, self.batch_size = emissions, report, patience, batch_size
-        self.history: list[dict[str, Any]] = []
+        self.history: list[dict[str, object]] = []
         self.best_loss = math.inf
         self.best_weights: list[np.ndarray] | None = None
         self.best_row: dict[str, Any] | None = None

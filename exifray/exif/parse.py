@@ -20,7 +20,7 @@ import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from exifray.errors import ExifParseError
 from exifray.exif.tags import TAG_NAMES, TagSpec, TypedValue, lookup
@@ -56,7 +56,7 @@ class ExifReading:
 
 # --- Flickr getExif ---------------------------------------------------------------------------
 
-def read_flickr_exif(body: Mapping[str, Any] | str | bytes) -> ExifReading:
+def read_flickr_exif(body: Mapping[str, object] | str | bytes) -> ExifReading:
     """Parse a `flickr.photos.getExif` response body (dict, JSON text or bytes)."""
     data = _load_json(body)
     if data.get("stat") == "fail":
@@ -77,7 +77,7 @@ def read_flickr_exif(body: Mapping[str, Any] | str | bytes) -> ExifReading:
     return reading
 
 
-def _load_json(body: Mapping[str, Any] | str | bytes) -> Mapping[str, Any]:
+def _load_json(body: Mapping[str, object] | str | bytes) -> Mapping[str, object]:
     if isinstance(body, Mapping):
         return body
     try:

@@ -43,7 +43,7 @@ def _value(value: Any) -> Any:
     return value
 
 
-def dataset_digest(dataset_dir: str | Path) -> list[dict[str, Any]]:
+def dataset_digest(dataset_dir: str | Path) -> list[dict[str, object]]:
     """One row per photo of a DATASET DIR (every shard file its card lists), sorted by photo id."""
     import pyarrow.parquet as pq
 
