@@ -57,12 +57,27 @@ def coerce(cls: type, name: str, value: object) -> Any:
 
     expected = _type_hints(cls)[name]
     if isinstance(value, bool) and expected not in (bool, bool | None):
+        # YAML reads an unquoted `off` / `on` (also `no` / `yes`) as a boolean: where the setting has the word
+        # among its choices, the boolean means it (`feature_cache: off` as the docs write it)
+        word = yaml_boolean_choice(cls, name, value)
+        if word is not None:
+            return word
+        choices = field_of(cls, name).metadata.get("choices")
+        if choices:
+            raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r} (YAML reads an unquoted "
+                              f"on/off/yes/no as a boolean)")
         raise ConfigError(f"{name} must be {_type_name(expected)}, got {value!r}")
     try:
         return TypeAdapter(expected).validate_python(value)
     except ValidationError as exc:
         reason = exc.errors()[0]["msg"]
         raise ConfigError(f"{name} must be {_type_name(expected)}, got {value!r} ({reason})") from None
+
+
+def yaml_boolean_choice(cls: type, name: str, value: bool) -> str | None:
+    """`off` for False, `on` for True, when `cls.name` offers that word among its choices; otherwise None."""
+    word = "on" if value else "off"
+    return word if word in (field_of(cls, name).metadata.get("choices") or ()) else None
 
 
 def _type_name(annotation: object) -> str:

@@ -17,7 +17,15 @@ from typing import Any, Final
 import yaml
 
 from exifray import schema
-from exifray.config import MAX_TRIALS_PER_WORKER, WORKER_GROWTH_MB, DataConfig, Resources, SweepConfig, TrialConfig
+from exifray.config import (
+    MAX_TRIALS_PER_WORKER,
+    WORKER_GROWTH_MB,
+    DataConfig,
+    Resources,
+    SweepConfig,
+    TrialConfig,
+    yaml_boolean_choice,
+)
 from exifray.errors import ConfigError, InputNotFoundError, UnknownNameError, require
 from exifray.exif.tags import TAG_NAMES, resolve_tags
 from exifray.space import (
@@ -188,6 +196,9 @@ def _fixed(data: object, tag_subsets: Mapping[str, tuple[str, ...]]) -> dict[str
     if not isinstance(data, dict):
         raise ConfigError(f"fixed must be a mapping of trial settings, got {data!r}")
     _unknown_keys(data, _TRIAL_FIELDS, "fixed.")
+    # `feature_cache: off` unquoted is YAML's False: stored as the word it means, so sweep.yaml says `off`
+    data = {name: (yaml_boolean_choice(TrialConfig, name, value) or value) if isinstance(value, bool) else value
+            for name, value in data.items()}
     for name, value in data.items():
         if name == "weights" and isinstance(value, dict):  # {backbone: weights} for a sweep over backbones
             for backbone, weights in value.items():

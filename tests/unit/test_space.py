@@ -251,3 +251,46 @@ def test_weights_can_be_given_per_backbone() -> None:
     assert space.trial_config({**space.fixed, "backbone": "MobileNetV2"}).weights == "imagenet"
     assert space.trial_config({**space.fixed, "backbone": "SmallCNN"}).weights == "none"
     assert space.trial_config({**space.fixed, "backbone": "TestTinyCNN"}).weights == "auto"  # not named
+
+
+def _on_off_settings() -> list[tuple[type, str, str]]:
+    """Every setting of every config dataclass whose choices include `off` or `on`."""
+    import dataclasses
+
+    import exifray.config as config
+
+    found = []
+    for cls in vars(config).values():
+        if isinstance(cls, type) and dataclasses.is_dataclass(cls):
+            for item in dataclasses.fields(cls):
+                choices = item.metadata.get("choices") or ()
+                found += [(cls, item.name, word) for word in ("off", "on") if word in choices]
+    return found
+
+
+def test_the_on_off_settings_are_the_ones_the_docs_show() -> None:
+    assert [(cls.__name__, name, word) for cls, name, word in _on_off_settings()] == [
+        ("TrialConfig", "feature_cache", "off")]
+
+
+@pytest.mark.parametrize(("cls", "name", "word"), _on_off_settings(), ids=lambda v: getattr(v, "__name__", v))
+def test_an_unquoted_yaml_off_or_on_means_the_word(cls: type, name: str, word: str) -> None:
+    from exifray.config import coerce
+
+    assert coerce(cls, name, word == "on") == word
+    if cls is TrialConfig:  # a space file: stored as the word, so sweep.yaml and a resume read it back the same
+        text = f"name: words\nfixed: {{modality: exif, {name}: {word}}}\nparams: {{learning_rate: {{grid: [0.01]}}}}\n"
+        document = yaml.safe_load(text)
+        assert document["fixed"][name] is (word == "on")  # what YAML makes of it
+        plan = parse_sweep(document)
+        assert plan.space.fixed[name] == word and plan.to_yaml()["fixed"][name] == word
+        assert parse_sweep(yaml.safe_load(yaml.safe_dump(plan.to_yaml()))).to_yaml() == plan.to_yaml()
+        assert plan.space.trial_config(dict(plan.space.fixed)).feature_cache == word  # as a trial reads it
+
+
+def test_a_yaml_boolean_a_setting_has_no_word_for_is_refused_naming_the_choices() -> None:
+    document = yaml.safe_load("name: words\nfixed: {modality: exif, feature_cache: on}\n"
+                              "params: {learning_rate: {grid: [0.01]}}\n")
+    with pytest.raises(ConfigError, match=r"fixed.feature_cache: feature_cache must be one of auto, off, got True "
+                                          r"\(YAML reads an unquoted on/off/yes/no as a boolean\)"):
+        parse_sweep(document)
