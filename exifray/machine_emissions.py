@@ -147,5 +147,5 @@ def describe(document: Mapping[str, Any] | None) -> str:
             f"machine mode); trials {document['trials_kg'] * 1000:.3f} g; unattributed "
             f"{'n/a' if not math.isfinite(share) else f'{100 * share:.0f} %'}")
     if document.get("trials_exceed_machine"):
-        text += " (the trials' process-mode estimates exceed the machine total: see the README)"
+        text += " (the trials' process-mode estimates exceed the machine total: see docs/training.md)"
     return text
