@@ -183,6 +183,10 @@ def _quiet_libraries() -> None:
     # Tune warns when per-epoch checkpoints force frequent experiment snapshots; with small models that is
     # expected and cheap, and the warning would repeat all sweep long.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # Tune's own console output, even at verbose=0, prints a configuration table and a TensorBoard hint naming
+    # the driver's staging folder, not the experiment: exifray prints its own summary with the right logdir.
+    # The legacy output engine at verbose=0 prints neither (a user's RAY_AIR_NEW_OUTPUT wins).
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     # A grid's param_space holds each key's first value as a placeholder (see `param_space`); Tune warns for
     # every other grid point that its value differs from that placeholder, which is the point of the grid.
     logging.getLogger("ray.tune.search.variant_generator").setLevel(logging.ERROR)
@@ -254,7 +258,8 @@ def describe(result: SweepResult, space: SearchSpace, top: int = 10) -> str:
               f"study {result.experiment_dir.rstrip('/').rsplit('/', 1)[-1]})"
               if not is_uri(result.experiment_dir) else f"Optuna:       {result.experiment_dir}/{JOURNAL_FILE}"]
     if result.dashboard_url:
-        lines.append(f"Ray:          {result.dashboard_url} (the Ray dashboard, while this process runs)")
+        lines.append(f"Ray:          {result.dashboard_url} was this sweep's Ray dashboard; it closes when this "
+                     f"process ends (keep one up with `ray start --head` and `--address`)")
     if space.multi_objective:
         objectives = zip(space.metrics, space.modes, strict=True)
         lines.append("objectives:   " + ", ".join(f"{metric} ({mode})" for metric, mode in objectives))

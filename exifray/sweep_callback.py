@@ -179,7 +179,7 @@ class SweepCallback:
         done = sum(s in schema.FINISHED_STATUSES for s in statuses)
         best = max(self.best_val.values(), default=math.nan)
         summary = {"running": statuses.count(schema.STATUS_RUNNING), "errored": statuses.count(schema.STATUS_ERROR),
-                   "best_val_f1_macro": f"{best:.3f}"}
+                   "best_epoch_val_f1_macro": f"{best:.3f}"}  # any epoch's: the leaderboard ranks final values
         if sys.stderr.isatty():
             from tqdm import tqdm
 
@@ -189,7 +189,8 @@ class SweepCallback:
             self._bar.set_postfix(summary, refresh=True)
         elif force or time.monotonic() - self._last_log > 30:
             self._last_log = time.monotonic()
-            logger.info("sweep %s: %d/%d trials done (%d running, %d errored), best val_f1_macro %.3f", self.name,
+            logger.info("sweep %s: %d/%d trials done (%d running, %d errored), best epoch val_f1_macro %.3f (the "
+                        "leaderboard ranks each trial's final value)", self.name,
                         done, self.space.total_trials, summary["running"], summary["errored"], best)
 
     def __getstate__(self) -> dict[str, object]:

@@ -35,3 +35,6 @@ def test_search_space_smoke_test_runs_one_trial(path: Path, smoke_dataset: Path,
     out = capsys.readouterr().out
     assert out.startswith("--smoke-test changed: ") and "sweep finished" in out
     assert " -> 1" in out.splitlines()[0]  # every shipped file trains longer: the first line says it was cut to 1
+    # Tune's own banner and its TensorBoard hint (naming the driver's staging folder) no longer compete with ours
+    assert "To visualize your results with TensorBoard" not in out and "View detailed results here" not in out
+    assert f"TensorBoard:  tensorboard --logdir {tmp_path / path.stem}" in out
