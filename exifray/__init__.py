@@ -4,4 +4,21 @@
 need them (see DESIGN.md, "Heavy dependencies stay at the edges").
 """
 
-__version__ = "0.1.0"
+from typing import TYPE_CHECKING
+
+from exifray.version import __version__
+
+# The Python API (`exifray.api`), one import away and still cheap to import: loaded on first use.
+API = ("load_space", "sweep", "leaderboard", "best_trial", "export_best", "predict")
+__all__ = ["__version__", "best_trial", "export_best", "leaderboard", "load_space", "predict", "sweep"]
+
+if TYPE_CHECKING:
+    from exifray.api import best_trial, export_best, leaderboard, load_space, predict, sweep
+
+
+def __getattr__(name: str) -> object:
+    if name in API:
+        from exifray import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'exifray' has no attribute {name!r}")

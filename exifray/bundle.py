@@ -338,7 +338,7 @@ def export_best(experiment_path: str, out: str | Path, metric: str | None = None
     `max_inference_ms`: the best of the top `candidates` whose latency, re-measured on this machine, is within it.
     `data`: the DATASET DIR the trial trained on; a multi-label model's per-class thresholds are fitted again on
     its validation split (otherwise the bundle keeps those the trial fitted on the same split)."""
-    from exifray import __version__
+    from exifray.version import __version__
 
     target = Path(out)
     if target.exists() and any(target.iterdir()):

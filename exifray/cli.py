@@ -16,11 +16,12 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from exifray import __version__, schema
+from exifray import schema
 from exifray.cli_args import EXIT_USAGE, Commands, Parser, float_triple, int_list, setting_flag, str_list, values
 from exifray.cli_use import add_organize, add_predict, add_serve
 from exifray.config import CRAWL_MODES, ClientConfig, CrawlConfig, IngestConfig, TrialConfig
 from exifray.errors import ExifrayError
+from exifray.version import __version__
 
 logger = logging.getLogger("exifray")
 EXIT_FAILURE = 1

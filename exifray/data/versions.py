@@ -12,7 +12,7 @@ from collections import Counter
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from exifray import __version__, schema
+from exifray import schema
 from exifray.config import IngestConfig
 from exifray.data.card import CARD_VERSION, DatasetCard, ShardFile, dataset_id
 from exifray.data.sources import (
@@ -22,6 +22,7 @@ from exifray.data.sources import (
 from exifray.exif.encode import ExifEncoder
 from exifray.exif.tags import CATALOGUE, TAG_NAMES
 from exifray.fsutil import is_uri, read_bytes_or_none
+from exifray.version import __version__
 
 if TYPE_CHECKING:
     import pyarrow.fs as pafs

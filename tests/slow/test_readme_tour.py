@@ -1,4 +1,5 @@
-"""The README's ten-minute tour, run as written: every command of its code block, in order, in one folder."""
+"""The README's ten-minute tour, run as written: every command of its code block, in order, in one folder; then
+its Python example in the same folder."""
 
 from __future__ import annotations
 
@@ -47,3 +48,24 @@ def test_the_tour_runs_as_written(tmp_path: Path, ray_local: None, monkeypatch: 
     assert len(rows) == len(photos) == 300 and all(set(row["probabilities"]) == set(classes) for row in rows)
     assert not (tour / "albums").exists() or not any(p.is_file() for p in (tour / "albums").rglob("*"))  # dry run
     assert os.getcwd() == str(tmp_path)
+
+    names: dict[str, object] = {}
+    exec(compile(python_example(), "README.md", "exec"), names)  # as written, after the tour's commands
+    board = names["board"]
+    assert isinstance(board, pd.DataFrame) and len(board) == 2
+    written = pd.read_csv(tour / "notebook" / "demo" / "leaderboard.csv")
+    pd.testing.assert_frame_equal(board.reset_index(drop=True), written, check_dtype=False)
+    best = names["best"]
+    complete = written[written["status"] == "complete"]
+    assert isinstance(best, pd.Series) and best["trial_id"] == complete.iloc[0]["trial_id"]  # ranked first
+    tags = names["tags"]
+    assert isinstance(tags, pd.DataFrame) and len(tags) == 300
+    assert {Path(p).name for p in tags["path"]} == {p.name for p in photos}
+    assert {f"p_{c}" for c in classes} <= set(tags.columns) and tags["error"].eq("").all()
+
+
+def python_example() -> str:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"## In Python.*?```python\n(.*?)```", text, re.DOTALL)
+    assert block, "the README has no Python example"
+    return block.group(1)

@@ -45,8 +45,9 @@ def _imported_names(tree: ast.AST, type_only: bool = False) -> list[str]:
         if isinstance(node, ast.Import):
             names.extend(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            # `exifray.x.name`: the graph walks up to the module (`from exifray import schema` is exifray.schema,
+            # not the package; `from exifray import __version__` is the package)
             names.extend(f"{node.module}.{alias.name}" for alias in node.names)
-            names.append(node.module)
         for child in ast.iter_child_nodes(node):
             visit(child)
 
@@ -134,9 +135,15 @@ def test_the_checker_sees_function_imports_and_skips_type_checking_ones() -> Non
     tree = ast.parse("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from exifray import sweep\n"
                      "def f():\n    from exifray.train import run_trial\n    import exifray.report\n")
     names = _imported_names(tree)
-    assert "exifray.train" in names and "exifray.report" in names
+    assert "exifray.train.run_trial" in names and "exifray.report" in names
     assert not any(name.startswith("exifray.sweep") for name in names)
     assert "exifray.sweep" in _imported_names(tree, type_only=True)
+
+
+def test_from_the_package_import_a_module_is_that_module_not_the_package() -> None:
+    graph = import_graph(_modules())
+    assert "exifray" not in graph["exifray.cli_args"] and "exifray.schema" in graph["exifray.leaderboard"]
+    assert "exifray.api" in graph["exifray"]  # the package re-exports the API
 
 
 @pytest.mark.parametrize(("graph", "cycle"), [

@@ -1,0 +1,148 @@
+"""The Python API: what the CLI does, one import away, for notebooks and scripts.
+
+    from exifray import load_space, sweep, leaderboard, best_trial, export_best, predict
+
+    plan = load_space("search_spaces/demo.yaml", num_samples=4, fixed={"epochs": 3})
+    result = sweep(plan, "data/dataset", storage_path="experiments")
+    board = leaderboard(result)                    # a DataFrame, the rows of leaderboard.csv
+    bundle = export_best(result, "models/best")    # the best complete trial as a self-contained bundle
+    tags = predict(bundle, "photos/")              # one row per photo: tags and a p_<class> column per class
+
+Every function raises the same errors as the command it mirrors (`ConfigError`, `InputNotFoundError`, ... from
+`exifray.errors`), before Ray starts where the CLI checks first. `sweep` starts Ray in-process unless `address`
+(or RAY_ADDRESS) names a cluster, as `exifray sweep` does; a notebook that already called `ray.init()` keeps its
+Ray.
+"""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from exifray.errors import ConfigError
+from exifray.space import SweepPlan
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from ray import tune
+
+    from exifray.sweep import SweepResult
+
+def load_space(source: str | Path | Mapping[str, object], *, fixed: Mapping[str, object] | None = None,
+               num_samples: int | None = None, max_concurrent: int | None = None,
+               smoke_test: bool = False) -> SweepPlan:
+    """A search space, validated: from a YAML file (`search_spaces/*.yaml`) or a dict shaped like one.
+
+    `fixed`: settings to fix, merged into the file's `fixed` (a swept setting named here stops being swept).
+    `num_samples`, `max_concurrent`, `smoke_test`: as `exifray sweep --num-samples/--max-concurrent/--smoke-test`.
+    """
+    from exifray.space_file import load_sweep, parse_sweep
+
+    if isinstance(source, Mapping):
+        document = copy.deepcopy(dict(source))
+        plan = parse_sweep(_with_fixed(document, fixed), default_name=str(document.get("name", "sweep")))
+    elif fixed:
+        plan = parse_sweep(_with_fixed(_read_yaml(Path(source)), fixed), default_name=Path(source).stem)
+    else:
+        plan = load_sweep(source)
+    return plan.with_overrides(num_samples=num_samples, max_concurrent=max_concurrent, smoke_test=smoke_test)
+
+
+def _read_yaml(path: Path) -> dict[str, object]:
+    import yaml
+
+    from exifray.errors import InputNotFoundError
+
+    if not path.is_file():
+        raise InputNotFoundError(f"search space file does not exist: {path}")
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    if not isinstance(document, dict):
+        raise ConfigError(f"{path}: a search space file is a mapping, got {type(document).__name__}")
+    return document
+
+
+def _with_fixed(document: dict[str, object], fixed: Mapping[str, object] | None) -> dict[str, object]:
+    if not fixed:
+        return document
+    current = document.get("fixed") or {}
+    params = document.get("params") or {}
+    if not isinstance(current, dict) or not isinstance(params, dict):
+        raise ConfigError("fixed and params must be mappings")
+    document["fixed"] = {**current, **fixed}
+    document["params"] = {name: value for name, value in params.items() if name not in fixed}
+    return document
+
+
+def sweep(space: SweepPlan | str | Path | Mapping[str, object], data: str | Path, *, name: str | None = None,
+          storage_path: str | None = None, resume: bool = False, address: str | None = None,
+          dashboard: bool = False, callbacks: Sequence[tune.Callback] = ()) -> SweepResult:
+    """Run (or `resume`) a sweep over the DATASET DIR `data`, as `exifray sweep` does; returns its experiment
+    folder, ranked leaderboard and wall time. `space`: a `load_space` result, a file or a dict."""
+    from exifray.sweep import run_sweep
+
+    plan = space if isinstance(space, SweepPlan) else load_space(space)
+    return run_sweep(plan, data, name=name, storage_path=storage_path, resume=resume, address=address,
+                     dashboard=dashboard, callbacks=callbacks)
+
+
+def _experiment_path(experiment: str | Path | SweepResult) -> str:
+    from exifray.sweep import SweepResult
+
+    return experiment.experiment_dir if isinstance(experiment, SweepResult) else str(experiment)
+
+
+def leaderboard(experiment: str | Path | SweepResult) -> pd.DataFrame:
+    """The experiment's trials ranked, one row each, the columns of its `leaderboard.csv`; finished or still
+    running, a local folder or an s3:// URI."""
+    from exifray.experiment import open_experiment
+
+    return open_experiment(_experiment_path(experiment)).frame.drop(columns=["label_mode"])
+
+
+def best_trial(experiment: str | Path | SweepResult, metric: str | None = None,
+               modality: str | None = None) -> pd.Series:
+    """The best complete trial's row (by `metric`, default the sweep's; optionally of one modality)."""
+    from exifray.bundle import best_trial as best
+    from exifray.experiment import open_experiment
+
+    opened = open_experiment(_experiment_path(experiment))
+    return best(opened.frame, metric or opened.space.metric, modality)
+
+
+def export_best(experiment: str | Path | SweepResult, out: str | Path, metric: str | None = None,
+                modality: str | None = None, *, data: str | None = None) -> Path:
+    """The best complete trial as a self-contained bundle at `out` (created whole or not at all), as
+    `exifray export-best` writes it; returns `out`."""
+    from exifray.bundle import export_best as export
+
+    export(_experiment_path(experiment), out, metric, modality, data=data)
+    return Path(out)
+
+
+def predict(bundle: str | Path, photos: str | Path | Sequence[str | Path], *, out: str | Path | None = None,
+            threshold: float | str | None = None, top_k: int | None = None) -> pd.DataFrame:
+    """Tag photos (folders, recursively; files; s3:// prefixes) with a bundle: one row per photo, in input order,
+    with its tags (`;`-joined), a `p_<class>` probability per class, whether EXIF was found and any error.
+    `out`: also write the JSONL or CSV file `exifray predict --out` writes (re-runs skip photos already in it).
+    `threshold` (a probability or `calibrated`) and `top_k`: the tag policy, as the CLI's flags."""
+    from exifray.bundle import load_model
+    from exifray.predict import predict as run
+    from exifray.predict import predictions_frame, ray_session
+
+    inputs = [str(photos)] if isinstance(photos, str | Path) else [str(p) for p in photos]
+    flags: dict[str, object] = {}
+    if threshold is not None:
+        flags["threshold"] = threshold
+    if top_k is not None:
+        flags["top_k"] = top_k
+    with tempfile.TemporaryDirectory(prefix="exifray-predict-") as scratch:
+        target = str(out) if out is not None else str(Path(scratch) / "predictions.jsonl")
+        with ray_session(None, None):
+            summary = run(str(bundle), inputs, target, policy_flags=flags)
+    return predictions_frame(summary.rows, load_model(str(bundle)).classes)
