@@ -9,11 +9,12 @@ from typing import TYPE_CHECKING
 from exifray.version import __version__
 
 # The Python API (`exifray.api`), one import away and still cheap to import: loaded on first use.
-API = ("load_space", "sweep", "leaderboard", "best_trial", "export_best", "predict")
-__all__ = ["__version__", "best_trial", "export_best", "leaderboard", "load_space", "predict", "sweep"]
+API = ("synth", "ingest", "load_space", "sweep", "leaderboard", "best_trial", "export_best", "predict")
+__all__ = ["__version__", "best_trial", "export_best", "ingest", "leaderboard", "load_space", "predict", "sweep",
+           "synth"]
 
 if TYPE_CHECKING:
-    from exifray.api import best_trial, export_best, leaderboard, load_space, predict, sweep
+    from exifray.api import best_trial, export_best, ingest, leaderboard, load_space, predict, sweep, synth
 
 
 def __getattr__(name: str) -> object:

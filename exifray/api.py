@@ -1,7 +1,9 @@
 """The Python API: what the CLI does, one import away, for notebooks and scripts.
 
-    from exifray import load_space, sweep, leaderboard, best_trial, export_best, predict
+    from exifray import synth, ingest, load_space, sweep, leaderboard, best_trial, export_best, predict
 
+    synth("data/crawl", photos=600)                # or `exifray crawl` for real Flickr photos
+    dataset = ingest("data/crawl", "data/dataset", sizes=(32,))
     plan = load_space("search_spaces/demo.yaml", num_samples=4, fixed={"epochs": 3})
     result = sweep(plan, "data/dataset", storage_path="experiments")
     board = leaderboard(result)                    # a DataFrame, the rows of leaderboard.csv
@@ -30,6 +32,29 @@ if TYPE_CHECKING:
     from ray import tune
 
     from exifray.sweep import SweepResult
+
+def synth(out: str | Path, *, scenario: str = "indoor_outdoor", photos: int = 1000, seed: int = 0,
+          image_size: int = 160) -> Path:
+    """A synthetic Flickr-shaped CRAWL DIR at `out`, as `exifray synth` writes it; returns `out`."""
+    from exifray.data.synth import SynthConfig, generate
+
+    generate(out, SynthConfig(scenario=scenario, photos=photos, seed=seed, image_size=image_size))
+    return Path(out)
+
+
+def ingest(inputs: str | Path | Sequence[str | Path], out: str | Path, *, sizes: Sequence[int] = (50, 150),
+           **settings: object) -> str:
+    """Decode CRAWL DIRs (or thesis, MIRFLICKR, label-folder layouts; local or s3://) once into a DATASET DIR
+    with Ray Data, as `exifray ingest` does; `settings`: its other options by name (`label_level`, `seed`,
+    `shard_size`, ...). Returns `out`."""
+    from exifray.config import IngestConfig, coerce
+    from exifray.data.ingest import run_ingest
+
+    sources = [inputs] if isinstance(inputs, str | Path) else list(inputs)
+    values = {name: coerce(IngestConfig, name, value) for name, value in settings.items()}
+    run_ingest(IngestConfig(inputs=tuple(str(s) for s in sources), out=str(out), sizes=tuple(sizes), **values))
+    return str(out)
+
 
 def load_space(source: str | Path | Mapping[str, object], *, fixed: Mapping[str, object] | None = None,
                num_samples: int | None = None, max_concurrent: int | None = None,

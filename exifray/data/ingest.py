@@ -26,6 +26,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from exifray import schema
@@ -35,7 +36,7 @@ from exifray.data.sources import (
     list_sources,
 )
 from exifray.errors import DataError
-from exifray.fsutil import filesystem_and_path, put_bytes
+from exifray.fsutil import filesystem_and_path, is_uri, put_bytes
 
 if TYPE_CHECKING:
     pass
@@ -173,10 +174,22 @@ def plan_ingest(config: IngestConfig) -> IngestPlan:
     return IngestPlan(plan, payloads, rejections, formats, duplicates, listed)
 
 
+def _absolute(config: IngestConfig) -> IngestConfig:
+    """Local inputs and OUT as absolute paths: the decode tasks resolve a relative path in their own working
+    directory, which is the driver's when Ray started, not after a later chdir (a notebook, a test)."""
+    from dataclasses import replace
+
+    def absolute(location: str) -> str:
+        return location if is_uri(location) else str(Path(location).resolve())
+
+    return replace(config, inputs=tuple(absolute(i) for i in config.inputs), out=absolute(config.out))
+
+
 def run_ingest(config: IngestConfig) -> IngestSummary:
     import ray
 
     started = time.perf_counter()
+    config = _absolute(config)
     prepared = plan_ingest(config)
     plan, rejections = prepared.plan, list(prepared.rejections)
     formats, duplicates, listed = prepared.formats, prepared.duplicates, prepared.listed
