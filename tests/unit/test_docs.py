@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", ROOT / "ARCHITECTURE.md", ROOT / "search_spaces" / "README.md",
          *sorted((ROOT / "docs").glob("*.md"))]
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
-COMMAND = re.compile(r"(?<![\w./-])exifray ([a-z][a-z-]+)")
+COMMAND = re.compile(r"(?<!from )(?<![\w./-])exifray ([a-z][a-z-]+)")  # not `from exifray import`
 CODE = re.compile(r"```.*?```|`[^`\n]+`", re.DOTALL)  # fenced blocks and inline code: where commands are shown
 
 
