@@ -15,6 +15,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from exifray import schema
 from exifray.cli_args import EXIT_USAGE, Commands, Parser, float_triple, int_list, setting_flag, str_list, values
@@ -22,6 +23,9 @@ from exifray.cli_use import add_organize, add_predict, add_serve
 from exifray.config import CRAWL_MODES, ClientConfig, CrawlConfig, IngestConfig, TrialConfig
 from exifray.errors import ExifrayError
 from exifray.version import __version__
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 logger = logging.getLogger("exifray")
 EXIT_FAILURE = 1
@@ -226,6 +230,10 @@ def _add_leaderboard(commands: Commands) -> None:
                        help="the grouped table's key (default: %(default)s)")
     board.add_argument("--importance", action="append", default=[], metavar="CSV",
                        help="an importance.csv from `exifray importance` to chart in the report (repeatable)")
+    board.add_argument("--watch", action="store_true", help="keep the tables and the report current while the sweep "
+                       "runs (the page reloads itself); ends with the sweep or on Ctrl-C")
+    board.add_argument("--interval", type=float, default=10.0, help="--watch: seconds between refreshes "
+                       "(default: %(default)s)")
     board.set_defaults(func=cmd_leaderboard)
 
 
@@ -236,6 +244,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
     formats = parse_formats(args.format)
     importance = read_importance(args.importance)
+    if args.watch:
+        return _watch_leaderboard(args, formats, importance)
     experiment = open_experiment(args.experiment)
     analysis = analyse(experiment, metric=args.metric, by=args.by, top=args.top, importance=importance)
     out = args.out or experiment.files.uri.rstrip("/") + "/" + ANALYSIS_DIR
@@ -244,6 +254,25 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     print(f"wrote {len(written)} files to {out}" + (f" (report: {out.rstrip('/')}/report.html)"
                                                      if "html" in formats else ""))
     return 0
+
+
+def _watch_leaderboard(args: argparse.Namespace, formats: tuple[str, ...], importance: pd.DataFrame | None) -> int:
+    from exifray.analysis import analyse
+    from exifray.errors import ConfigError
+    from exifray.experiment import ANALYSIS_DIR
+    from exifray.experiment_files import ExperimentFiles
+    from exifray.sweep_status import LOST
+    from exifray.watch import watch
+
+    if args.interval <= 0:
+        raise ConfigError(f"--interval must be > 0 seconds, got {args.interval}")
+    out = args.out or ExperimentFiles.at(args.experiment).uri.rstrip("/") + "/" + ANALYSIS_DIR
+    print(f"watching {args.experiment} every {args.interval:g} s; report: {out.rstrip('/')}/report.html", flush=True)
+    watched = watch(args.experiment, out, formats, interval_s=args.interval, say=lambda line: print(line, flush=True),
+                    analyse=lambda experiment: analyse(experiment, metric=args.metric, by=args.by, top=args.top,
+                                                       importance=importance))
+    print(f"the sweep {watched.verdict}: {watched.finished} trials finished; final report in {out}")
+    return 1 if watched.verdict == LOST else 0
 
 
 def _add_export_best(commands: Commands) -> None:

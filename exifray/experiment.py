@@ -5,8 +5,9 @@
 
 `storage_path/name` holds Ray Tune's own results (per-trial `result.json`, `progress.csv`, TensorBoard
 events, `checkpoint_*` folders), and next to them the files exifray keeps: `sweep.yaml` (the resolved search
-space), `optuna.journal` (the study, for optuna-dashboard), `leaderboard.csv` (refreshed as trials finish) and,
-in a trial folder, `exifray_error.txt` (a deterministic failure, so a retry re-raises it). A trial's resume
+space), `optuna.journal` (the study, for optuna-dashboard), `leaderboard.csv` (refreshed as trials finish),
+`sweep_status.json` (the driver's heartbeat, `sweep_status.py`) and, in a trial folder, `exifray_error.txt` (a
+deterministic failure, so a retry re-raises it). A trial's resume
 checkpoint holds `model.keras`, `best_weights.npz` and `resume.json`; its final checkpoint (and a bundle)
 holds TRIAL_FILES. The names and `ExperimentFiles` are in `experiment_files.py` (imported from here too).
 """

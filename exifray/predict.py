@@ -105,13 +105,14 @@ class DecodeStage:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         size = self.params.sizes[0]
         paths = [str(p) for p in batch["path"]]
+        sources = [str(p) for p in batch["source"]] if "source" in batch else paths
         images = np.zeros((len(paths), size, size, 3), dtype=np.uint8)
         out: dict[str, list[Any]] = {"sha256": [], "exif": [], "exif_found": [], "error": [], "skipped": [],
                                      "thumbnail": []}
-        for index, path in enumerate(paths):
+        for index, source in enumerate(sources):
             sha, exif, found, error, skipped, thumb = "", "{}", False, "", False, b""
             try:
-                data = read_location(path)
+                data = read_location(source)
                 sha = hashlib.sha256(data).hexdigest()
                 if sha in self.skip:
                     skipped = True
@@ -202,6 +203,10 @@ def prediction_row(record: dict[str, Any], classes: Sequence[str]) -> dict[str, 
             "exif_found": bool(record["exif_found"]), "error": error}
 
 
+def _absolute(location: str) -> str:
+    return location if is_uri(location) else str(Path(location).resolve())
+
+
 def run_pipeline(loaded: LoadedModel, bundle: str, photos: Sequence[str], policy: TagPolicy, *,
                  skip: frozenset[str] = frozenset(), concurrency: int = 1, batch_size: int = 32,
                  thumbnail: int = 0) -> Iterator[dict[str, Any]]:
@@ -217,7 +222,11 @@ def run_pipeline(loaded: LoadedModel, bundle: str, photos: Sequence[str], policy
         logger.warning("--concurrency %d leaves no CPU for decoding on this cluster (%s CPUs); decoding will wait",
                        concurrency, ray.cluster_resources().get("CPU"))
     blocks = max(1, min(len(photos) // batch_size, 64))
-    dataset = ray.data.from_items([{"path": path} for path in photos], override_num_blocks=blocks)
+    # The tasks and actors resolve a relative path in their own working directory, the driver's when Ray started,
+    # not after a later chdir (a notebook): they get absolute ones, and the rows keep each path as given.
+    dataset = ray.data.from_items([{"path": path, "source": _absolute(path)} for path in photos],
+                                  override_num_blocks=blocks)
+    bundle = _absolute(bundle)
     decode = DecodeStage(loaded.decode_params(), skip, thumbnail)
     # Half a CPU per decode task: two interleave reading and decoding per core, and the resources differ from the
     # model actors', so Ray Data keeps decoding in tasks of its own instead of fusing it into the actors.

@@ -257,7 +257,8 @@ def _tag_section(analysis: Analysis) -> str:
             + importance_chart(series, None, "Optuna importance of including the tag"))
 
 
-def render_report(analysis: Analysis) -> str:
+def render_report(analysis: Analysis, refresh_s: int | None = None) -> str:
+    """The self-contained HTML report; `refresh_s`: it reloads itself that often (a live report)."""
     experiment = analysis.experiment
     counts = ", ".join(f"{n} {s}" for s, n in experiment.frame["status"].value_counts().items())
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -285,9 +286,12 @@ def render_report(analysis: Analysis) -> str:
     ]
     body = "".join(f'<section id="{title.lower().replace(" ", "-")}"><h2>{html.escape(title)}</h2>{content}'
                    f"</section>" for title, content in sections)
-    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>exifray report: '
+    live = (f'<meta http-equiv="refresh" content="{refresh_s}">' if refresh_s else "")
+    watching = (f'<p class="note" id="live">Live: this page reloads every {refresh_s} s while the sweep runs '
+                f"(<code>exifray leaderboard --watch</code>).</p>" if refresh_s else "")
+    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">{live}<title>exifray report: '
             f"{html.escape(experiment.name)}</title><style>{_CSS}</style></head><body>"
-            f"<h1>exifray experiment <code>{html.escape(experiment.name)}</code></h1>"
+            f"<h1>exifray experiment <code>{html.escape(experiment.name)}</code></h1>{watching}"
             f'<p class="note">{html.escape(experiment.uri)} · {len(experiment.frame)} trials ({counts})</p>{body}\n'
             f'<footer class="note">written {stamp}</footer>\n</body></html>\n')
 
@@ -320,16 +324,17 @@ def parse_formats(text: str) -> tuple[str, ...]:
     return formats
 
 
-def write_analysis(analysis: Analysis, out: str, formats: Sequence[str]) -> list[str]:
+def write_analysis(analysis: Analysis, out: str, formats: Sequence[str], refresh_s: int | None = None) -> list[str]:
     """Every table in every format (html: one self-contained `report.html`); returns the paths written.
 
     `out` is a local folder or a folder on the experiment's filesystem (e.g. `s3://bucket/exp/analysis`).
+    `refresh_s`: the report reloads itself that often (`leaderboard --watch` while the sweep runs).
     """
     target = ExperimentFiles.at(out)
     written = []
     for fmt in formats:
         if fmt == "html":
-            target.write_bytes("report.html", render_report(analysis).encode("utf-8"))
+            target.write_bytes("report.html", render_report(analysis, refresh_s).encode("utf-8"))
             written.append(target.path("report.html"))
             continue
         for table_name, frame in analysis.tables.items():

@@ -124,8 +124,10 @@ def run_sweep(plan: SweepPlan, data_dir: str | Path, *, name: str | None = None,
     from exifray import machine_emissions
 
     machine_emissions.start_trackers(name, sweep_country(plan))
+    from exifray.sweep_status import Heartbeat
+
     try:
-        with warm.retiring_workers():
+        with warm.retiring_workers(), Heartbeat(files):  # `leaderboard --watch` reads it
             tuner.fit()
     finally:
         nodes = machine_emissions.stop_trackers(name)

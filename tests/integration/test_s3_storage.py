@@ -88,9 +88,14 @@ def test_a_sweep_on_s3_is_read_back_by_leaderboard_and_export(s3: dict[str, str]
     assert len(board) == 3 and set(board["status"]) == {"complete"}
     assert all(str(path).startswith(f"{bucket}/experiments/shared/trial_") for path in board["checkpoint"])
 
-    # The analysis reads the experiment from S3 and writes its tables next to it there (the default --out).
-    analysis = _exifray(s3, work, "leaderboard", f"s3://{bucket}/experiments/shared", "--format", "csv,html")
+    # The analysis reads the experiment from S3 and writes its tables next to it there (the default --out); as
+    # `--watch`, it reads the sweep's status file on S3 too, sees the sweep finished and writes the final report.
+    status = json.loads(_read(fs, f"{bucket}/experiments/shared/sweep_status.json"))
+    assert status["state"] == "finished" and status["heartbeat"] >= status["started"]
+    analysis = _exifray(s3, work, "leaderboard", f"s3://{bucket}/experiments/shared", "--format", "csv,html",
+                        "--watch", "--interval", "1")
     assert analysis.returncode == 0, (analysis.stdout + analysis.stderr)[-4000:]
+    assert "the sweep finished: 3 trials finished" in analysis.stdout, analysis.stdout[-2000:]
     tables = _files(fs, f"{bucket}/experiments/shared/analysis")
     assert {"leaderboard.csv", "pareto.csv", "fusion_vs_image.csv", "report.html"} <= set(tables), sorted(tables)
     ranked = pd.read_csv(io.BytesIO(_read(fs, f"{bucket}/experiments/shared/analysis/leaderboard.csv")))
