@@ -60,6 +60,11 @@ def watch(experiment: str, out: str, formats: Sequence[str], *, interval_s: floa
                 if ended:
                     raise
                 logger.debug("waiting for the sweep: %s", exc)
+            except Exception as exc:  # Tune's files caught mid-write: read again next time, unless the sweep ended
+                if ended:
+                    raise
+                logger.warning("could not read %s yet (%s: %s); trying again in %g s", experiment,
+                               type(exc).__name__, exc, interval_s)
             else:
                 statuses = analysis.experiment.frame["status"]
                 if state == NOT_STARTED and not statuses.isin(["running", "pending"]).any():

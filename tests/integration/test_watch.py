@@ -41,10 +41,13 @@ def test_the_watched_report_follows_a_running_sweep_in_chromium(small_dataset: P
     watcher_result: dict[str, object] = {}
 
     def watcher() -> None:
-        while not (experiment / STATUS_FILE).exists():  # the sweep writes its status before Tune starts
-            time.sleep(0.1)
-        watcher_result["watched"] = watch(str(experiment), str(out), ["html", "csv"], interval_s=0.5,
-                                          say=lines.append)
+        try:
+            while not (experiment / STATUS_FILE).exists():  # the sweep writes its status before Tune starts
+                time.sleep(0.1)
+            watcher_result["watched"] = watch(str(experiment), str(out), ["html", "csv"], interval_s=0.5,
+                                              say=lines.append)
+        except BaseException as exc:  # re-raised by the test below
+            watcher_result["error"] = exc
 
     follow = threading.Thread(target=watcher)
     sweep.start()
@@ -55,8 +58,10 @@ def test_the_watched_report_follows_a_running_sweep_in_chromium(small_dataset: P
     with chromium() as browser:
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         deadline = time.monotonic() + 400
-        while not report.exists() and time.monotonic() < deadline:
+        while not report.exists() and follow.is_alive() and time.monotonic() < deadline:
             time.sleep(0.2)
+        if "error" in watcher_result:
+            raise AssertionError("the watch failed") from watcher_result["error"]  # type: ignore[arg-type]
         page.goto(report.as_uri())
         while follow.is_alive() and time.monotonic() < deadline:
             seen.append(_complete(page.inner_text("body")))
@@ -70,6 +75,7 @@ def test_the_watched_report_follows_a_running_sweep_in_chromium(small_dataset: P
         sweep.join(timeout=60)
         page.goto(report.as_uri())
         final = page.inner_text("body")
+    assert "error" not in watcher_result, watcher_result.get("error")
     watched = watcher_result["watched"]
     assert watched.verdict == FINISHED and watched.finished == 4  # type: ignore[attr-defined]
     assert len(seen) >= 2 and seen == sorted(seen) and seen[0] < 4 and all(refreshing)
