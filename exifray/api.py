@@ -24,7 +24,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from exifray.errors import ConfigError
 from exifray.space import SweepPlan
 
 if TYPE_CHECKING:
@@ -64,44 +63,14 @@ def load_space(source: str | Path | Mapping[str, object], *, fixed: Mapping[str,
     `fixed`: settings to fix, merged into the file's `fixed` (a swept setting named here stops being swept).
     `num_samples`, `max_concurrent`, `smoke_test`: as `exifray sweep --num-samples/--max-concurrent/--smoke-test`.
     """
-    from exifray.space_file import load_sweep, parse_sweep
+    from exifray.space_file import load_sweep, parse_sweep, with_fixed
 
     if isinstance(source, Mapping):
         document = copy.deepcopy(dict(source))
-        plan = parse_sweep(_with_fixed(document, fixed), default_name=str(document.get("name", "sweep")))
-    elif fixed:
-        plan = parse_sweep(_with_fixed(_read_yaml(Path(source)), fixed), default_name=Path(source).stem)
+        plan = parse_sweep(with_fixed(document, fixed), default_name=str(document.get("name", "sweep")))
     else:
-        plan = load_sweep(source)
+        plan = load_sweep(source, fixed)
     return plan.with_overrides(num_samples=num_samples, max_concurrent=max_concurrent, smoke_test=smoke_test)
-
-
-def _read_yaml(path: Path) -> dict[str, object]:
-    import yaml
-
-    from exifray.errors import InputNotFoundError
-
-    if not path.is_file():
-        raise InputNotFoundError(f"search space file does not exist: {path}")
-    try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
-    if not isinstance(document, dict):
-        raise ConfigError(f"{path}: a search space file is a mapping, got {type(document).__name__}")
-    return document
-
-
-def _with_fixed(document: dict[str, object], fixed: Mapping[str, object] | None) -> dict[str, object]:
-    if not fixed:
-        return document
-    current = document.get("fixed") or {}
-    params = document.get("params") or {}
-    if not isinstance(current, dict) or not isinstance(params, dict):
-        raise ConfigError("fixed and params must be mappings")
-    document["fixed"] = {**current, **fixed}
-    document["params"] = {name: value for name, value in params.items() if name not in fixed}
-    return document
 
 
 def sweep(space: SweepPlan | str | Path | Mapping[str, object], data: str | Path, *, name: str | None = None,

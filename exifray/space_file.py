@@ -48,8 +48,9 @@ FIXED_ONLY: Final = ("feature_cache",)
 _TRIAL_FIELDS: Final = tuple(f.name for f in fields(TrialConfig) if f.name not in RESERVED)
 
 
-def load_sweep(path: str | Path) -> SweepPlan:
-    """A search space file, validated: what to search and how to run it."""
+def load_sweep(path: str | Path, fixed: Mapping[str, object] | None = None) -> SweepPlan:
+    """A search space file, validated: what to search and how to run it. `fixed`: settings to fix on top of the
+    file's (`with_fixed`)."""
     path = Path(path)
     if not path.is_file():
         raise InputNotFoundError(f"search space file does not exist: {path}")
@@ -58,9 +59,21 @@ def load_sweep(path: str | Path) -> SweepPlan:
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
     try:
-        return parse_sweep(data, default_name=path.stem)
+        return parse_sweep(with_fixed(data, fixed), default_name=path.stem)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
+
+
+def with_fixed(document: object, fixed: Mapping[str, object] | None) -> object:
+    """The document with `fixed` merged into its `fixed` settings; a swept setting named there stops being swept.
+    Anything but a mapping with mapping `fixed`/`params` is returned as it is, for `parse_sweep` to refuse."""
+    if not fixed or not isinstance(document, dict):
+        return document
+    current, params = document.get("fixed") or {}, document.get("params") or {}
+    if not isinstance(current, dict) or not isinstance(params, dict):
+        return document
+    return {**document, "fixed": {**current, **fixed},
+            "params": {name: value for name, value in params.items() if name not in fixed}}
 
 
 def load_space(path: str | Path) -> SearchSpace:
