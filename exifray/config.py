@@ -292,7 +292,8 @@ class Resources:
 
 
 STREAM_MODES: Final = ("auto", "always", "never")
-# Warm workers' retirement defaults, chosen before a worker's memory over many trials was measured (README).
+# Warm workers' retirement defaults, kept after measuring a worker's memory over 39 mixed trials: it grows about
+# 76 MiB per backbone-building trial with no plateau, so 1 GiB retires it after ~14 such trials (docs/training.md).
 MAX_TRIALS_PER_WORKER: Final = 20
 WORKER_GROWTH_MB: Final = 1024.0
 
