@@ -8,13 +8,24 @@ from typing import TYPE_CHECKING
 
 from exifray.version import __version__
 
-# The Python API (`exifray.api`), one import away and still cheap to import: loaded on first use.
-API = ("synth", "ingest", "load_space", "sweep", "leaderboard", "best_trial", "export_best", "predict")
-__all__ = ["__version__", "best_trial", "export_best", "ingest", "leaderboard", "load_space", "predict", "sweep",
-           "synth"]
+# The Python API (`exifray.api`), one import away and still cheap to import: loaded on first use. No name here may
+# be a submodule's (`exifray.sweep`, `exifray.predict`, ...): importing that submodule would replace the function on
+# the package with the module.
+API = ("synth", "ingest", "load_space", "run_sweep", "load_leaderboard", "best_trial", "export_best", "predict_photos")
+__all__ = ["__version__", "best_trial", "export_best", "ingest", "load_leaderboard", "load_space", "predict_photos",
+           "run_sweep", "synth"]
 
 if TYPE_CHECKING:
-    from exifray.api import best_trial, export_best, ingest, leaderboard, load_space, predict, sweep, synth
+    from exifray.api import (
+        best_trial,
+        export_best,
+        ingest,
+        load_leaderboard,
+        load_space,
+        predict_photos,
+        run_sweep,
+        synth,
+    )
 
 
 def __getattr__(name: str) -> object:

@@ -1,14 +1,15 @@
 """The Python API: what the CLI does, one import away, for notebooks and scripts.
 
-    from exifray import synth, ingest, load_space, sweep, leaderboard, best_trial, export_best, predict
+    from exifray import (best_trial, export_best, ingest, load_leaderboard, load_space, predict_photos, run_sweep,
+                         synth)
 
     synth("data/crawl", photos=600)                # or `exifray crawl` for real Flickr photos
     dataset = ingest("data/crawl", "data/dataset", sizes=(32,))
     plan = load_space("search_spaces/demo.yaml", num_samples=4, fixed={"epochs": 3})
-    result = sweep(plan, "data/dataset", storage_path="experiments")
-    board = leaderboard(result)                    # a DataFrame, the rows of leaderboard.csv
+    result = run_sweep(plan, "data/dataset", storage_path="experiments")
+    board = load_leaderboard(result)               # a DataFrame, the rows of leaderboard.csv
     bundle = export_best(result, "models/best")    # the best complete trial as a self-contained bundle
-    tags = predict(bundle, "photos/")              # one row per photo: tags and a p_<class> column per class
+    tags = predict_photos(bundle, "photos/")       # one row per photo: tags and a p_<class> column per class
 
 Every function raises the same errors as the command it mirrors (`ConfigError`, `InputNotFoundError`, ... from
 `exifray.errors`), before Ray starts where the CLI checks first. `sweep` starts Ray in-process unless `address`
@@ -73,15 +74,15 @@ def load_space(source: str | Path | Mapping[str, object], *, fixed: Mapping[str,
     return plan.with_overrides(num_samples=num_samples, max_concurrent=max_concurrent, smoke_test=smoke_test)
 
 
-def sweep(space: SweepPlan | str | Path | Mapping[str, object], data: str | Path, *, name: str | None = None,
+def run_sweep(space: SweepPlan | str | Path | Mapping[str, object], data: str | Path, *, name: str | None = None,
           storage_path: str | None = None, resume: bool = False, address: str | None = None,
           dashboard: bool = False, callbacks: Sequence[tune.Callback] = ()) -> SweepResult:
     """Run (or `resume`) a sweep over the DATASET DIR `data`, as `exifray sweep` does; returns its experiment
     folder, ranked leaderboard and wall time. `space`: a `load_space` result, a file or a dict."""
-    from exifray.sweep import run_sweep
+    from exifray.sweep import run_sweep as run
 
     plan = space if isinstance(space, SweepPlan) else load_space(space)
-    return run_sweep(plan, data, name=name, storage_path=storage_path, resume=resume, address=address,
+    return run(plan, data, name=name, storage_path=storage_path, resume=resume, address=address,
                      dashboard=dashboard, callbacks=callbacks)
 
 
@@ -91,7 +92,7 @@ def _experiment_path(experiment: str | Path | SweepResult) -> str:
     return experiment.experiment_dir if isinstance(experiment, SweepResult) else str(experiment)
 
 
-def leaderboard(experiment: str | Path | SweepResult) -> pd.DataFrame:
+def load_leaderboard(experiment: str | Path | SweepResult) -> pd.DataFrame:
     """The experiment's trials ranked, one row each, the columns of its `leaderboard.csv`; finished or still
     running, a local folder or an s3:// URI."""
     from exifray.experiment import open_experiment
@@ -119,7 +120,7 @@ def export_best(experiment: str | Path | SweepResult, out: str | Path, metric: s
     return Path(out)
 
 
-def predict(bundle: str | Path, photos: str | Path | Sequence[str | Path], *, out: str | Path | None = None,
+def predict_photos(bundle: str | Path, photos: str | Path | Sequence[str | Path], *, out: str | Path | None = None,
             threshold: float | str | None = None, top_k: int | None = None) -> pd.DataFrame:
     """Tag photos (folders, recursively; files; s3:// prefixes) with a bundle: one row per photo, in input order,
     with its tags (`;`-joined), a `p_<class>` probability per class, whether EXIF was found and any error.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -17,10 +18,24 @@ DEMO = Path(__file__).resolve().parents[2] / "search_spaces" / "demo.yaml"
 def test_the_api_is_one_import_away_and_loads_on_first_use() -> None:
     from exifray import api
 
-    assert exifray.load_space is api.load_space and exifray.predict is api.predict
+    assert exifray.load_space is api.load_space and exifray.predict_photos is api.predict_photos
     assert set(exifray.API) <= set(exifray.__all__)
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):
         _ = exifray.nothing  # type: ignore[attr-defined]
+
+
+def test_no_api_name_is_shadowed_by_a_submodule_the_cli_imports() -> None:
+    # Importing a submodule sets it on the package: an API function named like one (`predict`, `sweep`) would be
+    # replaced by the module as soon as the CLI or the API itself imported it.
+    import exifray.cli  # noqa: F401  (imports the command modules)
+    import exifray.leaderboard  # noqa: F401
+    import exifray.predict  # noqa: F401
+    import exifray.sweep  # noqa: F401
+    from exifray import api
+
+    for name in exifray.API:
+        assert importlib.util.find_spec(f"exifray.{name}") is None, name
+        assert getattr(exifray, name) is getattr(api, name), name
 
 
 def test_a_file_loads_as_the_cli_loads_it_and_fixed_settings_stop_being_swept() -> None:
