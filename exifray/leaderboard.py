@@ -79,6 +79,8 @@ def rank(rows: Sequence[Mapping[str, Any]], metric: str = schema.VAL_F1_MACRO, m
     import pandas as pd
 
     frame = pd.DataFrame(list(rows), columns=[c for c in COLUMNS if c != "rank"])
+    for column in set(METRIC_COLUMNS) - set(INTEGER_COLUMNS):  # numbers even when no trial has one (NaN, not None)
+        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(float)
     for column in INTEGER_COLUMNS:
         frame[column] = pd.to_numeric(frame[column], errors="coerce").round().astype("Int64")
     return order(frame, metric, mode)
