@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from ray import tune
 
     from exifray.sweep import SweepResult
+    from exifray.tagging import PolicyFlags
+
 
 def synth(out: str | Path, *, scenario: str = "indoor_outdoor", photos: int = 1000, seed: int = 0,
           image_size: int = 160) -> Path:
@@ -136,7 +138,7 @@ def predict_photos(bundle: str | Path, photos: str | Path | Sequence[str | Path]
     from exifray.predict import predictions_frame, ray_session
 
     inputs = [str(photos)] if isinstance(photos, str | Path) else [str(p) for p in photos]
-    flags: dict[str, object] = {}
+    flags: PolicyFlags = {}
     if threshold is not None:
         flags["threshold"] = threshold
     if top_k is not None:

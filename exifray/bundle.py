@@ -31,6 +31,7 @@ from exifray.experiment import HEAD_ONLY_TRIAL_FILES, TRIAL_FILES, open_experime
 
 if TYPE_CHECKING:
     import keras
+    import pyarrow.fs as pafs
 
     from exifray.data.dataset import SplitArrays
     from exifray.data.photo import DecodeParams
@@ -284,7 +285,7 @@ def measured_inference_ms(loaded: LoadedModel, photos: int = 64) -> float:
     return inference_ms(loaded.model, inputs, int(loaded.settings.get("batch_size", 32)))
 
 
-def _copy_checkpoint(experiment_fs: Any, checkpoint: str, staging: Path, trial_id: str) -> None:
+def _copy_checkpoint(experiment_fs: pafs.FileSystem, checkpoint: str, staging: Path, trial_id: str) -> None:
     """The final folder's files (a head-only trial's too); CodeCarbon's files too where the trial has them
     (trials before they were kept do not)."""
     copied = []
@@ -313,7 +314,7 @@ def _assembled_in_place(bundle: Path) -> None:
         (bundle / name).unlink()
 
 
-def _within_budget(experiment_fs: Any, ranked: pd.DataFrame, budget_ms: float, candidates: int,
+def _within_budget(experiment_fs: pafs.FileSystem, ranked: pd.DataFrame, budget_ms: float, candidates: int,
                    scratch: Path) -> tuple[pd.Series, list[dict[str, object]], Path]:
     """The best of the top `candidates` trials whose model, re-measured here, predicts within `budget_ms` per
     photo; what was measured; and the folder its checkpoint was copied into (the bundle's files)."""

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
 
+from exifray.cli_args import Commands
 from exifray.errors import ConfigError
 from exifray.predict import FORMATS
+from exifray.tagging import PolicyFlags
 
 
 def add_policy_flags(parser: argparse.ArgumentParser) -> None:
@@ -27,7 +28,7 @@ def add_policy_flags(parser: argparse.ArgumentParser) -> None:
                        help="--policy scene: else the top two when together above this (default: %(default)s)")
 
 
-def policy_flags(args: argparse.Namespace) -> dict[str, object]:
+def policy_flags(args: argparse.Namespace) -> PolicyFlags:
     return {"policy": args.policy, "threshold": args.threshold, "top_k": args.top_k,
             "min_confidence": args.min_confidence, "single": args.scene_single, "pair": args.scene_pair}
 
@@ -40,7 +41,7 @@ def _add_cluster_flags(parser: argparse.ArgumentParser) -> None:
                         help="model actors (one GPU each on a GPU cluster, else one CPU each) (default: %(default)s)")
 
 
-def add_predict(commands: Any) -> None:
+def add_predict(commands: Commands) -> None:
     predict = commands.add_parser("predict", help="tag photos (folders, files, s3:// prefixes) with a bundle")
     predict.add_argument("bundle", help="bundle folder (export-best), local or s3://")
     predict.add_argument("inputs", nargs="+", metavar="INPUT",
@@ -66,7 +67,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_organize(commands: Any) -> None:
+def add_organize(commands: Commands) -> None:
     organize = commands.add_parser("organize", help="sort photos into album folders named after the classes")
     organize.add_argument("bundle", nargs="?", help="bundle folder (export-best), local or s3://")
     organize.add_argument("sources", nargs="*", metavar="SRC", help="photo folders (recursive) or files")
@@ -109,7 +110,7 @@ def cmd_organize(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_serve(commands: Any) -> None:
+def add_serve(commands: Commands) -> None:
     serve = commands.add_parser("serve", help="a REST API (Ray Serve) and an albums page for tagging photos")
     serve.add_argument("bundle", help="bundle folder (export-best), local or s3://")
     serve.add_argument("--host", default="127.0.0.1", help="(default: %(default)s)")

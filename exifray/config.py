@@ -360,7 +360,7 @@ class SweepConfig:
         """Whether trial workers are reused (`warm_workers`, or its default for these resources)."""
         return bool(self.warm_workers)
 
-    def to_yaml(self) -> dict[str, Any]:
+    def to_yaml(self) -> dict[str, object]:
         return {"resources": vars(self.resources).copy(), "max_failures": self.max_failures,
                 "checkpoint_every": self.checkpoint_every, "data": vars(self.data).copy(),
                 "warm_workers": self.reuse_workers, "max_trials_per_worker": self.max_trials_per_worker,

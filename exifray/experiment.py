@@ -75,6 +75,7 @@ if TYPE_CHECKING:
     import optuna
     import pandas as pd
 
+    from exifray.machine_emissions import MachineRecord
     from exifray.space import SearchSpace, SweepPlan
     from exifray.trial_result import TrialResult
 
@@ -161,7 +162,7 @@ class Experiment:
     histories: dict[str, pd.DataFrame]  # trial id → per-epoch rows (training_iteration, val_f1_macro, ...)
     files: ExperimentFiles
     study: optuna.Study | None = None  # the Optuna study mirrored in optuna.journal (None when there is none yet)
-    machine: dict[str, Any] | None = None  # machine_emissions.json: the nodes' machine-mode total (None: none yet)
+    machine: MachineRecord | None = None  # machine_emissions.json: the nodes' machine-mode total (None: none yet)
 
 
 def open_experiment(path: str) -> Experiment:

@@ -19,9 +19,9 @@ import logging
 import math
 import socket
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final, TypedDict
 
 if TYPE_CHECKING:
     from exifray.experiment_files import ExperimentFiles
@@ -31,6 +31,39 @@ logger = logging.getLogger(__name__)
 RECORD_FILE: Final = "machine_emissions.json"
 NAMESPACE: Final = "exifray"
 PREFIX: Final = "exifray-machine"
+
+
+class NodeTotals(TypedDict):
+    """One node's machine-mode totals over one run of a sweep (`MachineTracker.stop`)."""
+
+    node_id: str
+    hostname: str
+    started: float
+    stopped: float
+    emissions_kg: float
+    energy_kwh: float
+    cpu_energy_kwh: float
+    gpu_energy_kwh: float
+    ram_energy_kwh: float
+    duration_s: float
+    codecarbon: dict[str, str | int | float | None]  # CodeCarbon's own final figures
+
+
+class Run(TypedDict):
+    nodes: list[NodeTotals]
+
+
+class Totals(TypedDict):
+    machine_kg: float
+    trials_kg: float
+    unattributed_share: float  # NaN when the machine total is 0
+    trials_exceed_machine: bool
+
+
+class MachineRecord(Totals):
+    """`machine_emissions.json`: every run of the sweep (a resumed sweep is another run) and the totals over them."""
+
+    runs: list[Run]
 
 
 class MachineTracker:
@@ -48,7 +81,7 @@ class MachineTracker:
             log_level="error", allow_multiple_runs=True, measure_power_secs=5)
         self.tracker.start()
 
-    def stop(self) -> dict[str, Any]:
+    def stop(self) -> NodeTotals:
         self.tracker.stop()
         data = self.tracker.final_emissions_data
         return {"node_id": self.node_id, "hostname": self.hostname, "started": self.started, "stopped": time.time(),
@@ -89,7 +122,7 @@ def ensure_tracker(sweep: str, country: str) -> None:
     _start(sweep, country, ray.get_runtime_context().get_node_id())
 
 
-def stop_trackers(sweep: str, timeout_s: float = 60) -> list[dict[str, Any]]:
+def stop_trackers(sweep: str, timeout_s: float = 60) -> list[NodeTotals]:
     """Stop every node's tracker of this sweep and return their totals (a node that was lost has none)."""
     import ray
 
@@ -106,38 +139,38 @@ def stop_trackers(sweep: str, timeout_s: float = 60) -> list[dict[str, Any]]:
     return nodes
 
 
-def summary(nodes: Sequence[Mapping[str, Any]], trials_kg: float) -> dict[str, Any]:
+def summary(nodes: Sequence[NodeTotals], trials_kg: float) -> Totals:
     """The machine total against the trials' sum, and the share no trial accounts for."""
     machine_kg = float(sum(node["emissions_kg"] for node in nodes))
     share = 1.0 - trials_kg / machine_kg if machine_kg > 0 else math.nan
     return {"machine_kg": machine_kg, "trials_kg": float(trials_kg),
             "unattributed_share": min(1.0, max(0.0, share)) if math.isfinite(share) else math.nan,
-            "trials_exceed_machine": bool(machine_kg > 0 and trials_kg > machine_kg), "nodes": list(nodes)}
+            "trials_exceed_machine": bool(machine_kg > 0 and trials_kg > machine_kg)}
 
 
-def record(files: ExperimentFiles, nodes: Sequence[Mapping[str, Any]], trials_kg: float) -> dict[str, Any]:
+def record(files: ExperimentFiles, nodes: Sequence[NodeTotals], trials_kg: float) -> MachineRecord:
     """Add this run of the sweep (a resumed sweep is another run) to `machine_emissions.json`; returns the totals
     over every run."""
     import json
 
     previous = read_record(files)
-    runs = [*(previous or {}).get("runs", []), {"nodes": list(nodes)}]
+    runs: list[Run] = [*(previous["runs"] if previous else []), {"nodes": list(nodes)}]
     every_node = [node for run in runs for node in run["nodes"]]
-    document = {"runs": runs, **{k: v for k, v in summary(every_node, trials_kg).items() if k != "nodes"}}
+    document: MachineRecord = {"runs": runs, **summary(every_node, trials_kg)}
     files.write_bytes(RECORD_FILE, (json.dumps(document, indent=2, allow_nan=True) + "\n").encode("utf-8"))
     return document
 
 
-def read_record(files: ExperimentFiles) -> dict[str, Any] | None:
+def read_record(files: ExperimentFiles) -> MachineRecord | None:
     import json
 
     if not files.exists(RECORD_FILE):
         return None
-    document: dict[str, Any] = json.loads(files.read_bytes(RECORD_FILE))
+    document: MachineRecord = json.loads(files.read_bytes(RECORD_FILE))
     return document
 
 
-def describe(document: Mapping[str, Any] | None) -> str:
+def describe(document: MachineRecord | None) -> str:
     """One line for `exifray leaderboard` and the report."""
     if not document:
         return "machine total: not recorded (a sweep from before it was measured)"

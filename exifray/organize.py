@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from exifray.errors import ConfigError, InputNotFoundError
 from exifray.fsutil import atomic_write_bytes, atomic_write_jsonl, atomic_write_text, is_uri
-from exifray.tagging import UNKNOWN
+from exifray.tagging import UNKNOWN, PolicyFlags
 
 if TYPE_CHECKING:
     from exifray.bundle import LoadedModel
@@ -114,7 +114,7 @@ def _is_ours(target: Path, placement: dict[str, Any]) -> bool:
 
 
 def organize(bundle: str, sources: Sequence[str], albums: str | Path, *, mode: str = "copy", dry_run: bool = False,
-             policy_flags: dict[str, Any] | None = None, concurrency: int = 1) -> OrganizeSummary:
+             policy_flags: PolicyFlags | None = None, concurrency: int = 1) -> OrganizeSummary:
     """Predict and place every photo of `sources` into `albums` (Ray must be running unless nothing is new)."""
     from exifray.bundle import load_model
     from exifray.predict import list_photos
@@ -162,8 +162,9 @@ def _predicted_rows(loaded: LoadedModel, bundle: str, photos: Sequence[str], pol
             continue
         row = prediction_row(record, loaded.classes)
         rows[source] = {"source": source, **{k: v for k, v in row.items() if k != "path"}, "placed": []}
-        if record["thumbnail"]:
-            thumbnails[row["sha256"]] = bytes(record["thumbnail"])
+        thumbnail = record["thumbnail"]
+        if isinstance(thumbnail, bytes) and thumbnail:
+            thumbnails[str(record["sha256"])] = thumbnail
     return rows, thumbnails
 
 

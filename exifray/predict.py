@@ -21,11 +21,11 @@ import io
 import json
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
 
@@ -33,7 +33,7 @@ from exifray.data.photo import DecodeParams, Rejected, read_photo
 from exifray.data.sources import IMAGE_SUFFIXES
 from exifray.errors import ConfigError, InputNotFoundError
 from exifray.fsutil import atomic_write_bytes, filesystem_and_path, is_uri
-from exifray.tagging import TagPolicy
+from exifray.tagging import PolicyFlags, TagPolicy
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -107,7 +107,7 @@ class DecodeStage:
         paths = [str(p) for p in batch["path"]]
         sources = [str(p) for p in batch["source"]] if "source" in batch else paths
         images = np.zeros((len(paths), size, size, 3), dtype=np.uint8)
-        out: dict[str, list[Any]] = {"sha256": [], "exif": [], "exif_found": [], "error": [], "skipped": [],
+        out: dict[str, list[object]] = {"sha256": [], "exif": [], "exif_found": [], "error": [], "skipped": [],
                                      "thumbnail": []}
         for index, source in enumerate(sources):
             sha, exif, found, error, skipped, thumb = "", "{}", False, "", False, b""
@@ -180,9 +180,21 @@ class PredictStage:
 
 # --- running it ------------------------------------------------------------------------------------------------
 
+class PredictionRow(TypedDict):
+    """One photo's line in the JSONL file (the CSV spreads `probabilities` into p_<class> columns)."""
+
+    path: str
+    sha256: str | None
+    bundle_id: str
+    tags: list[str]
+    probabilities: dict[str, float] | None  # None when the photo could not be read
+    exif_found: bool
+    error: str | None
+
+
 @dataclass
 class Predicted:
-    rows: list[dict[str, Any]]  # one per input photo, in input order
+    rows: list[PredictionRow]  # one per input photo, in input order
     predicted: int  # photos run through the model this time
     skipped: int  # photos whose (sha256, bundle id) already had a row
     errors: int
@@ -193,8 +205,8 @@ class Predicted:
         return self.predicted / self.seconds if self.seconds > 0 else float("nan")
 
 
-def prediction_row(record: dict[str, Any], classes: Sequence[str]) -> dict[str, Any]:
-    """The JSONL row of one photo (the CSV spreads `probabilities` into p_<class> columns)."""
+def prediction_row(record: Mapping[str, object], classes: Sequence[str]) -> PredictionRow:
+    """The row of one photo from the pipeline's record."""
     probabilities = np.asarray(record["probabilities"], dtype=np.float64)
     error = str(record["error"]) or None
     return {"path": str(record["path"]), "sha256": str(record["sha256"]) or None,
@@ -209,7 +221,7 @@ def _absolute(location: str) -> str:
 
 def run_pipeline(loaded: LoadedModel, bundle: str, photos: Sequence[str], policy: TagPolicy, *,
                  skip: frozenset[str] = frozenset(), concurrency: int = 1, batch_size: int = 32,
-                 thumbnail: int = 0) -> Iterator[dict[str, Any]]:
+                 thumbnail: int = 0) -> Iterator[dict[str, object]]:
     """The Ray Data pipeline over `photos` (Ray must be running): rows as the actors finish them, each with its
     decode and prediction columns (`skipped` rows carry only their sha256)."""
     import ray
@@ -239,7 +251,7 @@ def run_pipeline(loaded: LoadedModel, bundle: str, photos: Sequence[str], policy
 
 def predict(bundle: str, inputs: Sequence[str], out: str, *, policy: TagPolicy | None = None,
             force: bool = False, concurrency: int = 1, batch_size: int = 32, output_format: str | None = None,
-            policy_flags: dict[str, Any] | None = None) -> Predicted:
+            policy_flags: PolicyFlags | None = None) -> Predicted:
     """Predict every photo in `inputs` and write FILE; `policy` None: built from `policy_flags` for the bundle."""
     from exifray.bundle import load_model
     from exifray.tagging import make_policy
@@ -256,10 +268,10 @@ def predict(bundle: str, inputs: Sequence[str], out: str, *, policy: TagPolicy |
     existing = read_predictions(out, output_format, loaded.classes)  # read once: skipping and keeping both use it
     previous = [] if force else [row for row in existing
                                  if row.get("bundle_id") == loaded.bundle_id and not row.get("error")]
-    known = {row["sha256"]: row for row in previous}
+    known = {str(row["sha256"]): row for row in previous}  # rows without an error have their sha256
     started = time.perf_counter()
-    fresh: dict[str, dict[str, Any]] = {}
-    reused: dict[str, dict[str, Any]] = {}
+    fresh: dict[str, PredictionRow] = {}
+    reused: dict[str, PredictionRow] = {}
     for record in run_pipeline(loaded, bundle, photos, policy, skip=frozenset(known), concurrency=concurrency,
                                batch_size=batch_size):
         path = str(record["path"])
@@ -281,7 +293,7 @@ def predict(bundle: str, inputs: Sequence[str], out: str, *, policy: TagPolicy |
 
 # --- the output file -------------------------------------------------------------------------------------------
 
-def read_predictions(out: str, output_format: str, classes: Sequence[str]) -> list[dict[str, Any]]:
+def read_predictions(out: str, output_format: str, classes: Sequence[str]) -> list[PredictionRow]:
     """The rows an earlier run wrote to FILE (none when it does not exist)."""
     try:
         data = read_location(out)
@@ -295,15 +307,15 @@ def read_predictions(out: str, output_format: str, classes: Sequence[str]) -> li
     return [_row_from_csv({str(k): v for k, v in row.items()}, classes) for row in frame.to_dict("records")]
 
 
-def _row_from_csv(row: dict[str, Any], classes: Sequence[str]) -> dict[str, Any]:
+def _row_from_csv(row: Mapping[str, object], classes: Sequence[str]) -> PredictionRow:
     error = str(row.get("error") or "") or None
-    probabilities = None if error else {c: float(row[f"{PROBABILITY_PREFIX}{c}"]) for c in classes}
+    probabilities = None if error else {c: float(str(row[f"{PROBABILITY_PREFIX}{c}"])) for c in classes}
     return {"path": str(row["path"]), "sha256": str(row["sha256"]) or None, "bundle_id": str(row["bundle_id"]),
             "tags": [t for t in str(row.get("tags") or "").split(";") if t], "probabilities": probabilities,
             "exif_found": str(row.get("exif_found")).lower() == "true", "error": error}
 
 
-def predictions_frame(rows: Sequence[dict[str, Any]], classes: Sequence[str]) -> pd.DataFrame:
+def predictions_frame(rows: Sequence[PredictionRow], classes: Sequence[str]) -> pd.DataFrame:
     """The wide CSV form: tags joined with `;`, a p_<class> column per class."""
     import pandas as pd
 
@@ -317,7 +329,7 @@ def predictions_frame(rows: Sequence[dict[str, Any]], classes: Sequence[str]) ->
                                        *(f"{PROBABILITY_PREFIX}{c}" for c in classes)])
 
 
-def write_predictions(out: str, rows: Sequence[dict[str, Any]], output_format: str, classes: Sequence[str]) -> None:
+def write_predictions(out: str, rows: Sequence[PredictionRow], output_format: str, classes: Sequence[str]) -> None:
     if output_format == "jsonl":
         data = "".join(json.dumps(row, allow_nan=False, default=_json_default) + "\n" for row in rows).encode()
     else:

@@ -34,10 +34,11 @@ from pydantic import BaseModel
 from ray import serve
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.responses import Response
+from starlette.types import ASGIApp
 
 from exifray.data.photo import Rejected, read_photo
 from exifray.errors import ConfigError
-from exifray.tagging import TagPolicy
+from exifray.tagging import PolicyFlags, TagPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ class ServeConfig:
     replicas: int = 1
     tagger_cpus: float = 1.0
     api_key_sha256: str | None = None  # the key itself never reaches Ray (nor its logs)
-    policy: dict[str, Any] | None = None  # tag policy flags (`exifray.tagging.make_policy`)
+    policy: PolicyFlags | None = None  # tag policy flags (`exifray.tagging.make_policy`)
 
     def __post_init__(self) -> None:
         for name in ("max_batch_size", "max_images", "replicas"):
@@ -78,7 +79,7 @@ class BadRequest(Exception):
         self.status, self.error, self.detail, self.index = status, error, detail, index
 
     def response(self) -> JSONResponse:
-        body: dict[str, Any] = {"error": self.error, "detail": self.detail}
+        body: dict[str, object] = {"error": self.error, "detail": self.detail}
         if self.index is not None:
             body["index"] = self.index
         return JSONResponse(body, status_code=self.status)
@@ -103,7 +104,7 @@ class _Limits(BaseHTTPMiddleware):
     """API key (every route but /healthz and the page itself, which holds no data and asks for the key) and the
     request size, before the body is read."""
 
-    def __init__(self, app: Any, key_sha256: str | None, max_bytes: int):
+    def __init__(self, app: ASGIApp, key_sha256: str | None, max_bytes: int):
         super().__init__(app)
         self.key_sha256, self.max_bytes = key_sha256, max_bytes
 
@@ -183,7 +184,7 @@ class Tagger:
     def size(self) -> int:
         return self.loaded.image_size or 1
 
-    def info(self) -> dict[str, Any]:
+    def info(self) -> dict[str, object]:
         return {"bundle_id": self.loaded.bundle_id, "classes": self.loaded.classes,
                 "multi_label": self.loaded.multi_label, "modality": self.loaded.modality,
                 "image_size": self.loaded.image_size, "decode": self.loaded.decode_params().to_dict(),
@@ -237,12 +238,12 @@ class Api:
             raise BadRequest(413, "too_many_images", f"{count} images > --max-images {self.config.max_images}")
 
     @app.get("/healthz")
-    async def healthz(self) -> dict[str, Any]:
+    async def healthz(self) -> dict[str, object]:
         info, _ = await self._ready()
         return {"status": "ok", "bundle_id": info["bundle_id"]}
 
     @app.get("/v1/info")
-    async def v1_info(self) -> dict[str, Any]:
+    async def v1_info(self) -> dict[str, object]:
         info, policy = await self._ready()
         return {**info, "policy": policy.describe(), "max_images": self.config.max_images,
                 "max_request_mb": self.config.max_request_mb}
@@ -328,7 +329,7 @@ def check_resources(config: ServeConfig) -> None:
                           f"ingress need {needed:g} CPUs; the cluster has {cpus:g}")
 
 
-def describe(config: ServeConfig) -> dict[str, Any]:
+def describe(config: ServeConfig) -> dict[str, object]:
     """The config as printed at start (never the key)."""
     shown = asdict(config)
     shown["api_key_sha256"] = "set" if config.api_key_sha256 else None

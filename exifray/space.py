@@ -55,7 +55,7 @@ class Param:
     def applies_to(self) -> tuple[str, ...]:
         return schema.applies_to(self.name)
 
-    def to_yaml(self) -> dict[str, Any]:
+    def to_yaml(self) -> dict[str, object]:
         return {self.kind: list(self.values)}
 
 
@@ -67,7 +67,7 @@ class Scheduler:
     max_t: int | None = None  # None: every epoch of both phases plus the final report
     min_samples_required: int = 3  # median stopping only
 
-    def to_yaml(self) -> dict[str, Any]:
+    def to_yaml(self) -> dict[str, object]:
         return {key: value for key, value in vars(self).items() if value is not None}
 
 
@@ -166,21 +166,21 @@ class SearchSpace:
         return result
 
     # --- grid -----------------------------------------------------------------------------------
-    def grid_points(self) -> list[dict[str, Any]]:
+    def grid_points(self) -> list[dict[str, object]]:
         """Every combination of the `grid` values; a setting the modality does not use is not multiplied
         in (so an EXIF-only point is not repeated once per backbone)."""
-        points: list[dict[str, Any]] = []
+        points: list[dict[str, object]] = []
         for modality in self.modalities():
             grid = [p for p in self.params if p.name != "modality" and modality in p.applies_to]
             for combination in itertools.product(*(p.values for p in grid)):
-                point = {"modality": modality} if self.param("modality") else {}
+                point: dict[str, object] = {"modality": modality} if self.param("modality") else {}
                 point.update(zip((p.name for p in grid), combination, strict=True))
                 if point not in points:
                     points.append(point)
         return points
 
     # --- trials ---------------------------------------------------------------------------------
-    def trial_settings(self, config: Mapping[str, Any]) -> dict[str, Any]:
+    def trial_settings(self, config: Mapping[str, object]) -> dict[str, object]:
         """A Tune config (fixed settings + sampled parameters) as TrialConfig settings."""
         settings = {key: value for key, value in config.items() if not key.startswith(TAG_FLAG_PREFIX)}
         flags = {key[len(TAG_FLAG_PREFIX):]: bool(value) for key, value in config.items()
@@ -189,11 +189,11 @@ class SearchSpace:
             chosen = [tag for tag, on in flags.items() if on]
             # An empty EXIF input is not a model: a draw that selects no tag uses every candidate tag.
             settings["exif_tags"] = chosen or list(flags)
-        if isinstance(settings.get("exif_tags"), str):
-            settings["exif_tags"] = list(self.resolve_subset(settings["exif_tags"]))
-        if isinstance(settings.get("weights"), Mapping):  # one weights file per backbone
+        if isinstance(subset := settings.get("exif_tags"), str):
+            settings["exif_tags"] = list(self.resolve_subset(subset))
+        if isinstance(weights := settings.get("weights"), Mapping):  # one weights file per backbone
             backbone = str(settings.get("backbone", TrialConfig.backbone))
-            settings["weights"] = settings["weights"].get(backbone, "auto")
+            settings["weights"] = weights.get(backbone, "auto")
         return settings
 
     def trial_config(self, config: Mapping[str, Any], threads: int | None = None) -> TrialConfig:
@@ -213,7 +213,7 @@ class SearchSpace:
     def total_trials(self) -> int:
         return len(self.grid_points()) if self.is_grid else self.num_samples
 
-    def to_yaml(self) -> dict[str, Any]:
+    def to_yaml(self) -> dict[str, object]:
         return {"name": self.name,
                 "metric": self.metric if not self.multi_objective else list(self.metrics),
                 "mode": self.mode if not self.multi_objective else list(self.modes),
@@ -237,7 +237,7 @@ class SweepPlan:
     def name(self) -> str:
         return self.space.name
 
-    def to_yaml(self) -> dict[str, Any]:
+    def to_yaml(self) -> dict[str, object]:
         """The resolved file (`sweep.yaml`), keys in the documented order."""
         document = self.space.to_yaml()
         position = list(document).index("tag_subsets")

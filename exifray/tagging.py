@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypedDict
 
 import numpy as np
 
@@ -67,6 +67,17 @@ class TagPolicy:
         if len(order) > 1 and row[first] + row[int(order[1])] > self.pair:
             return [classes[first], classes[int(order[1])]]
         return [UNKNOWN]
+
+
+class PolicyFlags(TypedDict, total=False):
+    """The command line's tag-policy flags by name: `make_policy`'s keywords (predict, organize, serve)."""
+
+    policy: str | None
+    threshold: str | float | None
+    top_k: int | None
+    min_confidence: float | None
+    single: float
+    pair: float
 
 
 def make_policy(multi_label: bool, *, policy: str | None = None, threshold: str | float | None = None,

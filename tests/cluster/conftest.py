@@ -195,16 +195,32 @@ class LocalCluster:
                 if (str(self.root) in line or line.split()[1] in sessions) and not line.split()[2].startswith("Z")]
 
 
-@pytest.fixture
-def local_cluster() -> Iterator[LocalCluster]:
+@contextlib.contextmanager
+def running_cluster() -> Iterator[LocalCluster]:
+    """A cluster with no nodes yet; on the way out every node is stopped and none of its processes may be left."""
     root = Path(tempfile.mkdtemp(prefix="exr-", dir="/tmp"))  # short: Ray's socket paths must stay < 108 bytes
     cluster = LocalCluster(root)
     try:
         yield cluster
     finally:
         cluster.stop()
-        time.sleep(1)
+        deadline = time.monotonic() + 30
+        while cluster.leftover_processes() and time.monotonic() < deadline:
+            time.sleep(0.2)
         assert cluster.leftover_processes() == [], cluster.leftover_processes()
         import shutil
 
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def local_cluster() -> Iterator[LocalCluster]:
+    with running_cluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="module")
+def module_cluster() -> Iterator[LocalCluster]:
+    """One cluster for a module's tests (each module starts its nodes)."""
+    with running_cluster() as cluster:
+        yield cluster

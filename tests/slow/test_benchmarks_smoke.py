@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 JOBS = Path(__file__).parents[2] / "jobs"
+SPREAD_OVER_WORKERS = True  # each test is its own process: nothing shared, so xdist may split the module
 
 
 def _smoke(job: str, timeout: int) -> subprocess.CompletedProcess[str]:
