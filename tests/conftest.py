@@ -17,10 +17,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         tier = Path(str(item.fspath)).parent.name
         if tier in ("unit", "integration", "slow", "cluster"):
             item.add_marker(getattr(pytest.mark, tier))
-        # Under `pytest -n 2 --dist loadgroup` (make test) a module's tests stay on one worker, so its module
-        # fixtures (a sweep, a server) are built once; a module whose tests share nothing says SPREAD_OVER_WORKERS.
-        if not getattr(item.module, "SPREAD_OVER_WORKERS", False):
-            item.add_marker(pytest.mark.xdist_group(str(Path(str(item.fspath)).relative_to(Path(__file__).parent))))
 
 
 @pytest.fixture(scope="session")

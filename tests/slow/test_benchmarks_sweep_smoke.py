@@ -1,0 +1,67 @@
+"""The benchmark entrypoints in `jobs/` that run sweeps (feature cache, sweep speed, streaming) run their `--smoke-test`
+and print their figures and ratios. Two files, so that `pytest -n 2 --dist loadfile` can run them side by side."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+JOBS = Path(__file__).parents[2] / "jobs"
+
+
+def _smoke(job: str, timeout: int) -> subprocess.CompletedProcess[str]:
+    """`python jobs/JOB --smoke-test`, which must succeed."""
+    result = subprocess.run([sys.executable, str(JOBS / job), "--smoke-test"], capture_output=True, text=True,
+                            timeout=timeout)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result
+
+
+def test_bench_feature_cache_smoke_prints_both_routes_their_ratios_and_equal_f1() -> None:
+    result = _smoke("bench_feature_cache.py", timeout=600)
+    epoch = re.search(r"head epoch ([\d.]+) s through the backbone, ([\d.]+) s on cached features: ([\d.]+)x",
+                      result.stdout)
+    phase = re.search(r"whole head phase ([\d.]+) s vs ([\d.]+) s including the ([\d.]+) s build: ([\d.]+)x",
+                      result.stdout)
+    f1 = re.search(r"val macro F1 ([\d.]+) through the backbone, ([\d.]+) cached \(feature_cache=built\)",
+                   result.stdout)
+    assert epoch and phase and f1, result.stdout
+    assert float(epoch.group(3)) == pytest.approx(float(epoch.group(1)) / float(epoch.group(2)), rel=0.05)
+    assert float(epoch.group(3)) > 1  # even the tiny smoke backbone is cheaper to skip than to run
+    assert float(f1.group(1)) == pytest.approx(float(f1.group(2)), abs=0.005)
+
+
+def test_bench_sweep_speed_smoke_runs_both_sweeps_and_compares_them() -> None:
+    result = _smoke("bench_sweep_speed.py", timeout=900)
+    runs = re.findall(r"feature_cache (off|auto): (\d+) trials, (\d+) trial-epochs, (\d+) cache entries built",
+                      result.stdout)
+    assert [(mode, int(trials), int(built)) for mode, trials, _, built in runs] == [("off", 4, 0), ("auto", 4, 2)]
+    assert re.search(r"sweep wall time: \d+ s off, \d+ s on: [\d.]+x", result.stdout), result.stdout
+    worst = re.search(r"largest \|val_f1_macro off - on\| over the (\d+) trials with equal epochs: ([\d.]+)",
+                      result.stdout)
+    assert worst and int(worst.group(1)) >= 1 and float(worst.group(2)) <= 0.01, result.stdout
+    outcomes = re.findall(r"epochs, (\w+)\)$", result.stdout, re.MULTILINE)  # stopped trials say it too
+    assert len(outcomes) == 4 and set(outcomes) <= {"built", "hit"} and "built" in outcomes, result.stdout
+
+
+def test_bench_stream_smoke_prints_each_run_the_memory_roles_and_the_epoch_ratio() -> None:
+    result = _smoke("bench_stream.py", timeout=600)
+    runs = re.findall(r"(small dataset, in memory|big dataset, streamed|big dataset, in memory)[^:]*: whole sweep "
+                      r"+(\d+) MiB above idle Ray; trial process +(\d+) \(private +(\d+)\), driver +(\d+);.*\[(.+)\]",
+                      result.stdout)
+    assert [run[0] for run in runs] == ["small dataset, in memory", "big dataset, streamed",
+                                        "big dataset, in memory"], result.stdout
+    assert [run[5] for run in runs][1:] == ["streamed from 10 shards, buffers of 1", "memory"], result.stdout
+    assert all(int(run[2]) > 0 and int(run[3]) > 0 and int(run[4]) > 0 for run in runs)  # every role was sampled
+    bounds = re.findall(r"memory bound, (whole sweep|trial process): streamed (\d+) MiB vs the small dataset's (\d+) "
+                        r"\+ budget ([\d.]+) = (\d+) MiB \(([\d.]+)x\)", result.stdout)
+    epoch = re.search(r"streamed ([\d.]+) s vs in memory ([\d.]+) s \(([\d.]+)x\)", result.stdout)
+    assert [bound[0] for bound in bounds] == ["whole sweep", "trial process"] and epoch, result.stdout
+    for _, streamed, small, budget, limit, ratio in bounds:
+        assert int(limit) == pytest.approx(int(small) + float(budget), abs=1)
+        assert float(ratio) == pytest.approx(int(streamed) / int(limit), abs=0.01)
+    assert float(epoch.group(3)) == pytest.approx(float(epoch.group(1)) / float(epoch.group(2)), abs=0.01)
