@@ -12,11 +12,29 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
+TIER_ORDER = ("cluster", "slow", "integration", "unit")  # the longest files first: two xdist workers end together
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         tier = Path(str(item.fspath)).parent.name
-        if tier in ("unit", "integration", "slow", "cluster"):
+        if tier in TIER_ORDER:
             item.add_marker(getattr(pytest.mark, tier))
+    # `make test` hands the files to its workers in this order (--no-loadscope-reorder): a few-test file of several
+    # minutes (a cluster, the benchmarks) must not be the last one started.
+    items.sort(key=lambda item: TIER_ORDER.index(tier) if (tier := Path(str(item.fspath)).parent.name) in TIER_ORDER
+               else len(TIER_ORDER))
+
+
+@pytest.fixture(autouse=True)
+def _working_directory_kept() -> Iterator[None]:
+    """A test that leaves the process in another folder fails (and the folder is put back): the next test in that
+    process would resolve relative paths elsewhere. Trials chdir into their folder, in their own workers."""
+    before = os.getcwd()
+    yield
+    after = os.getcwd()
+    os.chdir(before)
+    assert after == before, f"the test left the working directory at {after} (it was {before}): use monkeypatch.chdir"
 
 
 @pytest.fixture(scope="session")

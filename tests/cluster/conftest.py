@@ -23,6 +23,7 @@ import pytest
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).parents[2]
+NO_AGENT = "No available agent to submit job"
 
 
 def free_port() -> int:
@@ -159,7 +160,15 @@ class LocalCluster:
         if not wait:
             return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                     env=env or self.env, cwd=REPO)
-        return subprocess.run(command, capture_output=True, text=True, env=env or self.env, cwd=REPO, timeout=400)
+        deadline = time.monotonic() + 120
+        while True:
+            finished = subprocess.run(command, capture_output=True, text=True, env=env or self.env, cwd=REPO,
+                                      timeout=400)
+            # A head that has just started may have no job agent yet: Ray refuses the job ("try again later"), as it
+            # would a user's, and nothing ran. Once the agent is up, a job goes through.
+            if NO_AGENT not in finished.stdout + finished.stderr or time.monotonic() > deadline:
+                return finished
+            time.sleep(1)
 
     def _dashboard_up(self) -> bool:
         import urllib.request

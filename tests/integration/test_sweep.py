@@ -245,11 +245,12 @@ def test_a_trial_finished_after_the_restored_checkpoint_is_found_not_rerun(tmp_p
     assert finished_checkpoint(tune.Checkpoint(str(trial / "checkpoint_000001"))) is None
 
 
-def test_a_trial_whose_recorded_checkpoint_was_deleted_restores_from_the_next_one(tmp_path: Path,
-                                                                                 ray_local: None) -> None:
+def test_a_trial_whose_recorded_checkpoint_was_deleted_restores_from_the_next_one(
+        tmp_path: Path, ray_local: None, monkeypatch: pytest.MonkeyPatch) -> None:
     """Tune deletes the oldest checkpoint as it registers a newer one and saves its state after: a driver
     killed in between leaves a state naming a deleted checkpoint. The real trainable Tune builds restores from
     the oldest later checkpoint, with the training iteration it had there."""
+    monkeypatch.chdir(tmp_path)  # the trainable moves into its trial's working folder, here the test's process
     from ray import tune
     from ray.train._internal.session import _TrainingResult, get_session
     from ray.train._internal.storage import StorageContext
