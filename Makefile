@@ -40,7 +40,7 @@ lint: $(STAMP)
 # (tests/conftest.py orders them): much of the suite waits on Ray, subprocesses and servers, so two files in flight
 # finish sooner on 2 cores (docs/testing.md has the figures).
 test: chromium $(STAMP) lint
-	$(BIN)/python -m pytest tests -q -p no:cacheprovider --timeout=900 -n 2 --dist loadfile --no-loadscope-reorder
+	$(BIN)/python -m pytest tests -q -p no:cacheprovider --timeout=900 -n 2 --dist loadfile --no-loadscope-reorder --durations=25
 
 # The edit loop: lint, the unit tier and the integration tests under 5 s each (tests/quick.txt, written from a
 # full run's timings by tools/quick_tests.py). `make test` stays the whole suite.
