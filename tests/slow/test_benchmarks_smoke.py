@@ -7,18 +7,12 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 JOBS = Path(__file__).parents[2] / "jobs"
-
-
-def _smoke(job: str, timeout: int) -> subprocess.CompletedProcess[str]:
-    """`python jobs/JOB --smoke-test`, which must succeed."""
-    result = subprocess.run([sys.executable, str(JOBS / job), "--smoke-test"], capture_output=True, text=True,
-                            timeout=timeout)
-    assert result.returncode == 0, result.stderr[-2000:]
-    return result
+Smoke = Any  # tests/slow/conftest.py: smoke(JOB, timeout) runs `python jobs/JOB --smoke-test`
 
 
 def test_bench_crawl_smoke_prints_ratios_and_keeps_to_the_rate_limit() -> None:
@@ -46,23 +40,23 @@ def test_bench_checkpoint_smoke_prints_both_runs_and_the_ratio() -> None:
     assert float(save.group(1)) > 0 and float(save.group(2)) > 0.1  # a model with its optimizer state
 
 
-def test_bench_predict_smoke_prints_the_loop_and_the_command_with_ratios() -> None:
-    result = _smoke("bench_predict.py", timeout=600)
+def test_bench_predict_smoke_prints_the_loop_and_the_command_with_ratios(smoke: Smoke) -> None:
+    result = smoke("bench_predict.py", timeout=600)
     assert re.search(r"plain loop, 1 process .*: +[\d.]+ photos/s +\(1\.00x\)", result.stdout), result.stdout
     whole = re.search(r"exifray predict, whole command +: +([\d.]+) photos/s +\(([\d.]+)x", result.stdout)
     assert whole and float(whole.group(1)) > 0 and float(whole.group(2)) > 0, result.stdout
 
 
-def test_bench_serve_smoke_prints_each_concurrency_with_and_without_batching() -> None:
-    result = _smoke("bench_serve.py", timeout=600)
+def test_bench_serve_smoke_prints_each_concurrency_with_and_without_batching(smoke: Smoke) -> None:
+    result = smoke("bench_serve.py", timeout=600)
     rows = re.findall(r"^ +(\d+) \| +([\d.]+) +([\d.]+) +([\d.]+) \| +([\d.]+) +([\d.]+) +([\d.]+) \| ([\d.]+)x$",
                       result.stdout, re.MULTILINE)
     assert [int(row[0]) for row in rows] == [1, 8, 32], result.stdout
     assert all(float(value) > 0 for row in rows for value in row[1:]), result.stdout
 
 
-def test_bench_ingest_smoke_prints_the_pool_the_pipeline_and_their_ratio() -> None:
-    result = _smoke("bench_ingest.py", timeout=600)
+def test_bench_ingest_smoke_prints_the_pool_the_pipeline_and_their_ratio(smoke: Smoke) -> None:
+    result = smoke("bench_ingest.py", timeout=600)
     pool = re.search(r"process pool, \d+ workers, same shards : +([\d.]+) photos/s", result.stdout)
     whole = re.search(r"exifray ingest, whole command +: +([\d.]+) photos/s +\(([\d.]+)x the pool", result.stdout)
     assert pool and whole and float(pool.group(1)) > 0 and float(whole.group(2)) > 0, result.stdout

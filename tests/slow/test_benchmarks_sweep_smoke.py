@@ -4,25 +4,15 @@ and print their figures and ratios. Two files, so that `pytest -n 2 --dist loadf
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-from pathlib import Path
+from typing import Any
 
 import pytest
 
-JOBS = Path(__file__).parents[2] / "jobs"
+Smoke = Any  # tests/slow/conftest.py: smoke(JOB, timeout) runs `python jobs/JOB --smoke-test`
 
 
-def _smoke(job: str, timeout: int) -> subprocess.CompletedProcess[str]:
-    """`python jobs/JOB --smoke-test`, which must succeed."""
-    result = subprocess.run([sys.executable, str(JOBS / job), "--smoke-test"], capture_output=True, text=True,
-                            timeout=timeout)
-    assert result.returncode == 0, result.stderr[-2000:]
-    return result
-
-
-def test_bench_feature_cache_smoke_prints_both_routes_their_ratios_and_equal_f1() -> None:
-    result = _smoke("bench_feature_cache.py", timeout=600)
+def test_bench_feature_cache_smoke_prints_both_routes_their_ratios_and_equal_f1(smoke: Smoke) -> None:
+    result = smoke("bench_feature_cache.py", timeout=600)
     epoch = re.search(r"head epoch ([\d.]+) s through the backbone, ([\d.]+) s on cached features: ([\d.]+)x",
                       result.stdout)
     phase = re.search(r"whole head phase ([\d.]+) s vs ([\d.]+) s including the ([\d.]+) s build: ([\d.]+)x",
@@ -35,8 +25,8 @@ def test_bench_feature_cache_smoke_prints_both_routes_their_ratios_and_equal_f1(
     assert float(f1.group(1)) == pytest.approx(float(f1.group(2)), abs=0.005)
 
 
-def test_bench_sweep_speed_smoke_runs_both_sweeps_and_compares_them() -> None:
-    result = _smoke("bench_sweep_speed.py", timeout=900)
+def test_bench_sweep_speed_smoke_runs_both_sweeps_and_compares_them(smoke: Smoke) -> None:
+    result = smoke("bench_sweep_speed.py", timeout=900)
     runs = re.findall(r"feature_cache (off|auto): (\d+) trials, (\d+) trial-epochs, (\d+) cache entries built",
                       result.stdout)
     assert [(mode, int(trials), int(built)) for mode, trials, _, built in runs] == [("off", 4, 0), ("auto", 4, 2)]
@@ -48,8 +38,8 @@ def test_bench_sweep_speed_smoke_runs_both_sweeps_and_compares_them() -> None:
     assert len(outcomes) == 4 and set(outcomes) <= {"built", "hit"} and "built" in outcomes, result.stdout
 
 
-def test_bench_stream_smoke_prints_each_run_the_memory_roles_and_the_epoch_ratio() -> None:
-    result = _smoke("bench_stream.py", timeout=600)
+def test_bench_stream_smoke_prints_each_run_the_memory_roles_and_the_epoch_ratio(smoke: Smoke) -> None:
+    result = smoke("bench_stream.py", timeout=600)
     runs = re.findall(r"(small dataset, in memory|big dataset, streamed|big dataset, in memory)[^:]*: whole sweep "
                       r"+(\d+) MiB above idle Ray; trial process +(\d+) \(private +(\d+)\), driver +(\d+);.*\[(.+)\]",
                       result.stdout)
