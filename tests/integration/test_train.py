@@ -68,10 +68,15 @@ def test_two_phase_fine_tuning_over_a_local_weights_file(small_dataset: Path, tm
     assert result.metrics["fine_tuned_layers"] == 1  # top 3 layers are relu2, bn2, conv2: only conv2 trains
     backbone = result.model.get_layer("test_tiny_cnn")
     assert all(not layer.trainable for layer in backbone.layers if "bn" in layer.name)
-    # conv0/conv1 stayed frozen through both phases; conv2 was fine-tuned.
+    assert [backbone.get_layer(f"conv{i}").trainable for i in range(3)] == [False, False, True]
+    # conv0/conv1 stayed frozen through both phases; conv2 was fine-tuned. The model keeps the weights of its
+    # lowest-val_loss epoch: conv2 differs from the pretrained kernel exactly when that epoch is a fine-tuning one
+    # (which one it is can change with TensorFlow's thread pools, fixed by whichever trial ran first in the process).
     assert np.array_equal(backbone.get_layer("conv0").get_weights()[0], kernels["conv0"])
     assert np.array_equal(backbone.get_layer("conv1").get_weights()[0], kernels["conv1"])
-    assert not np.array_equal(backbone.get_layer("conv2").get_weights()[0], kernels["conv2"])
+    kept = min(result.history, key=lambda row: row[schema.VAL_LOSS])
+    conv2_unchanged = np.array_equal(backbone.get_layer("conv2").get_weights()[0], kernels["conv2"])
+    assert conv2_unchanged == (kept[schema.PHASE] == "head"), kept
 
 
 def test_diverging_training_fails_the_trial_with_a_message(small_dataset: Path) -> None:
