@@ -97,13 +97,11 @@ def _experiment_path(experiment: str | Path | SweepResult) -> str:
 def load_leaderboard(experiment: str | Path | SweepResult) -> pd.DataFrame:
     """The experiment's trials ranked, one row each, the columns of its `leaderboard.csv`; finished or still
     running, a local folder or an s3:// URI."""
-    import numpy as np
-
     from exifray.experiment import open_experiment
 
     frame = open_experiment(_experiment_path(experiment)).frame.drop(columns=["label_mode"])
     text = frame.select_dtypes(include="object").columns  # missing text as pandas reads it from the CSV: NaN
-    frame[text] = frame[text].where(frame[text].notna(), np.nan)
+    frame[text] = frame[text].where(frame[text].notna(), float("nan"))
     return frame
 
 

@@ -15,15 +15,18 @@ FIXTURES = Path(__file__).parent / "fixtures"
 TIER_ORDER = ("cluster", "slow", "integration", "unit")  # the longest files first: two xdist workers end together
 
 
+def _tier(item: pytest.Item) -> str:
+    return Path(str(item.fspath)).parent.name
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        tier = Path(str(item.fspath)).parent.name
-        if tier in TIER_ORDER:
-            item.add_marker(getattr(pytest.mark, tier))
+        if _tier(item) in TIER_ORDER:
+            item.add_marker(getattr(pytest.mark, _tier(item)))
     # `make test` hands the files to its workers in this order (--no-loadscope-reorder): a few-test file of several
     # minutes (a cluster, the benchmarks) must not be the last one started.
-    items.sort(key=lambda item: TIER_ORDER.index(tier) if (tier := Path(str(item.fspath)).parent.name) in TIER_ORDER
-               else len(TIER_ORDER))
+    order = {tier: index for index, tier in enumerate(TIER_ORDER)}
+    items.sort(key=lambda item: order.get(_tier(item), len(TIER_ORDER)))
 
 
 @pytest.fixture(autouse=True)
