@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO := demo-out
 
-.PHONY: demo test test-quick test-unit test-integration test-slow test-cluster install lint chromium clean
+.PHONY: demo test test-quick test-unit test-integration test-slow test-cluster install lint chromium mlflow-server clean
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (Python 3.11) on PATH, or make PYTHON=..."; exit 1; }
@@ -21,6 +21,19 @@ $(STAMP): pyproject.toml constraints.txt | $(BIN)/python
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# The tracking tests start a real `mlflow server` (sqlite, local artifacts) on 127.0.0.1. The server has pins of its
+# own that clash with the project's (pyarrow, pandas), so it lives in a venv of its own; users need only the client
+# (exifray[mlflow] = mlflow-skinny).
+MLFLOW_VENV := .venv-mlflow
+MLFLOW_STAMP := $(MLFLOW_VENV)/.installed
+$(MLFLOW_STAMP): tests/mlflow-server.txt
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (Python 3.11) on PATH, or make PYTHON=..."; exit 1; }
+	$(PYTHON) -m venv $(MLFLOW_VENV)
+	$(MLFLOW_VENV)/bin/python -m pip install --quiet -r tests/mlflow-server.txt
+	touch $(MLFLOW_STAMP)
+
+mlflow-server: $(MLFLOW_STAMP)
 
 # The report and page tests drive Debian's Chromium; as root the Makefile installs it, otherwise it says how.
 chromium:
@@ -39,7 +52,7 @@ lint: $(STAMP)
 # Two pytest-xdist workers, a test file each at a time (its module fixtures are built once), the longest tiers first
 # (tests/conftest.py orders them): much of the suite waits on Ray, subprocesses and servers, so two files in flight
 # finish sooner on 2 cores (docs/testing.md has the figures).
-test: chromium $(STAMP) lint
+test: chromium $(STAMP) $(MLFLOW_STAMP) lint
 	$(BIN)/python -m pytest tests -q -p no:cacheprovider --timeout=900 -n 2 --dist loadfile --no-loadscope-reorder --durations=25
 
 # The edit loop: lint, the unit tier and the integration tests under 5 s each (tests/quick.txt, written from a
@@ -51,7 +64,7 @@ test-quick: $(STAMP) lint
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest tests -q -m unit
 
-test-integration: $(STAMP)
+test-integration: $(STAMP) $(MLFLOW_STAMP)
 	$(BIN)/python -m pytest tests -q -m integration
 
 test-cluster: $(STAMP)

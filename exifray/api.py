@@ -78,14 +78,19 @@ def load_space(source: str | Path | Mapping[str, object], *, fixed: Mapping[str,
 
 def run_sweep(space: SweepPlan | str | Path | Mapping[str, object], data: str | Path, *, name: str | None = None,
           storage_path: str | None = None, resume: bool = False, address: str | None = None,
-          dashboard: bool = False, callbacks: Sequence[tune.Callback] = ()) -> SweepResult:
+          dashboard: bool = False, callbacks: Sequence[tune.Callback] = (), mlflow: str | bool | None = None,
+          wandb: str | None = None) -> SweepResult:
     """Run (or `resume`) a sweep over the DATASET DIR `data`, as `exifray sweep` does; returns its experiment
-    folder, ranked leaderboard and wall time. `space`: a `load_space` result, a file or a dict."""
+    folder, ranked leaderboard and wall time. `space`: a `load_space` result, a file or a dict.
+    `mlflow`: a tracking URI (True: MLFLOW_TRACKING_URI), `wandb`: a W&B project, as `--mlflow`/`--wandb`; pass them
+    again with `resume=True` (they are never saved with the sweep)."""
     from exifray.sweep import run_sweep as run
+    from exifray.tracking import Tracking
 
+    tracking = Tracking("" if mlflow is True else (mlflow or None), wandb).checked()
     plan = space if isinstance(space, SweepPlan) else load_space(space)
     return run(plan, data, name=name, storage_path=storage_path, resume=resume, address=address,
-                     dashboard=dashboard, callbacks=callbacks)
+               dashboard=dashboard, callbacks=callbacks, tracking=tracking)
 
 
 def _experiment_path(experiment: str | Path | SweepResult) -> str:

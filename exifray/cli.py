@@ -195,21 +195,33 @@ def _add_sweep(commands: Commands) -> None:
     sweep.add_argument("--dashboard", action="store_true", help="an in-process Ray starts its dashboard too (its "
                        "URL is printed)")
     sweep.add_argument("--top", type=int, default=10, help="leaderboard rows to print at the end (default: 10)")
+    sweep.add_argument("--mlflow", nargs="?", const="", default=None, metavar="URI",
+                       help="track the sweep in MLflow: a parent run and a child run per trial (default URI: "
+                            "MLFLOW_TRACKING_URI; needs exifray[mlflow]; give it again with --resume)")
+    sweep.add_argument("--wandb", default=None, metavar="PROJECT", help="track each trial as a W&B run in PROJECT "
+                       "(WANDB_MODE, WANDB_DIR apply; needs exifray[wandb]; give it again with --resume)")
     sweep.set_defaults(func=cmd_sweep)
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from exifray.space_file import load_sweep
     from exifray.sweep import describe, run_sweep
+    from exifray.tracking import Tracking
 
+    tracking = Tracking(args.mlflow, args.wandb).checked()
     plan = load_sweep(args.space).with_overrides(num_samples=args.num_samples, max_concurrent=args.max_concurrent,
                                                  smoke_test=args.smoke_test)
     if args.smoke_test:
         print("--smoke-test changed: " + ("; ".join(plan.smoke_changes) or "nothing (the file is already tiny)"),
               flush=True)
     result = run_sweep(plan, args.data, name=args.name, storage_path=args.storage_path, resume=args.resume,
-                       address=args.address, dashboard=args.dashboard)
+                       address=args.address, dashboard=args.dashboard, tracking=tracking)
     print(describe(result, plan.space, top=args.top))
+    if tracking.mlflow:
+        print(f"MLflow:       {tracking.mlflow} (experiment {args.name or plan.name}: a parent run, a child run per "
+              f"trial)")
+    if tracking.wandb:
+        print(f"W&B:          project {tracking.wandb}, group {args.name or plan.name}")
     return 0
 
 
@@ -288,16 +300,30 @@ def _add_export_best(commands: Commands) -> None:
                                                                   "measures at most")
     export.add_argument("--data", default=None, help="the DATASET DIR the sweep used: a multi-label model's "
                                                      "per-class thresholds are fitted again on its val split")
+    export.add_argument("--mlflow-register", default=None, metavar="NAME", help="also register the bundle in MLflow's "
+                        "model registry as a new version of NAME: a pyfunc that decodes and tags photos as "
+                        "`exifray predict` does (needs exifray[mlflow])")
+    export.add_argument("--mlflow", default=None, metavar="URI", help="--mlflow-register's tracking URI (default: "
+                        "MLFLOW_TRACKING_URI)")
     export.set_defaults(func=cmd_export_best)
 
 
 def cmd_export_best(args: argparse.Namespace) -> int:
     from exifray.bundle import export_best
+    from exifray.tracking import Tracking
 
+    if args.mlflow_register is not None:
+        Tracking(mlflow=args.mlflow or "").checked()  # the extra and a URI, before anything is exported
     manifest = export_best(args.experiment, args.out, metric=args.metric, modality=args.modality, data=args.data,
                            max_inference_ms=args.max_inference_ms, candidates=args.candidates)
     print(f"exported trial {manifest['trial_id']} ({manifest['modality']}, {manifest['selected_by']} = "
           f"{manifest['selected_value']:.4f}) to {args.out}")
+    if args.mlflow_register is not None:
+        from exifray.mlflow_model import register_bundle
+
+        info = register_bundle(args.out, args.mlflow_register, args.experiment, uri=args.mlflow)
+        print(f"registered in MLflow as {args.mlflow_register} version {info.registered_model_version} "
+              f"({info.model_uri})")
     return 0
 
 

@@ -61,6 +61,8 @@ if TYPE_CHECKING:
     import pandas as pd
     from ray import tune
 
+    from exifray.tracking import Tracking
+
 
 logger = logging.getLogger(__name__)
 
@@ -78,16 +80,18 @@ class SweepResult:
     leaderboard: pd.DataFrame  # ranked
     wall_time_s: float
     dashboard_url: str | None = None
+    tracking_s: float = 0.0  # the driver's own time spent on MLflow tracking (queueing, and waiting at the end)
 
 
 # --- running it -------------------------------------------------------------------------------------------
 
 def run_sweep(plan: SweepPlan, data_dir: str | Path, *, name: str | None = None, storage_path: str | None = None,
               resume: bool = False, address: str | None = None, dashboard: bool = False,
-              callbacks: Sequence[tune.Callback] = ()) -> SweepResult:
+              callbacks: Sequence[tune.Callback] = (), tracking: Tracking | None = None) -> SweepResult:
     """Run (or resume) a sweep and return its ranked leaderboard. Inputs are validated before Ray starts.
     `callbacks`: Tune callbacks to add to a new sweep (a resumed one keeps those it started with: Tune restores
-    them from its saved state)."""
+    them from its saved state). `tracking`: MLflow / W&B, new or resumed alike (never saved with the sweep)."""
+    tracking = tracking.checked() if tracking else None  # a missing extra fails before Ray starts
     name = name or plan.name
     storage = storage_uri(storage_path)
     files = ExperimentFiles(storage, name)
@@ -109,34 +113,45 @@ def run_sweep(plan: SweepPlan, data_dir: str | Path, *, name: str | None = None,
     data = load_sweep_data(plan, data_dir, ray.cluster_resources().get("object_store_memory", 0.0))
     access = feature_cache_access(storage)
     trainable = build_trainable(plan, data, access)
+    trackers = tracking.callbacks(files, plan) if tracking else []
     if resume:
         from ray import tune
 
         logger.info("resuming sweep %s from %s", name, files.uri)
         tuner = tune.Tuner.restore(files.uri, trainable=trainable, resume_unfinished=True, resume_errored=False)
-        _relocate_callbacks(tuner, storage)
+        _relocate_callbacks(tuner, storage, trackers)
     else:
         files.write_bytes(SWEEP_FILE, space_yaml(plan))
         resources = plan.config.resources
         logger.info("sweep %s: %d trials, at most %d at a time, %g CPU / %g GPU each, results in %s", name,
                     plan.space.total_trials, plan.space.max_concurrent, resources.cpus, resources.gpus, files.uri)
-        tuner = build_tuner(plan, trainable, storage, name, echo_epochs=not in_process, callbacks=callbacks)
+        tuner = build_tuner(plan, trainable, storage, name, echo_epochs=not in_process,
+                            callbacks=[*trackers, *callbacks])
     from exifray import machine_emissions
 
     machine_emissions.start_trackers(name, sweep_country(plan))
     from exifray.sweep_status import Heartbeat
+    from exifray.tracking import MlflowTracking
 
+    mlflow = [tracker for tracker in trackers if isinstance(tracker, MlflowTracking)]
     try:
         with warm.retiring_workers(), Heartbeat(files):  # `leaderboard --watch` reads it
             tuner.fit()
+    except BaseException:
+        for tracker in mlflow:
+            tracker.finish(files, status="FAILED")
+        raise
     finally:
         nodes = machine_emissions.stop_trackers(name)
         ray.kill(access.coordination)  # the features it held in the object store go with it
     frame = experiment_trials(plan.space, storage, name)[0]
     files.write_bytes(LEADERBOARD_FILE, frame.to_csv(index=False).encode("utf-8"))
+    for tracker in mlflow:  # the parent run gets the final leaderboard and report
+        tracker.finish(files)
     trials_kg = float(sum(frame[column].fillna(0).sum() for column in (schema.EMISSIONS_KG, schema.FEATURE_BUILD_KG)))
     logger.info("%s", machine_emissions.describe(machine_emissions.record(files, nodes, trials_kg)))
-    return SweepResult(files.uri, frame, time.perf_counter() - started, dashboard_url)
+    return SweepResult(files.uri, frame, time.perf_counter() - started, dashboard_url,
+                       sum(tracker.driver_s for tracker in mlflow))
 
 
 def _stored_plan(files: ExperimentFiles, given: SweepPlan) -> SweepPlan:
@@ -160,22 +175,27 @@ def _stored_plan(files: ExperimentFiles, given: SweepPlan) -> SweepPlan:
 _WORKER_KEYS: Final = ("warm_workers", "max_trials_per_worker", "worker_growth_mb")
 
 
-def _relocate_callbacks(tuner: tune.Tuner, storage: str) -> None:
-    """A restored sweep's own callback writes where the experiment is now. Tune pickles callbacks with the
+def _relocate_callbacks(tuner: tune.Tuner, storage: str, trackers: Sequence[tune.Callback] = ()) -> None:
+    """A restored sweep's trackers are the ones given now (Tune restored inert placeholders: tracking settings are
+    never saved), and its own callback writes where the experiment is now. Tune pickles callbacks with the
     experiment and points its restored run config at the folder it was restored from, but the callback still
     holds the storage path it started with: an experiment copied elsewhere (another disk, another machine,
     to or from S3) would mirror its leaderboard and journal into the old location. Tune offers no public way
     to reach the restored callbacks: its own internal tuner holds them."""
     from exifray.sweep_callback import SweepCallback
+    from exifray.tracking import is_tracker
 
     internal = getattr(tuner, "_local_tuner", None)
     if internal is None:
         logger.warning("cannot reach the restored sweep's callbacks (Ray client mode?): leaderboard.csv and "
-                       "optuna.journal are written where the sweep started")
+                       "optuna.journal are written where the sweep started, and it is not tracked")
         return
-    for callback in internal.get_run_config().callbacks or []:
+    run_config = internal.get_run_config()
+    kept = [callback for callback in run_config.callbacks or [] if not is_tracker(callback)]
+    for callback in kept:
         if isinstance(callback, SweepCallback):
             callback.storage_path = storage
+    run_config.callbacks = [*kept[:1], *trackers, *kept[1:]]  # exifray's own first, as a new sweep has them
 
 
 def _quiet_libraries() -> None:

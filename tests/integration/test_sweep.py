@@ -12,6 +12,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import optuna
 import pandas as pd
@@ -25,6 +26,9 @@ from exifray.errors import ConfigError
 from exifray.experiment import JOURNAL_FILE, LEADERBOARD_FILE, SWEEP_FILE, open_experiment
 from exifray.space_file import load_space, parse_sweep
 from exifray.sweep import run_sweep
+
+if TYPE_CHECKING:
+    from exifray.testing.mlflow_server import MlflowServer
 
 
 def _space(name: str, **overrides: object):
@@ -139,9 +143,14 @@ def _live_board(experiment: Path) -> pd.DataFrame:
     return analyse(open_experiment(str(experiment))).tables["leaderboard"]
 
 
-def test_sweep_resumes_after_the_driver_is_killed(small_dataset: Path, tmp_path: Path) -> None:
+def test_sweep_resumes_after_the_driver_is_killed(small_dataset: Path, tmp_path: Path,
+                                                  mlflow_tracking: MlflowServer) -> None:
+    """...and its MLflow tracking still has one run per trial, under one parent (both drivers track it)."""
+    from mlflow import MlflowClient
+
     from exifray.feature_cache import BUILT, HIT, FeatureCache
     from exifray.models.registry import create_backbone
+    from exifray.tracking import TRIAL_TAG
 
     space_file = tmp_path / "resume.yaml"
     # Its fusion trials stream their pixels from the shards (a streaming sweep resumes like any other), and train
@@ -152,7 +161,7 @@ def test_sweep_resumes_after_the_driver_is_killed(small_dataset: Path, tmp_path:
                       data={"stream": "always", "budget_mb": 0.01}).to_yaml()
     space_file.write_text(yaml.safe_dump(document))
     command = [sys.executable, "-m", "exifray", "sweep", "--space", str(space_file), "--data", str(small_dataset),
-               "--storage-path", str(tmp_path)]
+               "--storage-path", str(tmp_path), "--mlflow", mlflow_tracking.uri]
     # A private TMPDIR, short enough for the Unix sockets Ray puts under it: after the killed and the resumed
     # sweep, nothing of exifray's may be left in it (Ray keeps its own session logs in TMPDIR/ray by design).
     private = Path(tempfile.mkdtemp(prefix="xr-", dir="/tmp"))
@@ -201,8 +210,21 @@ def test_sweep_resumes_after_the_driver_is_killed(small_dataset: Path, tmp_path:
     assert after["learning_rate"].nunique() == 6
     journal = _journal_trials(tmp_path / "resume", "resume")
     assert len(journal) == 6 and {t.user_attrs["tune_trial_id"] for t in journal} == set(after.index)
+    client = MlflowClient(mlflow_tracking.uri)
+    runs = client.search_runs([client.get_experiment_by_name("resume").experiment_id], max_results=100)
+    trial_ids = [run.data.tags[TRIAL_TAG] for run in runs]
+    assert trial_ids.count("") == 1 and sorted(filter(None, trial_ids)) == sorted(after.index)  # no duplicate
+    for run in runs:
+        if run.data.tags[TRIAL_TAG]:
+            assert run.info.status == "FINISHED"
+            expected = after.loc[run.data.tags[TRIAL_TAG], "test_f1_macro"]
+            assert run.data.metrics["test_f1_macro"] == pytest.approx(expected)
     left = sorted(p.name for p in private.iterdir())
     shutil.rmtree(private, ignore_errors=True)
+    # W&B's own temporary folders are not exifray's: Ray's usage tags import W&B's module in every driver that has
+    # Tune callbacks (`ray.air._internal.usage._count_callbacks`), W&B makes them on import, and a driver killed
+    # with SIGKILL cannot remove them.
+    left = [name for name in left if not name.endswith(("wandb-media", "wandb-artifacts"))]
     assert set(left) <= {"ray", "_ray_lockfiles"}, left
 
 
