@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from exifray import schema
 from exifray.cli_args import EXIT_USAGE, Commands, Parser, float_triple, int_list, setting_flag, str_list, values
-from exifray.cli_use import add_organize, add_predict, add_serve
+from exifray.cli_use import add_export_best, add_organize, add_predict, add_serve
 from exifray.config import CRAWL_MODES, ClientConfig, CrawlConfig, IngestConfig, TrialConfig
 from exifray.errors import ExifrayError
 from exifray.version import __version__
@@ -195,12 +195,17 @@ def _add_sweep(commands: Commands) -> None:
     sweep.add_argument("--dashboard", action="store_true", help="an in-process Ray starts its dashboard too (its "
                        "URL is printed)")
     sweep.add_argument("--top", type=int, default=10, help="leaderboard rows to print at the end (default: 10)")
+    _add_tracking_flags(sweep)
+    sweep.set_defaults(func=cmd_sweep)
+
+
+def _add_tracking_flags(sweep: argparse.ArgumentParser) -> None:
     sweep.add_argument("--mlflow", nargs="?", const="", default=None, metavar="URI",
                        help="track the sweep in MLflow: a parent run and a child run per trial (default URI: "
-                            "MLFLOW_TRACKING_URI; needs exifray[mlflow]; give it again with --resume)")
+                            "MLFLOW_TRACKING_URI; needs exifray[mlflow]; give it again with --resume; "
+                            "docs/tracking.md)")
     sweep.add_argument("--wandb", default=None, metavar="PROJECT", help="track each trial as a W&B run in PROJECT "
                        "(WANDB_MODE, WANDB_DIR apply; needs exifray[wandb]; give it again with --resume)")
-    sweep.set_defaults(func=cmd_sweep)
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -285,46 +290,6 @@ def _watch_leaderboard(args: argparse.Namespace, formats: tuple[str, ...], impor
                                                        importance=importance))
     print(f"the sweep {watched.verdict}: {watched.finished} trials finished; final report in {out}")
     return 1 if watched.verdict == LOST else 0
-
-
-def _add_export_best(commands: Commands) -> None:
-    export = commands.add_parser("export-best", help="the best trial's model as a self-contained bundle")
-    export.add_argument("experiment", help="experiment directory, local or s3://...")
-    export.add_argument("--out", required=True, help="new folder for the bundle")
-    export.add_argument("--metric", default=None, help="select by this column (default: the sweep's metric)")
-    export.add_argument("--modality", default=None, choices=schema.MODALITIES,
-                        help="the best trial of this modality only")
-    export.add_argument("--max-inference-ms", type=float, default=None,
-                        help="the best model whose latency per photo, re-measured on this machine, is within this")
-    export.add_argument("--candidates", type=int, default=5, help="how many of the best trials --max-inference-ms "
-                                                                  "measures at most")
-    export.add_argument("--data", default=None, help="the DATASET DIR the sweep used: a multi-label model's "
-                                                     "per-class thresholds are fitted again on its val split")
-    export.add_argument("--mlflow-register", default=None, metavar="NAME", help="also register the bundle in MLflow's "
-                        "model registry as a new version of NAME: a pyfunc that decodes and tags photos as "
-                        "`exifray predict` does (needs exifray[mlflow])")
-    export.add_argument("--mlflow", default=None, metavar="URI", help="--mlflow-register's tracking URI (default: "
-                        "MLFLOW_TRACKING_URI)")
-    export.set_defaults(func=cmd_export_best)
-
-
-def cmd_export_best(args: argparse.Namespace) -> int:
-    from exifray.bundle import export_best
-    from exifray.tracking import Tracking
-
-    if args.mlflow_register is not None:
-        Tracking(mlflow=args.mlflow or "").checked()  # the extra and a URI, before anything is exported
-    manifest = export_best(args.experiment, args.out, metric=args.metric, modality=args.modality, data=args.data,
-                           max_inference_ms=args.max_inference_ms, candidates=args.candidates)
-    print(f"exported trial {manifest['trial_id']} ({manifest['modality']}, {manifest['selected_by']} = "
-          f"{manifest['selected_value']:.4f}) to {args.out}")
-    if args.mlflow_register is not None:
-        from exifray.mlflow_model import register_bundle
-
-        info = register_bundle(args.out, args.mlflow_register, args.experiment, uri=args.mlflow)
-        print(f"registered in MLflow as {args.mlflow_register} version {info.registered_model_version} "
-              f"({info.model_uri})")
-    return 0
 
 
 def _add_evaluate(commands: Commands) -> None:
@@ -420,7 +385,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
 # --- parser ------------------------------------------------------------------------------------
 
 _COMMANDS = (_add_synth, _add_exif, _add_ingest, _add_train, _add_crawl, _add_sweep, _add_leaderboard,
-             _add_export_best, _add_evaluate, _add_importance, _add_backbones, _add_cache, add_predict, add_organize,
+             add_export_best, _add_evaluate, _add_importance, _add_backbones, _add_cache, add_predict, add_organize,
              add_serve)
 
 

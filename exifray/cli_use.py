@@ -1,10 +1,11 @@
-"""The "use the model" commands: `exifray predict`, `exifray organize`, `exifray serve`."""
+"""The commands that use models: export-best (a bundle, registered in MLflow on request), predict, organize, serve."""
 
 from __future__ import annotations
 
 import argparse
 import json
 
+from exifray import schema
 from exifray.cli_args import Commands
 from exifray.errors import ConfigError
 from exifray.predict import FORMATS
@@ -161,4 +162,44 @@ def cmd_serve(args: argparse.Namespace) -> int:
         finally:
             ray_serve.shutdown()
     print("exifray serve: stopped", flush=True)
+    return 0
+
+
+def add_export_best(commands: Commands) -> None:
+    export = commands.add_parser("export-best", help="the best trial's model as a self-contained bundle")
+    export.add_argument("experiment", help="experiment directory, local or s3://...")
+    export.add_argument("--out", required=True, help="new folder for the bundle")
+    export.add_argument("--metric", default=None, help="select by this column (default: the sweep's metric)")
+    export.add_argument("--modality", default=None, choices=schema.MODALITIES,
+                        help="the best trial of this modality only")
+    export.add_argument("--max-inference-ms", type=float, default=None,
+                        help="the best model whose latency per photo, re-measured on this machine, is within this")
+    export.add_argument("--candidates", type=int, default=5, help="how many of the best trials --max-inference-ms "
+                                                                  "measures at most")
+    export.add_argument("--data", default=None, help="the DATASET DIR the sweep used: a multi-label model's "
+                                                     "per-class thresholds are fitted again on its val split")
+    export.add_argument("--mlflow-register", default=None, metavar="NAME", help="also register the bundle in MLflow's "
+                        "model registry as a new version of NAME: a pyfunc that decodes and tags photos as "
+                        "`exifray predict` does (needs exifray[mlflow])")
+    export.add_argument("--mlflow", default=None, metavar="URI", help="--mlflow-register's tracking URI (default: "
+                        "MLFLOW_TRACKING_URI)")
+    export.set_defaults(func=cmd_export_best)
+
+
+def cmd_export_best(args: argparse.Namespace) -> int:
+    from exifray.bundle import export_best
+    from exifray.tracking import Tracking
+
+    if args.mlflow_register is not None:
+        Tracking(mlflow=args.mlflow or "").checked()  # the extra and a URI, before anything is exported
+    manifest = export_best(args.experiment, args.out, metric=args.metric, modality=args.modality, data=args.data,
+                           max_inference_ms=args.max_inference_ms, candidates=args.candidates)
+    print(f"exported trial {manifest['trial_id']} ({manifest['modality']}, {manifest['selected_by']} = "
+          f"{manifest['selected_value']:.4f}) to {args.out}")
+    if args.mlflow_register is not None:
+        from exifray.mlflow_model import register_bundle
+
+        info = register_bundle(args.out, args.mlflow_register, args.experiment, uri=args.mlflow)
+        print(f"registered in MLflow as {args.mlflow_register} version {info.registered_model_version} "
+              f"({info.model_uri})")
     return 0

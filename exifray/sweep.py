@@ -61,6 +61,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from ray import tune
 
+    from exifray.feature_cache import CacheAccess
     from exifray.tracking import Tracking
 
 
@@ -127,12 +128,21 @@ def run_sweep(plan: SweepPlan, data_dir: str | Path, *, name: str | None = None,
                     plan.space.total_trials, plan.space.max_concurrent, resources.cpus, resources.gpus, files.uri)
         tuner = build_tuner(plan, trainable, storage, name, echo_epochs=not in_process,
                             callbacks=[*trackers, *callbacks])
-    from exifray import machine_emissions
+    frame, tracking_s = _fit(tuner, plan, files, trackers, access)
+    return SweepResult(files.uri, frame, time.perf_counter() - started, dashboard_url, tracking_s)
 
-    machine_emissions.start_trackers(name, sweep_country(plan))
+
+def _fit(tuner: tune.Tuner, plan: SweepPlan, files: ExperimentFiles, trackers: Sequence[tune.Callback],
+         access: CacheAccess) -> tuple[pd.DataFrame, float]:
+    """Run the Tuner with the per-node emissions trackers and the heartbeat; write the final leaderboard and hand
+    it to the MLflow trackers. Returns the leaderboard and the driver's time spent on MLflow."""
+    import ray
+
+    from exifray import machine_emissions
     from exifray.sweep_status import Heartbeat
     from exifray.tracking import MlflowTracking
 
+    machine_emissions.start_trackers(files.name, sweep_country(plan))
     mlflow = [tracker for tracker in trackers if isinstance(tracker, MlflowTracking)]
     try:
         with warm.retiring_workers(), Heartbeat(files):  # `leaderboard --watch` reads it
@@ -142,16 +152,15 @@ def run_sweep(plan: SweepPlan, data_dir: str | Path, *, name: str | None = None,
             tracker.finish(files, status="FAILED")
         raise
     finally:
-        nodes = machine_emissions.stop_trackers(name)
+        nodes = machine_emissions.stop_trackers(files.name)
         ray.kill(access.coordination)  # the features it held in the object store go with it
-    frame = experiment_trials(plan.space, storage, name)[0]
+    frame = experiment_trials(plan.space, files.storage_path, files.name)[0]
     files.write_bytes(LEADERBOARD_FILE, frame.to_csv(index=False).encode("utf-8"))
     for tracker in mlflow:  # the parent run gets the final leaderboard and report
         tracker.finish(files)
     trials_kg = float(sum(frame[column].fillna(0).sum() for column in (schema.EMISSIONS_KG, schema.FEATURE_BUILD_KG)))
     logger.info("%s", machine_emissions.describe(machine_emissions.record(files, nodes, trials_kg)))
-    return SweepResult(files.uri, frame, time.perf_counter() - started, dashboard_url,
-                       sum(tracker.driver_s for tracker in mlflow))
+    return frame, sum(tracker.driver_s for tracker in mlflow)
 
 
 def _stored_plan(files: ExperimentFiles, given: SweepPlan) -> SweepPlan:
