@@ -72,6 +72,7 @@ from exifray.fsutil import (
 )
 
 if TYPE_CHECKING:
+    import numpy as np
     import optuna
     import pandas as pd
 
@@ -98,6 +99,16 @@ def save_trial(result: TrialResult, out_dir: str | Path) -> None:
     atomic_write_jsonl(out / schema.HISTORY_FILE, (jsonable(row) for row in result.history))
     for name, data in result.emissions_files.items():  # CodeCarbon's emissions.csv and per-segment rows
         atomic_write_bytes(out / name, data)
+    if result.test_predictions:
+        import io
+
+        import numpy as np
+
+        buffer = io.BytesIO()
+        scored = result.test_predictions
+        np.savez_compressed(buffer, photo_ids=scored["photo_ids"], targets=scored["targets"],
+                            probabilities=scored["probabilities"])
+        atomic_write_bytes(out / schema.TEST_PREDICTIONS_FILE, buffer.getvalue())
 
 
 def trial_error_marker(trial_dir: str | Path) -> Path:
@@ -200,6 +211,24 @@ def checkpoint_settings(files: ExperimentFiles, checkpoint: object) -> dict[str,
             return dict(json.loads(stream.readall()))
     except (FileNotFoundError, OSError):  # an intermediate checkpoint (the trial is still running) has no settings
         return {}
+
+
+def test_predictions(files: ExperimentFiles, checkpoint: object) -> dict[str, np.ndarray] | None:
+    """A trial's scored test split (`test_predictions.npz`: photo_ids, targets, probabilities); None for trials
+    saved before it was kept, or without a final checkpoint."""
+    import io
+
+    import numpy as np
+
+    if not isinstance(checkpoint, str) or not checkpoint:
+        return None
+    try:
+        with files.fs.open_input_stream(f"{checkpoint}/{schema.TEST_PREDICTIONS_FILE}") as stream:
+            data = stream.readall()
+        with np.load(io.BytesIO(data), allow_pickle=False) as saved:
+            return {key: saved[key] for key in saved.files}
+    except (FileNotFoundError, OSError):
+        return None
 
 
 def load_study(files: ExperimentFiles) -> optuna.Study | None:

@@ -108,11 +108,17 @@ def format_top(frame: pd.DataFrame, k: int = 10) -> str:
     top = frame[shown].head(k).copy()
     for column in (schema.VAL_F1_MACRO, schema.TEST_F1_MACRO):
         top[column] = top[column].map(lambda v: "" if v is None or v != v else f"{v:.3f}")
-    top[schema.EMISSIONS_KG] = top[schema.EMISSIONS_KG].map(lambda v: "" if v is None or v != v else f"{v:.2e}")
+    top[schema.EMISSIONS_KG] = top[schema.EMISSIONS_KG].map(grams)
     top[schema.TRAIN_TIME_S] = top[schema.TRAIN_TIME_S].map(lambda v: "" if v is None or v != v else f"{v:.0f}")
     top["exif_tags"] = top["exif_tags"].map(lambda v: "" if not isinstance(v, str) else
                                             (v if len(v) <= 40 else v[:37] + "..."))
+    top = top.rename(columns={schema.EMISSIONS_KG: "co2_eq_g"})  # grams, as the report and the summary say it
     return top.astype(object).where(top.notna(), "").to_string(index=False)
+
+
+def grams(kg: object) -> str:
+    """CO2-eq in grams, 3 significant digits (what every human-readable output uses; the files keep kg)."""
+    return "" if not isinstance(kg, int | float) or kg != kg else f"{kg * 1000:.3g}"
 
 
 # --- Tune's trial objects → rows ----------------------------------------------------------------------------

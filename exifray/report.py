@@ -48,6 +48,7 @@ th{background:#f3f3f3;position:sticky;top:0}tr:nth-child(even){background:#fafaf
 def _svg(fig: Figure) -> str:
     import matplotlib.pyplot as plt
 
+    _declutter(fig)
     buffer = io.StringIO()
     fig.savefig(buffer, format="svg", bbox_inches="tight")
     plt.close(fig)
@@ -72,41 +73,101 @@ def _figure(width: float = 6.4, height: float = 4.0) -> tuple[Figure, Axes]:
     return plt.subplots(figsize=(width, height))
 
 
-def _table(frame: pd.DataFrame, table_id: str) -> str:
-    # pandas prints missing nullable integers as "<NA>" whatever na_rep says: blank them like the rest.
-    nullable = [c for c in frame.columns if isinstance(frame[c].dtype, pd.Int64Dtype)]
-    frame = frame.astype({c: object for c in nullable})
-    frame[nullable] = frame[nullable].where(frame[nullable].notna(), "")
-    body = frame.to_html(index=False, table_id=table_id, na_rep="", border=0, escape=True,
-                         float_format=lambda v: f"{v:.6g}")
-    return f'<div class="scroll">{body}</div>'
+def _table(frame: pd.DataFrame, table_id: str, limit: int = 28) -> str:
+    """A table as a person reads it (`_displayed`): grams, a few digits, no empty columns, long tag lists
+    shortened to their first items (the whole list on hover)."""
+    shown = _displayed(frame)
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in shown.columns)
+    rows = "".join("<tr>" + "".join(_cell(column, value, limit) for column, value in zip(shown.columns, row,
+                                                                                          strict=True)) + "</tr>"
+                   for row in shown.itertuples(index=False, name=None))
+    return (f'<div class="scroll"><table id="{html.escape(table_id)}" class="dataframe"><thead><tr>{head}</tr>'
+            f"</thead><tbody>{rows}</tbody></table></div>")
 
 
-def _cell(value: object, limit: int) -> str:
-    """One table cell: blanks for missing values, 6 significant digits, and a long value (a tag list) cut to its
-    first items with the whole value on hover."""
+def _displayed(frame: pd.DataFrame) -> pd.DataFrame:
+    """One unit of CO2-eq in the whole report, grams (the CSV keeps the leaderboard's kg columns): `*_kg` columns
+    become `*_g`; a column with no value in any row is left out (`fine_tune_layers` of a sweep that never
+    fine-tunes)."""
+    shown = frame.copy()
+    renamed = {}
+    for column in shown.columns:
+        if str(column).endswith("_kg") and pd.api.types.is_numeric_dtype(shown[column]):
+            shown[column] = shown[column] * 1000
+            renamed[column] = str(column)[: -len("_kg")] + "_g"
+    shown = shown.rename(columns=renamed)
+    empty = [c for c in shown.columns if shown[c].isna().all() or shown[c].astype(str).str.strip().eq("").all()]
+    return shown.drop(columns=empty)
+
+
+def _text(column: str, value: object) -> str:
+    """A value as the report prints it: scores to 3 decimals, seconds and milliseconds to 1, others to 3
+    significant digits."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, float | np.floating):
+        return str(value)
+    name = column.lower()
+    if name.startswith("delta_") and ("f1" in name or name in ("delta_low", "delta_high")):
+        return f"{value:+.3f}"
+    if any(key in name for key in ("f1", "accuracy", "loss", "importance", "drop", "share")):
+        return f"{value:.3f}"
+    if name.endswith(("_s", "_ms")):
+        return f"{value:.1f}"
+    return f"{value:.3g}"
+
+
+def _cell(column: str, value: object, limit: int) -> str:
+    """One table cell: blanks for missing values, the value as `_text` prints it, and a long value shortened at
+    a separator or a word, never inside one (the whole value on hover)."""
     if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
         return "<td></td>"
-    text = f"{value:.6g}" if isinstance(value, float) else str(value)
+    text = _text(column, value)
     if len(text) <= limit:
         return f"<td>{html.escape(text)}</td>"
     separator = "+" if "+" in text and "," not in text else ","  # tag lists read "ExposureTime+FNumber+ISO"
     items = [item.strip() for item in text.split(separator)]
-    shown = separator.join(items[:2]) if separator == "+" else ", ".join(items[:2])
-    short = f"{shown} (+{len(items) - 2} more)" if len(items) > 2 else text[: limit - 1] + "…"
+    if len(items) > 2:
+        short = f"{separator.join(items[:2]) if separator == '+' else ', '.join(items[:2])} (+{len(items) - 2} more)"
+    else:
+        short = text[:limit].rsplit(" ", 1)[0].rstrip(",+") + " …"
     return f'<td title="{html.escape(text)}">{html.escape(short)}</td>'
 
 
 def _leaderboard_table(frame: pd.DataFrame, metric: str, limit: int = 28) -> str:
     """The leaderboard as a person reads it: rank, status, modality, the metrics and the Pareto flag first, then
-    the trial and its settings; long tag lists abbreviated (the whole list on hover)."""
+    the trial and its settings."""
     lead = list(dict.fromkeys(c for c in ("rank", "status", "modality", metric, *LEAD_METRICS) if c in frame.columns))
-    columns = lead + [c for c in frame.columns if c not in lead]
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
-    rows = "".join("<tr>" + "".join(_cell(value, limit) for value in row) + "</tr>"
-                   for row in frame[columns].itertuples(index=False, name=None))
-    return (f'<div class="scroll"><table id="leaderboard" class="dataframe"><thead><tr>{head}</tr></thead>'
-            f"<tbody>{rows}</tbody></table></div>")
+    return _table(frame[lead + [c for c in frame.columns if c not in lead]], "leaderboard", limit)
+
+
+def _plain_ticks(axis: object, log: bool) -> None:
+    """Tick labels a person reads: plain numbers at 1, 2 and 5 per decade on a log axis (no minor-tick labels),
+    at most 6 on a linear one; `_declutter` hides any that would still touch."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
+
+    if log:
+        axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0), numticks=12))  # type: ignore[attr-defined]
+        axis.set_minor_formatter(NullFormatter())  # type: ignore[attr-defined]
+    else:
+        axis.set_major_locator(MaxNLocator(nbins=6))  # type: ignore[attr-defined]
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # type: ignore[attr-defined]
+
+
+def _declutter(fig: Figure) -> None:
+    """Hide each tick label that would overlap the one before it on its axis (long category names, crowded log
+    decades): the report must never print labels over each other."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+    for ax in fig.axes:
+        for labels in (ax.get_xticklabels(), ax.get_yticklabels()):
+            kept = None
+            for label in labels:
+                if not label.get_visible() or not label.get_text():
+                    continue
+                box = label.get_window_extent(renderer).expanded(1.1, 1.1)
+                if kept is not None and box.overlaps(kept):
+                    label.set_visible(False)
+                else:
+                    kept = box
 
 
 def _pareto_plot(analysis: Analysis) -> str:
@@ -123,6 +184,7 @@ def _pareto_plot(analysis: Analysis) -> str:
     ax.step(front[PARETO_COST] * 1000, front[score], where="post", color="black", linewidth=1,
             label="Pareto front")
     ax.set_xscale("log")
+    _plain_ticks(ax.xaxis, log=True)
     ax.set_xlabel("CO2-eq per trial (g, CodeCarbon)")
     ax.set_ylabel(score)
     ax.set_title(f"{score} against emissions ({len(front)} of {len(done)} trials on the front)")
@@ -144,6 +206,7 @@ def _speed_plot(analysis: Analysis) -> str:
     ax.step(front[schema.INFERENCE_MS], front[schema.TEST_F1_MACRO], where="post", color="black", linewidth=1,
             label="speed/accuracy front")
     ax.set_xscale("log")
+    _plain_ticks(ax.xaxis, log=True)
     ax.set_xlabel("inference per photo (ms, batched, as each trial measured it)")
     ax.set_ylabel(schema.TEST_F1_MACRO)
     ax.set_title(f"test macro F1 against latency ({len(front)} of {len(done)} trials on the front)")
@@ -152,17 +215,45 @@ def _speed_plot(analysis: Analysis) -> str:
 
 
 def _delta_plot(analysis: Analysis) -> str:
-    table = analysis.tables["fusion_vs_image"].dropna(subset=["delta_test_f1_macro"])
+    """Best fusion − best image-only test macro F1 per backbone × image size, with its 95 % paired-bootstrap
+    interval; a difference whose interval holds 0 is drawn grey and said to be within noise. The axis spans at
+    least ±0.05, so a negligible difference looks negligible."""
+    table = analysis.tables["fusion_vs_image"].dropna(subset=["delta_test_f1_macro"]).reset_index(drop=True)
     if table.empty:
         return '<p class="note">No backbone × image size has both a complete image-only and a fusion trial.</p>'
-    fig, ax = _figure(6.4, 0.6 + 0.45 * len(table))
-    labels = [f"{row['backbone']} {row['image_size']}px {row['label_mode'] or ''}" for _, row in table.iterrows()]
+    fig, ax = _figure(6.4, 0.9 + 0.45 * len(table))
+    labels = [f"{row['backbone']} {row['image_size']}px {row['label_mode'] or ''}".strip()
+              for _, row in table.iterrows()]
     deltas = table["delta_test_f1_macro"].to_numpy(float)
-    ax.barh(labels, deltas, color=["#1b9e77" if d >= 0 else "#d95f02" for d in deltas])
+    low = table["delta_low"].to_numpy(float)
+    high = table["delta_high"].to_numpy(float)
+    known = ~np.isnan(low)
+    errors = np.vstack([np.where(known, deltas - low, 0), np.where(known, high - deltas, 0)])
+    noise = table["within_noise"].fillna(False).astype(bool).to_numpy()
+    colours = ["#999999" if quiet else ("#1b9e77" if d >= 0 else "#d95f02") for d, quiet in zip(deltas, noise,
+                                                                                             strict=True)]
+    ax.barh(labels, deltas, xerr=errors, color=colours, capsize=3, ecolor="#333333")
     ax.axvline(0, color="black", linewidth=0.8)
-    ax.set_xlabel("test macro F1: best fusion − best image-only")
+    span = max(0.05, 1.15 * float(np.nanmax(np.abs(np.concatenate([deltas, low[known], high[known]])))))
+    ax.set_xlim(-span, span)
+    _plain_ticks(ax.xaxis, log=False)
+    ax.set_xlabel("test macro F1: best fusion − best image-only (whiskers: 95 % bootstrap)")
     ax.invert_yaxis()
     return _svg(fig)
+
+
+def _delta_note(analysis: Analysis) -> str:
+    table = analysis.tables["fusion_vs_image"].dropna(subset=["delta_test_f1_macro"])
+    if table.empty:
+        return ""
+    measured = table["within_noise"].notna()
+    quiet = int(table.loc[measured, "within_noise"].astype(bool).sum())
+    text = (f"Whiskers and <code>delta_low</code>/<code>delta_high</code>: a 95 % paired bootstrap over the test "
+            f"photos of both trials' predictions (1,000 resamples). {quiet} of {int(measured.sum())} differences are "
+            "within noise (the interval holds 0; grey bars): those say nothing about fusion against image only.")
+    if not measured.all():
+        text += f" {int((~measured).sum())} without an interval: a trial saved before test predictions were kept."
+    return f'<p class="note" id="fusion-noise">{text}</p>'
 
 
 def _curves_plot(analysis: Analysis) -> str:
@@ -203,8 +294,9 @@ def _effects_plot(analysis: Analysis) -> str:
             ax.scatter(values.astype(float), score, s=12, alpha=0.8)
             if name == "learning_rate":
                 ax.set_xscale("log")
+            _plain_ticks(ax.xaxis, log=name == "learning_rate")
         else:
-            categories = sorted(values.dropna().astype(str).unique())
+            categories = sorted(values.dropna().astype(str).unique(), key=_category_order)
             positions = values.astype(str).map({c: i for i, c in enumerate(categories)})
             jitter = np.random.default_rng(0).uniform(-0.15, 0.15, len(values))
             ax.scatter(positions + jitter, score, s=12, alpha=0.8)
@@ -215,6 +307,14 @@ def _effects_plot(analysis: Analysis) -> str:
         ax.set_visible(False)
     fig.tight_layout()
     return _svg(fig)
+
+
+def _category_order(value: str) -> tuple[int, float, str]:
+    """Numbers in numeric order (fusion_width 32, 64, 128), then text in alphabetical order."""
+    try:
+        return 0, float(value), ""
+    except ValueError:
+        return 1, 0.0, value
 
 
 def importance_chart(values: pd.Series, errors: pd.Series | None, xlabel: str) -> str:
@@ -276,8 +376,8 @@ def render_report(analysis: Analysis, refresh_s: int | None = None) -> str:
                                    '--max-inference-ms X</code> re-measures the best candidates on the machine it '
                                    'runs on.</p>' + _speed_plot(analysis)
          + _table(analysis.tables["speed_accuracy"], "speed-accuracy")),
-        ("Fusion against image only", _delta_plot(analysis) + _table(analysis.tables["fusion_vs_image"],
-                                                                     "fusion-vs-image")),
+        ("Fusion against image only", _delta_note(analysis) + _delta_plot(analysis)
+         + _table(analysis.tables["fusion_vs_image"], "fusion-vs-image")),
         ("Validation F1 of the top trials", _curves_plot(analysis)),
         (f"By {analysis.by}", _table(analysis.tables[f"by_{analysis.by}"], f"by-{analysis.by}")),
         ("Hyperparameters", _effects_plot(analysis) + _table(analysis.tables["hyperparameters"], "hyperparameters")),

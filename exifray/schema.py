@@ -67,6 +67,9 @@ HEAD_ONLY_FILES: Final = (HEAD_MODEL_FILE, BACKBONE_FILE)
 METRICS_FILE: Final = "metrics.json"
 SETTINGS_FILE: Final = "settings.json"
 HISTORY_FILE: Final = "history.jsonl"
+# The test split's photo ids, targets and the kept model's probabilities: the report's paired bootstrap of a
+# difference in test F1 between two trials of a sweep (same dataset, same split)
+TEST_PREDICTIONS_FILE: Final = "test_predictions.npz"
 
 # Keys only a trial's final result carries (with the FINAL_METRICS above).
 EPOCHS: Final = "epochs"

@@ -33,7 +33,7 @@ from exifray.experiment import (
     storage_uri,
 )
 from exifray.fsutil import is_uri
-from exifray.leaderboard import format_top
+from exifray.leaderboard import format_top, grams
 from exifray.space import SearchSpace, SweepPlan
 from exifray.space_file import parse_sweep
 from exifray.sweep_trainable import (
@@ -270,7 +270,7 @@ def describe(result: SweepResult, space: SearchSpace, top: int = 10) -> str:
         best = group.iloc[0]  # ranked: complete trials first, then stopped ones
         if best["status"] == schema.STATUS_COMPLETE:
             lines.append(f"best {modality}: val_f1_macro {best[schema.VAL_F1_MACRO]:.3f}, test_f1_macro "
-                         f"{best[schema.TEST_F1_MACRO]:.3f}, {best[schema.EMISSIONS_KG]:.2e} kg CO2-eq "
+                         f"{best[schema.TEST_F1_MACRO]:.3f}, {grams(best[schema.EMISSIONS_KG])} g CO2-eq "
                          f"(trial {best['trial_id']})")
         else:
             lines.append(f"best {modality}: every trial was stopped early by the scheduler; best val_f1_macro "
@@ -278,10 +278,10 @@ def describe(result: SweepResult, space: SearchSpace, top: int = 10) -> str:
     builds = frame[schema.FEATURE_BUILD_KG].notna()
     if builds.any():
         lines.append(f"feature cache: {int(builds.sum())} entries built ({frame[schema.FEATURE_BUILD_S].sum():.0f} s, "
-                     f"{frame[schema.FEATURE_BUILD_KG].sum():.2e} kg CO2-eq), "
+                     f"{grams(frame[schema.FEATURE_BUILD_KG].sum())} g CO2-eq), "
                      f"{int((frame[schema.FEATURE_CACHE] == 'hit').sum())} trials read one")
     total = frame[schema.EMISSIONS_KG].sum() + frame[schema.FEATURE_BUILD_KG].sum()
-    lines.append(f"emissions:    {total:.2e} kg CO2-eq in all (trials + each feature-cache build once)")
+    lines.append(f"emissions:    {grams(total)} g CO2-eq in all (trials + each feature-cache build once)")
     lines += ["", f"experiment:   {result.experiment_dir}",
               f"leaderboard:  {result.experiment_dir}/{LEADERBOARD_FILE}",
               f"TensorBoard:  tensorboard --logdir {result.experiment_dir}   (pip install 'exifray[viz]')",

@@ -154,11 +154,14 @@ def _train_phases(loop: TrainingState, built: BuiltModel, phases: list[Phase], c
 
 
 def _test_scores(model: keras.Model, data: DatasetArrays, x_test: dict[str, np.ndarray], batch_size: int
-                 ) -> dict[str, float]:
+                 ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """The test scores and what they were computed from (`TrialResult.test_predictions`)."""
     if not len(data.test):
-        return {"f1_macro": math.nan, "f1_micro": math.nan, "accuracy": math.nan}
+        return {"f1_macro": math.nan, "f1_micro": math.nan, "accuracy": math.nan}, {}
     probabilities = predict_arrays(model, x_test, batch_size * 2)
-    return f1_scores(data.test.targets, probabilities, data.multi_label)
+    scored = {"photo_ids": np.asarray(data.test.photo_ids).astype(str), "targets": data.test.targets.astype(np.int8),
+              "probabilities": probabilities.astype(np.float32)}
+    return f1_scores(data.test.targets, probabilities, data.multi_label), scored
 
 
 def _calibrated_thresholds(model: keras.Model, data: DatasetArrays, x_val: dict[str, np.ndarray], batch_size: int
@@ -209,7 +212,7 @@ def run_trial(config: TrialConfig, data: DatasetArrays | str | Path, *, report: 
         scoring = built.head_model(head.width) if on_features else built.model
         split_inputs = head.inputs if on_features else inputs.__getitem__
         scoring_started = time.perf_counter()
-        test = _test_scores(scoring, data, split_inputs("test"), config.batch_size)
+        test, test_predictions = _test_scores(scoring, data, split_inputs("test"), config.batch_size)
         scored_ms = (time.perf_counter() - scoring_started) * 1000 / max(1, len(data.test))
         thresholds = _calibrated_thresholds(scoring, data, split_inputs("val"), config.batch_size)
         # A head trained last on cached features leaves the backbone unbuilt: the trial saves the head and the
@@ -225,7 +228,7 @@ def run_trial(config: TrialConfig, data: DatasetArrays | str | Path, *, report: 
         "country": config.country, schema.STARTUP_S: (loop.first_epoch_at or time.time()) - entered,
         "first_epoch_at": loop.first_epoch_at or math.nan, schema.INFERENCE_ESTIMATED: head_only}
     result = TrialResult(metrics, loop.history, final, _settings(config, image_size, data, encoder, built, thresholds),
-                         emissions_files, backbone_identity(built) if head_only else None)
+                         emissions_files, backbone_identity(built) if head_only else None, test_predictions)
     if out_dir is not None:
         save_trial(result, out_dir)
     return result

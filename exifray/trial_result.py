@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import keras
+    import numpy as np
 
 
 @dataclass
@@ -19,3 +20,5 @@ class TrialResult:
     settings: dict[str, object]
     emissions_files: dict[str, bytes] = field(default_factory=dict, repr=False)  # CodeCarbon's CSV files
     backbone: dict[str, object] | None = None  # a head-only trial's frozen backbone (`models.assembly`)
+    # the test split scored by the kept weights: photo_ids, targets, probabilities (empty without a test split)
+    test_predictions: dict[str, np.ndarray] = field(default_factory=dict, repr=False)

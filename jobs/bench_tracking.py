@@ -9,7 +9,8 @@ Three sweeps of the same space and seed (so the same trials), each run `--repeat
 2. tracked: `--mlflow` against a real `mlflow server` (sqlite, local artifacts) on 127.0.0.1, up all along;
 3. server killed: the same, with the server's process group killed when the first trial completes.
 Prints each one's median wall time, its ratio to the baseline, the driver's own time on tracking
-(`SweepResult.tracking_s`) and whether every trial completed. The target for 3 is at most 1.1x of 2.
+(`SweepResult.tracking_s`), whether every trial completed, and the CPU seconds the server used during the sweep
+(it shares the machine's cores with the trials here). The target for 3 is at most 1.1x of 2.
 Needs the server's venv: `make mlflow-server` (or EXIFRAY_MLFLOW_SERVER naming an `mlflow` executable).
 """
 
@@ -60,6 +61,7 @@ def main() -> None:
     walls: dict[str, list[float]] = {"baseline": [], "tracked": [], "server killed": []}
     overhead: dict[str, list[float]] = {key: [] for key in walls}
     complete: dict[str, bool] = dict.fromkeys(walls, True)
+    server_cpu: dict[str, list[float]] = {key: [] for key in walls}
     with tempfile.TemporaryDirectory(prefix="bench-tracking-") as tmp:
         root = Path(tmp)
         dataset = make_dataset(root / "data", photos=args.photos, image_size=48, sizes=(32,))
@@ -72,8 +74,11 @@ def main() -> None:
                 else:
                     with mlflow_server(root / f"mlflow-{name}") as server:
                         callbacks = [KillServer(server.process.pid)] if kind == "server killed" else []
+                        before = _cpu_s(server.process.pid)
                         result = run_sweep(plan, dataset, storage_path=str(root / "experiments"), mlflow=server.uri,
                                            callbacks=callbacks)
+                        if kind == "tracked":  # a killed server's CPU time is gone with it
+                            server_cpu[kind].append(_cpu_s(server.process.pid) - before)
                 walls[kind].append(result.wall_time_s)
                 overhead[kind].append(result.tracking_s)
                 board = result.leaderboard
@@ -85,7 +90,20 @@ def main() -> None:
     for kind, times in walls.items():
         wall = statistics.median(times)
         print(f"{kind:14s}: {wall:7.1f} s  ({wall / base:.2f}x baseline, {wall / tracked:.2f}x tracked)  "
-              f"driver on tracking {statistics.median(overhead[kind]):.2f} s  every trial complete: {complete[kind]}")
+              f"driver on tracking {statistics.median(overhead[kind]):.2f} s  every trial complete: {complete[kind]}"
+              + (f"  server CPU {statistics.median(server_cpu[kind]):.1f} s" if server_cpu[kind] else ""))
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU seconds of the server and its uvicorn workers so far (0 once it has been killed)."""
+    import psutil
+
+    try:
+        parent = psutil.Process(pid)
+        processes = [parent, *parent.children(recursive=True)]
+        return sum(p.cpu_times().user + p.cpu_times().system for p in processes)
+    except psutil.Error:
+        return 0.0
 
 
 if __name__ == "__main__":

@@ -98,8 +98,13 @@ def test_every_format_has_one_row_per_trial_and_the_same_numbers(experiment: Pat
         expected = csv[column].astype(float)
         for other in (json_rows, parquet):
             assert other[column].astype(float).tolist() == pytest.approx(expected.tolist(), rel=1e-12)
-        for text in (markdown, html):
-            assert pd.to_numeric(text[column]).tolist() == pytest.approx(expected.tolist(), rel=1e-5)
+        assert pd.to_numeric(markdown[column]).tolist() == pytest.approx(expected.tolist(), rel=1e-5)
+    # the report prints what a person reads: scores to 3 decimals, CO2-eq in grams to 3 significant digits
+    for column, shown, digits in (("val_f1_macro", "val_f1_macro", "{:.3f}"), ("test_f1_macro", "test_f1_macro",
+                                  "{:.3f}"), ("f1_per_gram_co2", "f1_per_gram_co2", "{:.3g}")):
+        assert html[shown].tolist() == [digits.format(v) for v in csv[column]]
+    assert html["emissions_g"].tolist() == [f"{v * 1000:.3g}" for v in csv["emissions_kg"]]
+    assert "emissions_kg" not in html.columns
     assert csv["pareto"].tolist() == json_rows["pareto"].tolist() == parquet["pareto"].tolist()
     assert csv["pareto"].any() and (csv["emissions_kg"] > 0).all()
     assert (csv["f1_per_gram_co2"] - csv["val_f1_macro"] / (csv["emissions_kg"] * 1000)).abs().max() < 1e-9
@@ -119,6 +124,9 @@ def test_every_format_has_one_row_per_trial_and_the_same_numbers(experiment: Pat
                                                             - best["image"]["test_f1_macro"])
     emissions = best["fusion"]["emissions_kg"] - best["image"]["emissions_kg"]
     assert headline["delta_emissions_kg"] == pytest.approx(emissions)
+    # the delta's noise: a paired bootstrap over the test photos both trials saved their predictions for
+    assert headline["delta_low"] <= headline["delta_test_f1_macro"] <= headline["delta_high"]
+    assert headline["within_noise"] == (headline["delta_low"] <= 0 <= headline["delta_high"])
 
 
 def test_metric_top_and_by_options(experiment: Path, tmp_path: Path) -> None:
@@ -355,7 +363,7 @@ def test_the_leaderboard_leads_with_the_metrics_inside_a_1280_px_window(experime
 
     out = tmp_path / "analysis"
     assert main(["leaderboard", str(experiment), "--format", "html", "--out", str(out)]) == 0
-    lead = ["rank", "status", "modality", "val_f1_macro", "test_f1_macro", "emissions_kg", "f1_per_gram_co2",
+    lead = ["rank", "status", "modality", "val_f1_macro", "test_f1_macro", "emissions_g", "f1_per_gram_co2",
             "pareto"]
     with chromium() as browser:
         page = browser.new_page(viewport={"width": 1280, "height": 900})
@@ -393,3 +401,44 @@ def test_the_machine_total_is_recorded_next_to_the_trials_and_shown(experiment: 
     share = f"unattributed {100 * record['unattributed_share']:.0f} %"
     assert "machine total" in printed and share in printed
     assert share in (tmp_path / "a" / "report.html").read_text()
+
+
+def test_the_report_at_1280_px_overlaps_nothing_and_uses_one_unit(experiment: Path, tmp_path: Path) -> None:
+    """No table cell overlaps another, no chart's tick label overlaps another, CO2-eq is in grams throughout, the
+    fusion delta is drawn with its noise, and a column no trial fills is left out."""
+    from exifray.testing.browser import chromium
+
+    out = tmp_path / "analysis"
+    assert main(["leaderboard", str(experiment), "--format", "html", "--out", str(out)]) == 0
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto((out / "report.html").as_uri())
+        cells = page.evaluate("""() => [...document.querySelectorAll('table')].map(t =>
+            [...t.querySelectorAll('th, td')].map(c => { const r = c.getBoundingClientRect();
+                return [c.textContent, r.left, r.top, r.right, r.bottom]; }))""")
+        labels = page.evaluate("""() => [...document.querySelectorAll('svg')].map(svg => ['x', 'y'].map(axis =>
+            [...svg.querySelectorAll(`g[id^="${axis}tick_"] > g[id^="text_"]`)].map(g => {
+                const r = g.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; })))""")
+        text = page.inner_text("body")
+        headers = page.eval_on_selector_all("#leaderboard th, #pareto th", "els => els.map(e => e.textContent)")
+
+    def overlap(a: list[float], b: list[float]) -> float:
+        return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+
+    assert sum(len(table) for table in cells) > 50
+    for table in cells:
+        for i, first in enumerate(table):
+            for second in table[i + 1:]:
+                assert overlap(first[1:], second[1:]) < 1, (first, second)
+    ticks = 0
+    for figure in labels:
+        for axis in figure:
+            ticks += len(axis)
+            for i, first in enumerate(axis):
+                for second in axis[i + 1:]:
+                    assert overlap(first, second) < 0.5, (first, second)
+    assert ticks > 20
+    assert not re.search(r"\bkg\b|_kg\b", text), re.findall(r".{30}kg.{10}", text)
+    assert "g CO2-eq" in text and "emissions_g" in headers
+    assert "fine_tune_layers" not in headers  # no trial of this sweep fine-tunes: the empty column is hidden
+    assert "paired bootstrap" in text and "within noise" in text
