@@ -108,7 +108,7 @@ def _text(column: str, value: object) -> str:
     name = column.lower()
     if name.startswith("delta_") and ("f1" in name or name in ("delta_low", "delta_high")):
         return f"{value:+.3f}"
-    if any(key in name for key in ("f1", "accuracy", "loss", "importance", "drop", "share")):
+    if "_per_" not in name and any(key in name for key in ("f1", "accuracy", "loss", "importance", "drop", "share")):
         return f"{value:.3f}"
     if name.endswith(("_s", "_ms")):
         return f"{value:.1f}"
