@@ -11,7 +11,6 @@ hyperparameter importance and the EXIF tag importance chart.
 from __future__ import annotations
 
 import html
-import io
 import math
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -25,10 +24,10 @@ from exifray.analysis import PARETO_COST, Analysis, metric_mode
 from exifray.errors import ConfigError, InputNotFoundError
 from exifray.experiment import ExperimentFiles
 from exifray.machine_emissions import describe
+from exifray.report_charts import category_order, figure, figure_setup, plain_ticks, svg
 
 if TYPE_CHECKING:
-    from matplotlib.axes import Axes
-    from matplotlib.figure import Figure
+    pass
 
 FORMATS = ("csv", "md", "html", "json", "parquet")
 
@@ -43,34 +42,6 @@ table{border-collapse:collapse;font-size:12px;margin:0.5em 0}th,td{border:1px so
 th{background:#f3f3f3;position:sticky;top:0}tr:nth-child(even){background:#fafafa}
 .scroll{overflow-x:auto;max-height:600px}.note{color:#555;font-size:13px}figure{margin:0.5em 0}
 """
-
-
-def _svg(fig: Figure) -> str:
-    import matplotlib.pyplot as plt
-
-    _declutter(fig)
-    buffer = io.StringIO()
-    fig.savefig(buffer, format="svg", bbox_inches="tight")
-    plt.close(fig)
-    text = buffer.getvalue()
-    text = text[text.index("<svg"):]  # drop the XML prolog and DOCTYPE: inline SVG inside HTML
-    start, end = text.find("<metadata>"), text.find("</metadata>")
-    return text[:start] + text[end + len("</metadata>"):] if 0 <= start < end else text
-
-
-def _figure_setup() -> None:
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    matplotlib.rcParams["svg.fonttype"] = "path"  # glyphs as paths: no font files to fetch
-    matplotlib.rcParams["svg.hashsalt"] = "exifray"  # stable ids: the same analysis gives the same file
-
-
-def _figure(width: float = 6.4, height: float = 4.0) -> tuple[Figure, Axes]:
-    import matplotlib.pyplot as plt
-
-    _figure_setup()
-    return plt.subplots(figsize=(width, height))
 
 
 def _table(frame: pd.DataFrame, table_id: str, limit: int = 28) -> str:
@@ -139,44 +110,13 @@ def _leaderboard_table(frame: pd.DataFrame, metric: str, limit: int = 28) -> str
     return _table(frame[lead + [c for c in frame.columns if c not in lead]], "leaderboard", limit)
 
 
-def _plain_ticks(axis: object, log: bool) -> None:
-    """Tick labels a person reads: plain numbers at 1, 2 and 5 per decade on a log axis (no minor-tick labels),
-    at most 6 on a linear one; `_declutter` hides any that would still touch."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
-
-    if log:
-        axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0), numticks=12))  # type: ignore[attr-defined]
-        axis.set_minor_formatter(NullFormatter())  # type: ignore[attr-defined]
-    else:
-        axis.set_major_locator(MaxNLocator(nbins=6))  # type: ignore[attr-defined]
-    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # type: ignore[attr-defined]
-
-
-def _declutter(fig: Figure) -> None:
-    """Hide each tick label that would overlap the one before it on its axis (long category names, crowded log
-    decades): the report must never print labels over each other."""
-    fig.canvas.draw()
-    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
-    for ax in fig.axes:
-        for labels in (ax.get_xticklabels(), ax.get_yticklabels()):
-            kept = None
-            for label in labels:
-                if not label.get_visible() or not label.get_text():
-                    continue
-                box = label.get_window_extent(renderer).expanded(1.1, 1.1)
-                if kept is not None and box.overlaps(kept):
-                    label.set_visible(False)
-                else:
-                    kept = box
-
-
 def _pareto_plot(analysis: Analysis) -> str:
     board = analysis.tables["leaderboard"]
     score = analysis.metric if metric_mode(analysis.metric) == "max" else schema.VAL_F1_MACRO
     done = board[(board["status"] == schema.STATUS_COMPLETE) & board[PARETO_COST].notna() & board[score].notna()]
     if done.empty:
         return '<p class="note">No complete trial with emissions yet.</p>'
-    fig, ax = _figure()
+    fig, ax = figure()
     for modality, rows in done.groupby("modality"):
         ax.scatter(rows[PARETO_COST] * 1000, rows[score], label=str(modality), alpha=0.8,
                    color=MODALITY_COLOURS.get(str(modality), "#666"))
@@ -184,12 +124,12 @@ def _pareto_plot(analysis: Analysis) -> str:
     ax.step(front[PARETO_COST] * 1000, front[score], where="post", color="black", linewidth=1,
             label="Pareto front")
     ax.set_xscale("log")
-    _plain_ticks(ax.xaxis, log=True)
+    plain_ticks(ax.xaxis, log=True)
     ax.set_xlabel("CO2-eq per trial (g, CodeCarbon)")
     ax.set_ylabel(score)
     ax.set_title(f"{score} against emissions ({len(front)} of {len(done)} trials on the front)")
     ax.legend()
-    return _svg(fig)
+    return svg(fig)
 
 
 def _speed_plot(analysis: Analysis) -> str:
@@ -198,7 +138,7 @@ def _speed_plot(analysis: Analysis) -> str:
                  & board[schema.TEST_F1_MACRO].notna()]
     if done.empty:
         return '<p class="note">No complete trial with a test F1 and a latency yet.</p>'
-    fig, ax = _figure()
+    fig, ax = figure()
     for modality, rows in done.groupby("modality"):
         ax.scatter(rows[schema.INFERENCE_MS], rows[schema.TEST_F1_MACRO], label=str(modality), alpha=0.8,
                    color=MODALITY_COLOURS.get(str(modality), "#666"))
@@ -206,12 +146,12 @@ def _speed_plot(analysis: Analysis) -> str:
     ax.step(front[schema.INFERENCE_MS], front[schema.TEST_F1_MACRO], where="post", color="black", linewidth=1,
             label="speed/accuracy front")
     ax.set_xscale("log")
-    _plain_ticks(ax.xaxis, log=True)
+    plain_ticks(ax.xaxis, log=True)
     ax.set_xlabel("inference per photo (ms, batched, as each trial measured it)")
     ax.set_ylabel(schema.TEST_F1_MACRO)
     ax.set_title(f"test macro F1 against latency ({len(front)} of {len(done)} trials on the front)")
     ax.legend()
-    return _svg(fig)
+    return svg(fig)
 
 
 def _delta_plot(analysis: Analysis) -> str:
@@ -221,7 +161,7 @@ def _delta_plot(analysis: Analysis) -> str:
     table = analysis.tables["fusion_vs_image"].dropna(subset=["delta_test_f1_macro"]).reset_index(drop=True)
     if table.empty:
         return '<p class="note">No backbone × image size has both a complete image-only and a fusion trial.</p>'
-    fig, ax = _figure(6.4, 0.9 + 0.45 * len(table))
+    fig, ax = figure(6.4, 0.9 + 0.45 * len(table))
     labels = [f"{row['backbone']} {row['image_size']}px {row['label_mode'] or ''}".strip()
               for _, row in table.iterrows()]
     deltas = table["delta_test_f1_macro"].to_numpy(float)
@@ -236,10 +176,10 @@ def _delta_plot(analysis: Analysis) -> str:
     ax.axvline(0, color="black", linewidth=0.8)
     span = max(0.05, 1.15 * float(np.nanmax(np.abs(np.concatenate([deltas, low[known], high[known]])))))
     ax.set_xlim(-span, span)
-    _plain_ticks(ax.xaxis, log=False)
+    plain_ticks(ax.xaxis, log=False)
     ax.set_xlabel("test macro F1: best fusion − best image-only (whiskers: 95 % bootstrap)")
     ax.invert_yaxis()
-    return _svg(fig)
+    return svg(fig)
 
 
 def _delta_note(analysis: Analysis) -> str:
@@ -262,7 +202,7 @@ def _curves_plot(analysis: Analysis) -> str:
     top = [t for t in board["trial_id"] if t in histories and schema.VAL_F1_MACRO in histories[t]][:TOP_CURVES]
     if not top:
         return '<p class="note">No epoch reported yet.</p>'
-    fig, ax = _figure()
+    fig, ax = figure()
     for trial_id in top:
         history = histories[trial_id]
         row = board[board["trial_id"] == trial_id].iloc[0]
@@ -271,7 +211,7 @@ def _curves_plot(analysis: Analysis) -> str:
     ax.set_xlabel("epoch (Tune training_iteration)")
     ax.set_ylabel(schema.VAL_F1_MACRO)
     ax.legend(fontsize=8)
-    return _svg(fig)
+    return svg(fig)
 
 
 def _effects_plot(analysis: Analysis) -> str:
@@ -283,7 +223,7 @@ def _effects_plot(analysis: Analysis) -> str:
         return ""
     import matplotlib.pyplot as plt
 
-    _figure_setup()
+    figure_setup()
     columns = min(len(names), 4)
     fig, axes = plt.subplots((len(names) + columns - 1) // columns, columns,
                              figsize=(3.2 * columns, 2.8 * ((len(names) + columns - 1) // columns)), squeeze=False)
@@ -294,9 +234,9 @@ def _effects_plot(analysis: Analysis) -> str:
             ax.scatter(values.astype(float), score, s=12, alpha=0.8)
             if name == "learning_rate":
                 ax.set_xscale("log")
-            _plain_ticks(ax.xaxis, log=name == "learning_rate")
+            plain_ticks(ax.xaxis, log=name == "learning_rate")
         else:
-            categories = sorted(values.dropna().astype(str).unique(), key=_category_order)
+            categories = sorted(values.dropna().astype(str).unique(), key=category_order)
             positions = values.astype(str).map({c: i for i, c in enumerate(categories)})
             jitter = np.random.default_rng(0).uniform(-0.15, 0.15, len(values))
             ax.scatter(positions + jitter, score, s=12, alpha=0.8)
@@ -306,24 +246,16 @@ def _effects_plot(analysis: Analysis) -> str:
     for ax in list(axes.flat)[len(names):]:
         ax.set_visible(False)
     fig.tight_layout()
-    return _svg(fig)
-
-
-def _category_order(value: str) -> tuple[int, float, str]:
-    """Numbers in numeric order (fusion_width 32, 64, 128), then text in alphabetical order."""
-    try:
-        return 0, float(value), ""
-    except ValueError:
-        return 1, 0.0, value
+    return svg(fig)
 
 
 def importance_chart(values: pd.Series, errors: pd.Series | None, xlabel: str) -> str:
-    fig, ax = _figure(6.4, 0.6 + 0.3 * len(values))
+    fig, ax = figure(6.4, 0.6 + 0.3 * len(values))
     ax.barh(list(values.index), values.to_numpy(float),
             xerr=None if errors is None else errors.to_numpy(float), color="#7570b3")
     ax.invert_yaxis()
     ax.set_xlabel(xlabel)
-    return _svg(fig)
+    return svg(fig)
 
 
 def _optuna_section(analysis: Analysis) -> str:
