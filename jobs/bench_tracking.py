@@ -36,21 +36,11 @@ def main() -> None:
         args.trials, args.epochs, args.photos, args.repeats = 2, 1, 120, 1
 
     import ray
-    from ray import tune
 
     from exifray import schema
     from exifray.api import load_space, run_sweep
     from exifray.testing.datasets import make_dataset
-    from exifray.testing.mlflow_server import mlflow_server, stop_group
-
-    class KillServer(tune.Callback):  # Tune pickles callbacks: the server's pid only
-        def __init__(self, pid: int):
-            self.pid, self.killed = pid, False
-
-        def on_trial_complete(self, iteration: int, trials: list, trial: object, **_: object) -> None:
-            if not self.killed:
-                stop_group(self.pid)
-                self.killed = True
+    from exifray.testing.mlflow_server import KillServerAfterFirstTrial, mlflow_server
 
     space = {"name": "bench", "seed": 7, "num_samples": args.trials, "max_concurrent": 2, "scheduler": "none",
              "resources": {"cpus": 1},
@@ -73,7 +63,7 @@ def main() -> None:
                     result = run_sweep(plan, dataset, storage_path=str(root / "experiments"))
                 else:
                     with mlflow_server(root / f"mlflow-{name}") as server:
-                        callbacks = [KillServer(server.process.pid)] if kind == "server killed" else []
+                        callbacks = [KillServerAfterFirstTrial(server.process.pid)] if kind == "server killed" else []
                         before = _cpu_s(server.process.pid)
                         result = run_sweep(plan, dataset, storage_path=str(root / "experiments"), mlflow=server.uri,
                                            callbacks=callbacks)

@@ -2,7 +2,7 @@
 
     with mlflow_server(tmp_path) as server:     # server.uri: http://127.0.0.1:PORT
         run_sweep(..., mlflow=server.uri)
-        server.stop()                           # mid-sweep: the tracker must not hold the sweep
+        run_sweep(..., mlflow=server.uri, callbacks=[KillServerAfterFirstTrial(server.process.pid)])
 
 The server runs from the venv `make mlflow-server` builds (`.venv-mlflow`, its pins clash with the project's);
 EXIFRAY_MLFLOW_SERVER names another `mlflow` executable.
@@ -14,14 +14,14 @@ import contextlib
 import os
 import signal
 import subprocess
-import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from exifray.testing.s3 import free_port
+from ray.tune import Callback
+
+from exifray.testing.s3 import free_port, wait_until_answering
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -54,6 +54,19 @@ def stop_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
+class KillServerAfterFirstTrial(Callback):
+    """A Tune callback that kills the server when the first trial completes (Tune pickles callbacks: it holds the
+    server's pid only)."""
+
+    def __init__(self, pid: int):
+        self.pid, self.killed = pid, False
+
+    def on_trial_complete(self, iteration: int, trials: list[object], trial: object, **_: object) -> None:
+        if not self.killed:
+            stop_group(self.pid)
+            self.killed = True
+
+
 @contextmanager
 def mlflow_server(root: str | Path, timeout_s: float = 120) -> Iterator[MlflowServer]:
     """Start `mlflow server` with its database and artifacts under `root` and wait until /health answers."""
@@ -71,15 +84,7 @@ def mlflow_server(root: str | Path, timeout_s: float = 120) -> Iterator[MlflowSe
     uri = f"http://127.0.0.1:{port}"
     server = MlflowServer(uri, process, log, folder)
     try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                urllib.request.urlopen(f"{uri}/health", timeout=2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError(f"mlflow server did not start: {log.read_text()[-2000:]}") from None
-                time.sleep(0.3)
+        wait_until_answering(f"{uri}/health", process, log, timeout_s)
         yield server
     finally:
         if process.poll() is None:

@@ -30,6 +30,19 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def wait_until_answering(url: str, server: subprocess.Popen[bytes], log: Path, timeout_s: float) -> None:
+    """Poll `url` until the server answers; fail with its log's tail if it exits or `timeout_s` passes first."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise RuntimeError(f"{url} did not start answering: {log.read_text()[-2000:]}") from None
+            time.sleep(0.3)
+
+
 class ServerEnv(dict[str, str]):
     """The environment for child processes that use the server, and the server's process id (`pid`)."""
 
@@ -46,15 +59,7 @@ def moto_server(log_dir: str | Path, timeout_s: float = 60) -> Iterator[ServerEn
                                   stdout=out, stderr=subprocess.STDOUT)
     endpoint = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError(f"moto's S3 server did not start: {log.read_text()[-2000:]}") from None
-                time.sleep(0.3)
+        wait_until_answering(f"{endpoint}/moto-api/", server, log, timeout_s)
         env = ServerEnv({**os.environ, "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "exifray-test",
                          "AWS_SECRET_ACCESS_KEY": "exifray-test", "AWS_DEFAULT_REGION": "us-east-1",
                          "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"})

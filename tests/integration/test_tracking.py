@@ -24,7 +24,7 @@ from exifray.api import load_leaderboard, load_space, predict_photos, run_sweep
 from exifray.cli import main as cli
 from exifray.experiment import LEADERBOARD_FILE
 from exifray.sweep import SweepResult
-from exifray.testing.mlflow_server import MlflowServer, mlflow_server, stop_group
+from exifray.testing.mlflow_server import KillServerAfterFirstTrial, MlflowServer, mlflow_server
 from exifray.tracking import EXPERIMENT_TAG, PARENT_TAG, TRIAL_TAG
 
 PROJECT = "exifray-tracking-test"
@@ -171,21 +171,10 @@ def test_export_best_registers_a_pyfunc_whose_predictions_equal_exifray_predict(
 
 def test_a_server_killed_mid_sweep_costs_the_sweep_almost_nothing(
         small_dataset: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    from ray import tune
-
-    class KillAfterFirstTrial(tune.Callback):  # Tune pickles callbacks: it holds the server's pid only
-        def __init__(self, pid: int):
-            self.pid, self.killed = pid, False
-
-        def on_trial_complete(self, iteration: int, trials: list, trial: object, **_: object) -> None:
-            if not self.killed:
-                stop_group(self.pid)
-                self.killed = True
-
     with mlflow_server(tmp_path / "mlflow") as running, caplog.at_level(logging.WARNING, logger="exifray.tracking"):
         result = run_sweep(_space("unreachable", modalities=("exif",)), small_dataset,
                            storage_path=str(tmp_path / "experiments"), mlflow=running.uri,
-                           callbacks=[KillAfterFirstTrial(running.process.pid)])
+                           callbacks=[KillServerAfterFirstTrial(running.process.pid)])
         assert running.process.poll() is not None  # it was killed during the sweep
     board = result.leaderboard
     assert len(board) == 4 and set(board["status"]) == {schema.STATUS_COMPLETE}  # the trials went on
