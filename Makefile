@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO := demo-out
 
-.PHONY: demo test test-quick test-unit test-integration test-slow test-cluster install lint chromium mlflow-server clean
+.PHONY: demo test test-setup test-quick test-unit test-integration test-slow test-cluster install lint chromium mlflow-server clean
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (Python 3.11) on PATH, or make PYTHON=..."; exit 1; }
@@ -35,6 +35,10 @@ $(MLFLOW_STAMP): tests/mlflow-server.txt
 
 mlflow-server: $(MLFLOW_STAMP)
 
+# Both venvs at once: pip spends much of its time downloading and unpacking.
+test-setup:
+	$(MAKE) --no-print-directory -j2 $(STAMP) $(MLFLOW_STAMP)
+
 # The report and page tests drive Debian's Chromium; as root the Makefile installs it, otherwise it says how.
 chromium:
 	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
@@ -52,7 +56,7 @@ lint: $(STAMP)
 # Two pytest-xdist workers, a test file each at a time (its module fixtures are built once), the longest tiers first
 # (tests/conftest.py orders them): much of the suite waits on Ray, subprocesses and servers, so two files in flight
 # finish sooner on 2 cores (docs/testing.md has the figures).
-test: chromium $(STAMP) $(MLFLOW_STAMP) lint
+test: chromium test-setup lint
 	$(BIN)/python -m pytest tests -q -p no:cacheprovider --timeout=900 -n 2 --dist loadfile --no-loadscope-reorder --durations=25
 
 # The edit loop: lint, the unit tier and the integration tests under 5 s each (tests/quick.txt, written from a
