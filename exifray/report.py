@@ -96,6 +96,8 @@ def _cell(column: str, value: object, limit: int) -> str:
         return f"<td>{html.escape(text)}</td>"
     separator = "+" if "+" in text and "," not in text else ","  # tag lists read "ExposureTime+FNumber+ISO"
     items = [item.strip() for item in text.split(separator)]
+    if len(items) == 2:  # two long tag names: both whole, the cell may wrap at the separator
+        return f"<td>{html.escape(items[0] + separator)}<wbr>{html.escape(items[1])}</td>"
     if len(items) > 2:
         short = f"{separator.join(items[:2]) if separator == '+' else ', '.join(items[:2])} (+{len(items) - 2} more)"
     else:

@@ -38,6 +38,8 @@ def test_a_long_value_is_cut_at_a_separator_or_a_word_never_inside_one() -> None
     cell = _cell("error", error, 28)
     shown = cell.split(">", 1)[1].removesuffix("</td>")
     assert shown == "ValueError: the backbone …" and error.startswith(shown.removesuffix(" …"))
+    assert _cell("exif_tags", "ExposureTime+ExposureCompensation", 28) == (
+        "<td>ExposureTime+<wbr>ExposureCompensation</td>")  # two tags: both whole
     assert _cell("status", "complete", 28) == "<td>complete</td>" and _cell("x", math.nan, 28) == "<td></td>"
 
 
