@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Final
 import mlflow.pyfunc
 
 from exifray.errors import ConfigError
-from exifray.tracking import EXPERIMENT_TAG, MLFLOW_CLIENT_DEFAULTS, TRIAL_TAG
+from exifray.tracking import EXPERIMENT_TAG, TRIAL_TAG, find_run, mlflow_client, sweep_experiment
 from exifray.version import __version__
 
 if TYPE_CHECKING:
@@ -89,7 +89,6 @@ def register_bundle(bundle: str | Path, name: str, experiment: str, *, uri: str 
     `name` (its `registered_model_version`)."""
     import json
 
-    from mlflow import MlflowClient
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
 
@@ -103,15 +102,10 @@ def register_bundle(bundle: str | Path, name: str, experiment: str, *, uri: str 
     uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
     if not uri:
         raise ConfigError("--mlflow-register needs a tracking URI: pass --mlflow URI or set MLFLOW_TRACKING_URI")
-    for variable, value in MLFLOW_CLIENT_DEFAULTS.items():
-        os.environ.setdefault(variable, value)
     mlflow.set_tracking_uri(uri)
-    client = MlflowClient(uri)
-    found = client.get_experiment_by_name(sweep)
-    experiment_id = found.experiment_id if found is not None else client.create_experiment(sweep)
-    runs = client.search_runs([experiment_id], filter_string=f"tags.`{EXPERIMENT_TAG}` = '{experiment}' and "
-                                                             f"tags.`{TRIAL_TAG}` = '{trial_id}'", max_results=1)
-    run_id = runs[0].info.run_id if runs else None
+    client = mlflow_client(uri)
+    experiment_id = sweep_experiment(client, sweep, experiment)
+    run_id = find_run(client, experiment_id, experiment, trial_id) or None
     with mlflow.start_run(run_id=run_id, experiment_id=experiment_id,
                           run_name=None if run_id else f"export-best trial_{trial_id}",
                           tags=None if run_id else {EXPERIMENT_TAG: experiment, TRIAL_TAG: trial_id}):

@@ -251,21 +251,14 @@ class MlflowTracking(_PicklesInert, Callback):
 
     def _connected(self) -> MlflowClient:
         if self._client is None:
-            for variable, value in MLFLOW_CLIENT_DEFAULTS.items():
-                os.environ.setdefault(variable, value)
-            from mlflow import MlflowClient
-
-            self._client = MlflowClient(tracking_uri=self.uri)
+            self._client = mlflow_client(self.uri)
         if not self._parent:
             self._parent = self._parent_run(self._client)
         return self._client
 
     def _parent_run(self, client: MlflowClient) -> str:
-        experiment = client.get_experiment_by_name(self.name)
-        self._experiment_id = (experiment.experiment_id if experiment is not None
-                               else client.create_experiment(self.name, tags={EXPERIMENT_TAG: self.experiment_uri}))
-        found = self._find(client, f"tags.`{EXPERIMENT_TAG}` = '{_quoted(self.experiment_uri)}' "
-                                   f"and tags.`{TRIAL_TAG}` = ''")
+        self._experiment_id = sweep_experiment(client, self.name, self.experiment_uri)
+        found = find_run(client, self._experiment_id, self.experiment_uri, "")
         if found:
             client.update_run(found, status="RUNNING")
             return found
@@ -275,16 +268,10 @@ class MlflowTracking(_PicklesInert, Callback):
         _log_params(client, run.info.run_id, {key: str(value) for key, value in self.sweep_params.items()})
         return str(run.info.run_id)
 
-    def _find(self, client: MlflowClient, where: str) -> str:
-        runs = client.search_runs([self._experiment_id], filter_string=where, max_results=1,
-                                  order_by=["attributes.start_time ASC"])
-        return str(runs[0].info.run_id) if runs else ""
-
     def _run(self, client: MlflowClient, trial_id: str) -> str:
         """The trial's run: the one an earlier driver of this sweep made, or a new child of the parent."""
         if trial_id not in self._runs:
-            found = self._find(client, f"tags.`{EXPERIMENT_TAG}` = '{_quoted(self.experiment_uri)}' "
-                                       f"and tags.`{TRIAL_TAG}` = '{_quoted(trial_id)}'")
+            found = find_run(client, self._experiment_id, self.experiment_uri, trial_id)
             if not found:
                 run = client.create_run(self._experiment_id, run_name=f"trial_{trial_id}",
                                         tags={PARENT_TAG: self._parent, EXPERIMENT_TAG: self.experiment_uri,
@@ -326,6 +313,31 @@ class MlflowTracking(_PicklesInert, Callback):
             write_analysis(analyse(open_experiment(files.uri)), str(report), ("html",))
             client.log_artifacts(self._parent, str(report), artifact_path="analysis")
         client.set_terminated(self._parent, status=status)
+
+
+def mlflow_client(uri: str) -> MlflowClient:
+    """A client with exifray's retry defaults (MLFLOW_CLIENT_DEFAULTS; a user's own settings win)."""
+    for variable, value in MLFLOW_CLIENT_DEFAULTS.items():
+        os.environ.setdefault(variable, value)
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def sweep_experiment(client: MlflowClient, name: str, experiment_uri: str) -> str:
+    """The id of the MLflow experiment named after the sweep, made when there is none."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return str(experiment.experiment_id)
+    return str(client.create_experiment(name, tags={EXPERIMENT_TAG: experiment_uri}))
+
+
+def find_run(client: MlflowClient, experiment_id: str, experiment_uri: str, trial_id: str) -> str:
+    """The run of a trial of the sweep at `experiment_uri` ("" for the sweep's parent run), or "" when none."""
+    where = (f"tags.`{EXPERIMENT_TAG}` = '{_quoted(experiment_uri)}' and tags.`{TRIAL_TAG}` = '{_quoted(trial_id)}'")
+    runs = client.search_runs([experiment_id], filter_string=where, max_results=1,
+                              order_by=["attributes.start_time ASC"])
+    return str(runs[0].info.run_id) if runs else ""
 
 
 def _log_checkpoint(client: MlflowClient, run_id: str, checkpoint: Checkpoint) -> None:
