@@ -36,6 +36,7 @@ from exifray.errors import DataError
 from exifray.fsutil import atomic_write_bytes, filesystem_and_path, is_uri
 
 if TYPE_CHECKING:
+    import keras
     import pyarrow.fs as pafs
     import ray
     from ray.actor import ActorHandle
@@ -69,10 +70,12 @@ class CacheKey:
     keras_version: str
     tensorflow_version: str
     dataset_id: str
+    cut: str = ""  # "": the pooled features; else the backbone's activations at this tensor (fine-tuning)
 
     @property
     def digest(self) -> str:
-        text = json.dumps(asdict(self), sort_keys=True)
+        fields = {name: value for name, value in asdict(self).items() if name != "cut" or value}
+        text = json.dumps(fields, sort_keys=True)
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]
 
 
@@ -335,12 +338,16 @@ def cache_key(config: TrialConfig, built: BuiltModel, image_size: int, dataset: 
                     keras_version=keras.__version__, tensorflow_version=tf.__version__, dataset_id=dataset)
 
 
-def compute_features(built: BuiltModel, images: dict[str, np.ndarray], country: str, chunk: int = 1024
-                     ) -> tuple[Features, BuildCost]:
+def compute_features(built: BuiltModel, images: dict[str, np.ndarray], country: str) -> tuple[Features, BuildCost]:
     """Every split's images through the frozen backbone and pooling, in chunks, measured by CodeCarbon."""
+    return compute_arrays(built.feature_extractor(), images, country)
+
+
+def compute_arrays(extractor: keras.Model, images: dict[str, np.ndarray], country: str, chunk: int = 1024
+                   ) -> tuple[Features, BuildCost]:
+    """Every split's images through `extractor` (input `image`, one output), in chunks, measured by CodeCarbon."""
     from exifray.emissions import TrialEmissions
 
-    extractor = built.feature_extractor()
     started = time.perf_counter()
     with TrialEmissions(country) as emissions:
         emissions.start_segment("feature-cache-build")
@@ -350,8 +357,8 @@ def compute_features(built: BuiltModel, images: dict[str, np.ndarray], country: 
             # predict() runs the compiled graph (an eager call per chunk is several times slower)
             parts = [np.asarray(extractor.predict({"image": pixels[start:start + chunk]}, batch_size=64, verbose=0),
                                 dtype=np.float32) for start in range(0, len(pixels), chunk)]
-            width = int(built.pooled.shape[-1]) if built.pooled is not None else 0
-            arrays[name] = np.concatenate(parts) if parts else np.zeros((0, width), dtype=np.float32)
+            shape = (0, *(int(size) for size in extractor.outputs[0].shape[1:]))
+            arrays[name] = np.concatenate(parts) if parts else np.zeros(shape, dtype=np.float32)
         totals = emissions.close()
     cost = BuildCost(time.perf_counter() - started, totals.emissions_kg, totals.energy_kwh)
     return Features(arrays["train"], arrays["val"], arrays["test"]), cost

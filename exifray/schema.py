@@ -90,10 +90,12 @@ WORKER_RETIRES: Final = "worker_retires"
 WORKER_THREADS: Final = "worker_threads"
 # Text a final result carries (Tune keeps it; the leaderboard shows it).
 FEATURE_CACHE: Final = "feature_cache"
-FEATURE_BUILD_S: Final = "feature_build_s"  # the trial that built a FEATURE CACHE entry: how long, how much CO2-eq
+FEATURE_BUILD_S: Final = "feature_build_s"  # what the FEATURE CACHE entries a trial built cost: how long, CO2-eq
 FEATURE_BUILD_KG: Final = "feature_build_kg"
+FINE_TUNE_CACHE: Final = "fine_tune_cache"  # the fine-tuning phase on cached activations: hit / built / off / n.a.
 DATA_SOURCE: Final = "data_source"  # where a trial's pixels came from: "memory" or "streamed (...)"
-FINAL_TEXT_KEYS: Final = (POWER_SOURCE, FEATURE_CACHE, "feature_cache_reason", "feature_cache_key", DATA_SOURCE)
+FINAL_TEXT_KEYS: Final = (POWER_SOURCE, FEATURE_CACHE, "feature_cache_reason", "feature_cache_key", FINE_TUNE_CACHE,
+                          "fine_tune_cache_reason", "fine_tune_cache_key", DATA_SOURCE)
 # The explicit marker of a trial's final report (the one with test metrics and the final checkpoint).
 FINAL_RESULT: Final = "final_result"
 

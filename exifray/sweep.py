@@ -277,9 +277,9 @@ def describe(result: SweepResult, space: SearchSpace, top: int = 10) -> str:
                          f"{best[schema.VAL_F1_MACRO]:.3f} (trial {best['trial_id']}, no test metrics)")
     builds = frame[schema.FEATURE_BUILD_KG].notna()
     if builds.any():
-        lines.append(f"feature cache: {int(builds.sum())} entries built ({frame[schema.FEATURE_BUILD_S].sum():.0f} s, "
-                     f"{grams(frame[schema.FEATURE_BUILD_KG].sum())} g CO2-eq), "
-                     f"{int((frame[schema.FEATURE_CACHE] == 'hit').sum())} trials read one")
+        lines.append(f"feature cache: entries built by {int(builds.sum())} trials "
+                     f"({frame[schema.FEATURE_BUILD_S].sum():.0f} s, {grams(frame[schema.FEATURE_BUILD_KG].sum())} g "
+                     f"CO2-eq), {int((frame[schema.FEATURE_CACHE] == 'hit').sum())} trials read pooled features")
     total = frame[schema.EMISSIONS_KG].sum() + frame[schema.FEATURE_BUILD_KG].sum()
     lines.append(f"emissions:    {grams(total)} g CO2-eq in all (trials + each feature-cache build once)")
     lines += ["", f"experiment:   {result.experiment_dir}",

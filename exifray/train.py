@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from exifray.exif.encode import ExifEncoder
     from exifray.feature_cache import CacheAccess, HeadFeatures
     from exifray.models.fusion import BuiltModel
+    from exifray.tune_cache import TuneActivations
 
 logger = logging.getLogger(__name__)
 
@@ -112,27 +113,31 @@ def _saved_phase_index(resume: str | Path | None, phases: list[Phase]) -> tuple[
 
 
 def _train_phases(loop: TrainingState, built: BuiltModel, phases: list[Phase], config: TrialConfig,
-                  inputs: dict[str, dict[str, np.ndarray]], targets: np.ndarray, head: HeadFeatures,
-                  resume: str | Path | None) -> int:
+                  inputs: dict[str, dict[str, np.ndarray]], targets: np.ndarray, cached: tuple[HeadFeatures,
+                  TuneActivations], resume: str | Path | None) -> int:
     """Every phase in order; a resumed trial fast-forwards to the saved phase and continues after its epoch. A
-    frozen-backbone phase trains the head on cached features when `head` allows it. Returns how many backbone
-    layers were fine-tuned."""
+    frozen-backbone phase trains the head on cached features when the head's cache allows it, a fine-tuning phase
+    the layers above the cut on cached activations when the tuning cache does. Returns how many backbone layers
+    were fine-tuned."""
     from exifray.models.finetune import unfreeze_top
 
+    head, tune = cached
     saved, start = _saved_phase_index(resume, phases)
     fine_tuned = 0
     for index, phase in enumerate(phases[start:], start):
         if index > 0:
             loop.restore_best()  # a phase starts from the best weights of the one before
         on_features = phase.unfreeze == 0 and head.use
-        train = head.inputs("train") if on_features else inputs["train"]
-        model = built.head_model(head.width) if on_features else built.model
-        loop.use(model, head.inputs("val") if on_features else inputs["val"])
-        loop.report_extra = head.progress()  # an ASHA-stopped trial's last report still says it
+        on_activations = phase.unfreeze is not None and phase.unfreeze > 0 and tune.prepare(phase.unfreeze)
+        split = head.inputs if on_features else tune.inputs if on_activations else inputs.__getitem__
+        model = built.head_model(head.width) if on_features else tune.model if on_activations else built.model
+        train = split("train")
+        loop.use(model, split("val"))
+        loop.report_extra = tune.progress(head.progress())  # an ASHA-stopped trial's last report still says it
         if phase.unfreeze:  # (a pretrained backbone is frozen when it is built: the head phase needs nothing)
             fine_tuned = unfreeze_top(built.backbone, phase.unfreeze)
         steps = math.ceil(len(targets) / config.batch_size)
-        cheap = on_features or not config.uses_image  # a head step, or an EXIF-only MLP's, is tiny
+        cheap = on_features or on_activations or not config.uses_image  # a step above the cut or an MLP's is small
         _compile(loop.model, phase.learning_rate, loop.multi_label, config.jit_compile,
                  min(steps, 32) if cheap else 1)  # tiny steps: dispatch many at once
         if saved is not None and resume is not None and index == start:
@@ -186,6 +191,7 @@ def run_trial(config: TrialConfig, data: DatasetArrays | str | Path, *, report: 
     from exifray.models.assembly import backbone_identity
     from exifray.models.fusion import build_model, resolve_weights
     from exifray.models.registry import get_backbone_spec
+    from exifray.tune_cache import TuneActivations
 
     entered = time.time()
     data = _trial_data(config, data)
@@ -197,6 +203,7 @@ def run_trial(config: TrialConfig, data: DatasetArrays | str | Path, *, report: 
     inputs = {name: model_inputs(getattr(data, name), config, encoder) for name in schema.SPLITS}
     built = build_model(config, len(data.classes), encoder.width, data.multi_label, image_size)
     head = HeadFeatures(cache, config, built, inputs, image_size, data.card.dataset_id)
+    tune = TuneActivations(cache, config, built, inputs, image_size, data.card.dataset_id)
     phases = plan_phases(config, two_phase=built.pretrained)
     if config.fine_tune_layers > 0 and phases[0].name == "train" and config.uses_image:
         logger.info("weights are 'none': the backbone trains from scratch in one phase; fine_tune_layers=%d "
@@ -204,13 +211,15 @@ def run_trial(config: TrialConfig, data: DatasetArrays | str | Path, *, report: 
     with TrialEmissions(config.country, output_dir=emissions_dir) as emissions:
         loop = TrainingState(data.val.targets, data.multi_label, emissions, report, config.early_stopping_patience,
                              config.batch_size)
-        fine_tuned = _train_phases(loop, built, phases, config, inputs, data.train.targets, head, resume)
+        fine_tuned = _train_phases(loop, built, phases, config, inputs, data.train.targets, (head, tune), resume)
         train_time = loop.train_time_s
         loop.restore_best()
         emissions.start_segment("test")
         on_features = head.use and phases[-1].unfreeze == 0  # the head trained last: every split's features cached
-        scoring = built.head_model(head.width) if on_features else built.model
-        split_inputs = head.inputs if on_features else inputs.__getitem__
+        on_activations = tune.cut is not None and bool(phases[-1].unfreeze)  # or the top on cached activations
+        scoring = (built.head_model(head.width) if on_features else tune.model if on_activations
+                   else built.model)
+        split_inputs = head.inputs if on_features else tune.inputs if on_activations else inputs.__getitem__
         scoring_started = time.perf_counter()
         test, test_predictions = _test_scores(scoring, data, split_inputs("test"), config.batch_size)
         scored_ms = (time.perf_counter() - scoring_started) * 1000 / max(1, len(data.test))
@@ -222,7 +231,7 @@ def run_trial(config: TrialConfig, data: DatasetArrays | str | Path, *, report: 
         latency, params = _final_cost(built, final, head_only, scored_ms, inputs, split_inputs, data, config)
         totals = emissions.close()
         emissions_files = emissions.final_files
-    metrics = _final_metrics(loop, test, latency, params, train_time, totals, data) | head.metrics() | {
+    metrics = _final_metrics(loop, test, latency, params, train_time, totals, data) | tune.metrics(head.metrics()) | {
         schema.FINE_TUNED_LAYERS: fine_tuned, "emissions_tracking_mode": emissions.tracking_mode,
         schema.POWER_SOURCE: emissions.power_source, schema.DATA_SOURCE: _data_source(data),
         "country": config.country, schema.STARTUP_S: (loop.first_epoch_at or time.time()) - entered,

@@ -74,6 +74,8 @@ class BuiltModel:
         self._backbone: keras.Model | None = None
         self._pooled: KerasTensor | None = None  # the image branch's pooled backbone features (what the cache holds)
         self._head: keras.Model | None = None
+        self._backbone_input: KerasTensor | None = None  # the preprocessed images the backbone is called on
+        self._above: dict[str, keras.Model] = {}  # per cut layer's name: the tuning model
 
     @property
     def pretrained(self) -> bool:
@@ -108,8 +110,8 @@ class BuiltModel:
         inputs, exif_input = [], None
         if self.spec is not None:
             assert self.image_size is not None
-            image_input, self._pooled, self._backbone = image_branch(self.config, self.image_size, self.spec,
-                                                                     self.weights)
+            image_input, self._backbone_input, self._pooled, self._backbone = image_branch(
+                self.config, self.image_size, self.spec, self.weights)
             if self.pretrained:  # the first phase trains the head over the frozen backbone
                 freeze(self._backbone)
             inputs.append(image_input)
@@ -142,6 +144,34 @@ class BuiltModel:
         assert self.spec is not None, "an EXIF-only model has no image features"
         return keras.Model(inputs={"image": self.model.get_layer("image").output}, outputs=self.pooled,
                            name=f"{self.model.name}_features")
+
+    def cut_extractor(self, cut: keras.layers.Layer) -> keras.Model:
+        """Images (input `image`) to the output of the backbone's layer `cut` (from `finetune.cut_below_top`),
+        through the full model's own preprocessing and frozen layers."""
+        import keras
+
+        assert self.backbone is not None and self._backbone_input is not None
+        below = keras.Model(self.backbone.inputs, cut.output, name=f"{self.backbone.name}_below")
+        return keras.Model(inputs={"image": self.model.get_layer("image").output},
+                           outputs=below(self._backbone_input, training=False), name=f"{self.model.name}_cut")
+
+    def tuning_model(self, cut: keras.layers.Layer) -> keras.Model:
+        """The model from the output of the backbone's layer `cut` (input `activations`) and the EXIF vector (input
+        `exif`, fusion) to the output: the backbone's layers above the cut, the pooling and the head, the same
+        layer objects as `model`, so fine-tuning it fine-tunes the full model. Cached per cut."""
+        import keras
+        from keras import layers
+
+        assert self.backbone is not None
+        if cut.name not in self._above:
+            above = keras.Model(cut.output, self.backbone.output, name=f"{self.backbone.name}_above")
+            inputs = {"activations": keras.Input(tuple(cut.output.shape[1:]), name="activations")}
+            if self.exif_width:
+                inputs["exif"] = keras.Input((self.exif_width,), name="exif")
+            pooled = layers.GlobalAveragePooling2D(name="image_pool")(above(inputs["activations"], training=False))
+            self._above[cut.name] = keras.Model(inputs, self.top(pooled, inputs.get("exif")),
+                                                name=f"{self.config.modality}_{self.config.backbone}_tuning")
+        return self._above[cut.name]
 
 
 def resolve_weights(weights: str, spec: BackboneSpec) -> str | None:
@@ -204,19 +234,19 @@ def build_backbone(spec: BackboneSpec, image_size: int, weights: str | None) -> 
 
 
 def image_branch(config: TrialConfig, image_size: int, spec: BackboneSpec, weights: str | None
-                 ) -> tuple[KerasTensor, KerasTensor, keras.Model]:
-    """(image input, pooled backbone features, backbone)."""
+                 ) -> tuple[KerasTensor, KerasTensor, KerasTensor, keras.Model]:
+    """(image input, the preprocessed images the backbone is called on, pooled backbone features, backbone)."""
     import keras
     from keras import layers
 
     image_input = keras.Input((image_size, image_size, 3), name="image")
     x = _augment(image_input, config.seed) if config.augment else image_input
-    x = _preprocess(x, spec)
+    preprocessed = _preprocess(x, spec)
     backbone = build_backbone(spec, image_size, weights)
     # Over pretrained weights BatchNorm runs in inference mode, also once unfrozen (keras-io recipe).
-    x = backbone(x, training=False) if weights is not None else backbone(x)
+    x = backbone(preprocessed, training=False) if weights is not None else backbone(preprocessed)
     pooled = layers.GlobalAveragePooling2D(name="image_pool")(x)
-    return image_input, pooled, backbone
+    return image_input, preprocessed, pooled, backbone
 
 
 def build_model(config: TrialConfig, num_classes: int, exif_width: int, multi_label: bool,

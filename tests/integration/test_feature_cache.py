@@ -79,6 +79,53 @@ def test_head_phase_on_cached_features_equals_the_one_through_the_backbone(datas
     assert [layer.name for layer in cached.model.inputs] == ["image"]
 
 
+def test_fine_tuning_on_cached_activations_equals_fine_tuning_through_the_backbone(
+        datasets: dict[str, Path], weights: dict[str, str], tmp_path: Path) -> None:
+    from exifray.data.dataset import load_arrays
+    from exifray.train import run_trial
+
+    data = load_arrays(datasets["target"], 32)
+    access = CacheAccess(FeatureCache(str(tmp_path / "cache")))
+    seen: dict[str, dict[int, Any]] = {"cached": {}, "plain": {}}
+
+    def record(route: str) -> Any:  # each epoch: the phase, the model's inputs and its validation probabilities
+        def report(row: dict[str, Any], state: Any) -> None:
+            seen[route][row[schema.EPOCH]] = (row[schema.PHASE], state.val[0],
+                                              state.model.predict(state.val[0], verbose=0))
+        return report
+
+    settings = {"modality": "fusion", "epochs": 3, "fine_tune_layers": 3, "fine_tune_epochs": 3,  # conv2, bn2, relu2
+                "learning_rate": 3e-3, "seed": 6}
+    cached = run_trial(_head_trial(weights["TestTinyCNN"], **settings), data, report=record("cached"), cache=access)
+    plain = run_trial(_head_trial(weights["TestTinyCNN"], **settings, feature_cache="off"), data,
+                      report=record("plain"))
+    assert cached.metrics[schema.FINE_TUNE_CACHE] == BUILT and plain.metrics[schema.FINE_TUNE_CACHE] == OFF
+    assert [(phase, sorted(inputs)) for phase, inputs, _ in seen["cached"].values()] == [
+        ("head", ["exif", "features"])] * 3 + [("fine_tune", ["activations", "exif"])] * 3
+    assert cached.metrics[schema.FINE_TUNED_LAYERS] == plain.metrics[schema.FINE_TUNED_LAYERS] > 0
+    for ours, theirs in zip(cached.history, plain.history, strict=True):  # every epoch, both phases
+        for key in (schema.VAL_LOSS, schema.VAL_F1_MACRO, schema.VAL_ACCURACY):
+            assert ours[key] == pytest.approx(theirs[key], abs=1e-5), (ours[schema.EPOCH], key)
+    for key in (schema.TEST_F1_MACRO, schema.TEST_ACCURACY):
+        assert cached.metrics[key] == pytest.approx(plain.metrics[key], abs=1e-6)
+    # The full model (pixels in) holds what the cached route fine-tuned: its probabilities are the tuning model's.
+    best = cached.metrics[schema.BEST_EPOCH]
+    full = cached.model.predict(seen["plain"][best][1], verbose=0)
+    assert np.abs(full - seen["cached"][best][2]).max() < 1e-5
+    assert [layer.name for layer in cached.model.inputs] == ["image", "exif"]
+    # Another learning rate reads the same activations; they sit in the cache beside the pooled features.
+    again = run_trial(_head_trial(weights["TestTinyCNN"], **settings | {"learning_rate": 1e-3}), data, cache=access)
+    assert again.metrics[schema.FINE_TUNE_CACHE] == HIT and again.metrics[schema.FEATURE_CACHE] == HIT
+    cuts = sorted(entry["key"].get("cut", "") for entry in access.cache.entries())
+    assert cuts[0] == "" and len(cuts) == 2 and again.metrics["fine_tune_cache_key"] in {
+        entry["digest"] for entry in access.cache.entries()}
+    # Fine-tuning the whole backbone leaves nothing below to cache: it trains through the backbone, and says why.
+    whole = run_trial(_head_trial(weights["TestTinyCNN"], epochs=1, fine_tune_layers=99, fine_tune_epochs=1), data,
+                      cache=access)
+    assert whole.metrics[schema.FINE_TUNE_CACHE] == NOT_APPLICABLE
+    assert "whole backbone" in whole.metrics["fine_tune_cache_reason"]
+
+
 @pytest.mark.parametrize(("settings", "outcome", "reason"), [
     ({"augment": True}, NOT_APPLICABLE, "augment"),
     ({"weights": "none"}, NOT_APPLICABLE, "weights 'none'"),
@@ -248,7 +295,7 @@ def test_a_trial_killed_in_the_cached_head_phase_resumes_from_a_head_only_checkp
     from exifray.train import run_trial
 
     access = CacheAccess(FeatureCache(str(tmp_path / "cache")))
-    config = _head_trial(weights["TestTinyCNN"], modality="fusion", epochs=4, fine_tune_layers=2, fine_tune_epochs=2)
+    config = _head_trial(weights["TestTinyCNN"], modality="fusion", epochs=4, fine_tune_layers=3, fine_tune_epochs=2)
     crashed = Saver(tmp_path / "first", crash_after=2)
     with pytest.raises(KeyboardInterrupt):
         run_trial(config, datasets["target"], report=crashed, cache=access)
@@ -259,13 +306,24 @@ def test_a_trial_killed_in_the_cached_head_phase_resumes_from_a_head_only_checkp
     assert resumed.epochs == [3, 4, 5, 6] and result.metrics[schema.RESUMED_FROM_EPOCH] == 2
     assert [row[schema.PHASE] for row in result.history] == ["head"] * 4 + ["fine_tune"] * 2
     assert result.metrics[schema.FEATURE_CACHE] == HIT  # the first attempt had built the entry
-    # Head-phase checkpoints hold the head alone (no backbone layers); fine-tuning ones the whole model.
+    # Head-phase checkpoints hold the head alone (no backbone layers); fine-tuning ones the layers above the cut.
     def layers_of(folder: Path) -> str:
         with zipfile.ZipFile(folder / schema.MODEL_FILE) as archive:
             return archive.read("config.json").decode()
 
     assert "test_tiny_cnn" not in layers_of(saved) and '"features"' in layers_of(saved)
-    assert "test_tiny_cnn" in layers_of(resumed.folder(6))
+    assert "test_tiny_cnn_above" in layers_of(resumed.folder(6)) and '"activations"' in layers_of(resumed.folder(6))
+    # Killed in the fine-tuning phase: it resumes on the cached activations and ends where the unbroken run does.
+    tuned = Saver(tmp_path / "third", crash_after=5)
+    with pytest.raises(KeyboardInterrupt):
+        run_trial(config, datasets["target"], report=tuned, cache=access)
+    again = Saver(tmp_path / "fourth")
+    finished = run_trial(config, datasets["target"], report=again, resume=tuned.folder(5), cache=access)
+    assert again.epochs == [6] and finished.metrics[schema.FINE_TUNE_CACHE] == HIT
+    assert [row[schema.PHASE] for row in finished.history] == ["head"] * 4 + ["fine_tune"] * 2
+    # (resuming mid-phase restores the optimizer's state from the checkpoint; the full model's own route ends
+    # within the same few 1e-4 of the unbroken run: the two routes do not differ here)
+    assert finished.metrics[schema.VAL_LOSS] == pytest.approx(result.metrics[schema.VAL_LOSS], abs=0.01)
 
 
 def test_mixed_precision_and_xla_train_with_float32_outputs_and_their_own_cache_entry(
@@ -285,4 +343,7 @@ def test_mixed_precision_and_xla_train_with_float32_outputs_and_their_own_cache_
         assert 0 <= result.metrics[schema.VAL_F1_MACRO] <= 1 and result.metrics[schema.FEATURE_CACHE] == BUILT
         assert result.model.get_layer("head").dtype_policy.name == "float32"
     assert results["mixed_bfloat16"].model.get_layer("image_pool").dtype_policy.name == "mixed_bfloat16"
-    assert sorted(e["key"]["precision"] for e in access.cache.entries()) == ["float32", "mixed_bfloat16"]
+    pooled = [e["key"]["precision"] for e in access.cache.entries() if not e["key"].get("cut")]
+    activations = [e["key"]["precision"] for e in access.cache.entries() if e["key"].get("cut")]
+    assert sorted(pooled) == sorted(activations) == ["float32", "mixed_bfloat16"]  # fine-tuning's own entries too
+    assert {result.metrics[schema.FINE_TUNE_CACHE] for result in results.values()} == {BUILT}
