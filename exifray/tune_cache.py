@@ -6,8 +6,10 @@ FEATURE CACHE beside the pooled features, and the phase trains the layers above 
     if tune.prepare(phase.unfreeze):           # the backbone built and its top unfrozen
         model, train = tune.model, tune.inputs("train")
 
-The cut is the highest backbone layer below the trainable top whose output alone feeds everything above it
-(`finetune.cut_below_top`): for MobileNetV2's top 20 layers the end of block 14, 3x3x160 activations at 96 px.
+The cut is the highest backbone layer below the top `fine_tune_layers` rounded up to a multiple of `CUT_LADDER`
+whose output alone feeds everything above it (`finetune.cut_below_top`): for MobileNetV2 and 1-25 fine-tuned
+layers the end of block 13, 3x3x160 activations at 96 px; the frozen layers between the cut and the trainable top
+run forward every epoch.
 The model trained (`BuiltModel.tuning_model`) shares its layers with the full model, so the full model is
 fine-tuned by training it; BatchNorm stays in inference mode and the backbone runs with `training=False`
 either way, so the two compute the same function. It applies where the pooled-feature cache does (pretrained
@@ -45,6 +47,9 @@ if TYPE_CHECKING:
 
 # The activations of every split, float32: above this the phase trains through the backbone as before.
 MAX_ACTIVATION_BYTES: Final = 1 << 30
+# Cuts are taken below the top `fine_tune_layers` rounded up to a multiple of this: fusion.yaml's 1-100 fine-tuned
+# layers share 4 entries per backbone and size instead of one per distinct cut.
+CUT_LADDER: Final = 25
 
 
 class TuneActivations:
@@ -77,16 +82,24 @@ class TuneActivations:
         if not self.use or self.cut is not None:
             return self.use
         assert self.built.backbone is not None and self.image_size is not None
-        if unfreeze >= len(backbone_layers(self.built.backbone)):
+        layers = len(backbone_layers(self.built.backbone))
+        if unfreeze >= layers:
             return self._not_applicable(f"the top {unfreeze} layers are the whole backbone: nothing below them")
-        cut = cut_below_top(self.built.backbone, unfreeze)
-        if cut is None:
-            return self._not_applicable(f"no single layer below the top {unfreeze} layers feeds all of them")
         photos = sum(len(self.inputs_by_split[name]["image"]) for name in schema.SPLITS)
-        size = 4 * photos * math.prod(int(n) for n in cut.output.shape[1:])
-        if size > MAX_ACTIVATION_BYTES:
-            return self._not_applicable(f"the activations at {cut.name} would take {size / 2**30:.1f} GiB (more than "
-                                        f"{MAX_ACTIVATION_BYTES / 2**30:.0f} GiB)")
+        reason = f"no single layer below the top {unfreeze} layers feeds all of them"
+        # First the cut below the top layers rounded up to the ladder (neighbouring `fine_tune_layers` share an
+        # entry; the frozen layers between it and the trainable top run forward each epoch), then the exact one.
+        for depth in dict.fromkeys((min(-(-unfreeze // CUT_LADDER) * CUT_LADDER, layers - 1), unfreeze)):
+            cut = cut_below_top(self.built.backbone, depth)
+            if cut is None:
+                continue
+            size = 4 * photos * math.prod(int(n) for n in cut.output.shape[1:])
+            if size <= MAX_ACTIVATION_BYTES:
+                break
+            reason = (f"the activations at {cut.name} would take {size / 2**30:.1f} GiB (more than "
+                      f"{MAX_ACTIVATION_BYTES / 2**30:.0f} GiB)")
+        else:
+            return self._not_applicable(reason)
         self.cut = cut
         self.key = replace(cache_key(self.config, self.built, self.image_size, self.dataset), cut=cut.name)
         return True

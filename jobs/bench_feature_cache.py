@@ -1,5 +1,6 @@
-"""Benchmark: a frozen-backbone head phase trained through the backbone every epoch against the same seeded trial
-on cached pooled features (the FEATURE CACHE), both measured in this run.
+"""Benchmark: a frozen-backbone head phase and a fine-tuning phase trained through the backbone every epoch against
+the same seeded trial on cached pooled features and cached activations (the FEATURE CACHE), both measured in this
+run.
 
     python jobs/bench_feature_cache.py          # EfficientNetB0 at 150 px and MobileNetV2 at 96 px, 1,000 photos
     python jobs/bench_feature_cache.py --pairs MobileNetV2:96 --photos 2000 --epochs 15
@@ -7,9 +8,11 @@ on cached pooled features (the FEATURE CACHE), both measured in this run.
 
 Each backbone's weights are saved to a local weights file first (no network here; the cache keys on the file's
 sha256 as it would on `imagenet`), so both trials run the real pretrained-weights code path: head phase with the
-backbone frozen, `fine_tune_layers: 0`. Printed per backbone: the mean head epoch (through the backbone vs on
-features) and its ratio, the whole phase including the one-off feature build and its ratio, the build alone,
-and both validation macro F1 (they must agree). Runs in the job's own process; ingest uses Ray Data.
+backbone frozen, then `--fine-tune-epochs` with the top `--fine-tune-layers` trainable. Printed per backbone: the
+mean head epoch (through the backbone vs on features) and its ratio, the whole head phase including the one-off
+feature build and its ratio, the mean fine-tuning epoch (through the backbone vs above the cut on cached
+activations) and its ratio, and both validation macro F1 (they must agree). Runs in the job's own process;
+ingest uses Ray Data.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 
 def _pair(text: str) -> tuple[str, int]:
@@ -31,6 +35,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--photos", type=int, default=1000)
     parser.add_argument("--epochs", type=int, default=15, help="head epochs (fusion.yaml's head phase)")
+    parser.add_argument("--fine-tune-layers", type=int, default=20)
+    parser.add_argument("--fine-tune-epochs", type=int, default=2)
     parser.add_argument("--pairs", type=_pair, nargs="+", default=[("EfficientNetB0", 150), ("MobileNetV2", 96)],
                         metavar="BACKBONE:SIZE")
     parser.add_argument("--smoke-test", action="store_true", help="120 photos, TestTinyMobileNet at 32 px, 2 epochs")
@@ -56,9 +62,11 @@ def main() -> None:
             create_backbone(backbone, size).save_weights(weights)
             data = load_arrays(dataset, size)
             config = TrialConfig(modality="image", backbone=backbone, weights=str(weights), image_size=size,
-                                 fine_tune_layers=0, epochs=args.epochs, early_stopping_patience=args.epochs + 1,
+                                 fine_tune_layers=args.fine_tune_layers, fine_tune_epochs=args.fine_tune_epochs,
+                                 epochs=args.epochs, early_stopping_patience=args.epochs + 1,
                                  batch_size=32, seed=0)
-            run_trial(TrialConfig.from_tune({**config.to_dict(), "epochs": 1, "feature_cache": "off"}), data)  # warm-up
+            run_trial(TrialConfig.from_tune({**config.to_dict(), "epochs": 1, "fine_tune_epochs": 0,
+                                             "feature_cache": "off"}), data)  # warm-up
             runs = {}
             for mode in ("off", "auto"):
                 access = CacheAccess(FeatureCache(str(root / f"cache-{backbone}"))) if mode == "auto" else None
@@ -72,17 +80,24 @@ def main() -> None:
 def _print(backbone: str, size: int, runs: dict) -> None:
     plain, plain_s = runs["off"]
     cached, cached_s = runs["auto"]
-    epoch_key = "epoch_time_s"
-    plain_epoch = statistics.mean(row[epoch_key] for row in plain.history)
-    cached_epoch = statistics.mean(row[epoch_key] for row in cached.history)
-    plain_phase = sum(row[epoch_key] for row in plain.history)
-    build = cached.metrics["feature_build_s"]
-    cached_phase = sum(row[epoch_key] for row in cached.history) + build
+
+    def epochs(result: Any, phase: str) -> list[float]:
+        return [row["epoch_time_s"] for row in result.history if row["phase"] == phase]
+
+    plain_epoch, cached_epoch = statistics.mean(epochs(plain, "head")), statistics.mean(epochs(cached, "head"))
+    build = cached.metrics["feature_build_s"]  # the pooled features' and the activations' builds
+    plain_phase, cached_phase = sum(epochs(plain, "head")), sum(epochs(cached, "head")) + build
     print(f"{backbone} {size} px: head epoch {plain_epoch:.2f} s through the backbone, {cached_epoch:.3f} s on "
           f"cached features: {plain_epoch / cached_epoch:.1f}x", flush=True)
     print(f"{backbone} {size} px: whole head phase {plain_phase:.1f} s vs {cached_phase:.1f} s including the "
-          f"{build:.1f} s build: {plain_phase / cached_phase:.1f}x (whole trials {plain_s:.1f} s vs {cached_s:.1f} s: "
-          f"{plain_s / cached_s:.1f}x)", flush=True)
+          f"{build:.1f} s of builds: {plain_phase / cached_phase:.1f}x (whole trials {plain_s:.1f} s vs "
+          f"{cached_s:.1f} s: {plain_s / cached_s:.1f}x)", flush=True)
+    if epochs(cached, "fine_tune"):
+        plain_tune, cached_tune = statistics.mean(epochs(plain, "fine_tune")), statistics.mean(epochs(cached,
+                                                                                                      "fine_tune"))
+        print(f"{backbone} {size} px: fine-tuning epoch {plain_tune:.2f} s through the backbone, {cached_tune:.3f} s "
+              f"above the cut on cached activations: {plain_tune / cached_tune:.1f}x "
+              f"(fine_tune_cache={cached.metrics['fine_tune_cache']})", flush=True)
     print(f"{backbone} {size} px: val macro F1 {plain.metrics['val_f1_macro']:.4f} through the backbone, "
           f"{cached.metrics['val_f1_macro']:.4f} cached (feature_cache={cached.metrics['feature_cache']})",
           flush=True)

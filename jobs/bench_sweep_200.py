@@ -95,29 +95,24 @@ def _sweep_against_floor(args: argparse.Namespace, weights: dict[str, str], data
     started = time.perf_counter()
     result = run_sweep(plan, dataset, storage_path=str(root / "experiments"))
     wall = time.perf_counter() - started
-    epochs = _epoch_rows(result.experiment_dir)
+    epochs = epoch_rows(result.experiment_dir)
     board = result.leaderboard
     builds = float(np.nansum(board["feature_build_s"].to_numpy(dtype=float)))
     through = epochs[epochs["phase"] == "fine_tune"]["epoch_time_s"].sum()
     floor = (through + builds) / CONCURRENCY
     print(f"{len(board)} trials ({(board['status'] == 'complete').sum()} complete), {len(epochs)} trial-epochs, "
-          f"{int((board['feature_cache'] == 'built').sum())} cache entries built; {epochs['pid'].nunique()} workers "
-          f"({int(epochs['worker_retires'].fillna(False).astype(bool).groupby(epochs['pid']).any().sum())} retired)",
-          flush=True)
+          f"{int((board['feature_cache'] == 'built').sum())} pooled-feature entries built; {epochs['pid'].nunique()} "
+          f"workers ({int(epochs['worker_retires'].fillna(False).astype(bool).groupby(epochs['pid']).any().sum())} "
+          f"retired)", flush=True)
     print(f"sweep wall time {wall:.0f} s; floor {floor:.0f} s (fine-tuning epochs {through:.0f} s + cache builds "
           f"{builds:.0f} s, over {CONCURRENCY} slots): {wall / floor:.2f}x the floor", flush=True)
-    head = epochs[(epochs["phase"] == "head") & (epochs["modality"] != "exif")]["epoch_time_s"].sum()
-    exif = epochs[epochs["modality"] == "exif"]["epoch_time_s"].sum()
-    slots = wall * CONCURRENCY
-    print(f"  of {slots:.0f} slot-seconds: fine-tuning {through:.0f}, cache builds {builds:.0f}, head epochs on "
-          f"features {head:.0f}, EXIF-only epochs {exif:.0f}, no epoch {slots - through - builds - head - exif:.0f} "
-          f"({(slots - through - builds - head - exif) / len(board):.2f} s per trial)", flush=True)
+    print(slot_seconds(epochs, board, wall, CONCURRENCY), flush=True)
     projected = _projected_cold(args, weights, dataset, root, board, epochs)
     print(f"projected with cold workers and no cache: {projected:.0f} s ({projected / wall:.1f}x this sweep)",
           flush=True)
 
 
-def _epoch_rows(experiment: str) -> Any:
+def epoch_rows(experiment: str) -> Any:
     """Every epoch report of every trial (Tune's per-trial results), with the trial's settings."""
     import pandas as pd
     from ray.tune import ExperimentAnalysis
@@ -130,6 +125,23 @@ def _epoch_rows(experiment: str) -> Any:
                              backbone=trial.config.get("backbone"), image_size=trial.config.get("image_size"))
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)
+
+
+def slot_seconds(epochs: Any, board: Any, wall: float, slots: int) -> str:
+    """Where a sweep's slot-seconds (wall time x concurrency) went: fine-tuning epochs, cache builds, frozen-backbone
+    epochs (through the backbone, or on cached features), EXIF-only epochs, and what no epoch used."""
+    builds = float(np.nansum(board["feature_build_s"].to_numpy(dtype=float))) if "feature_build_s" in board else 0.0
+    image = epochs[epochs["modality"] != "exif"]
+    cached = image["feature_cache"].isin(["hit", "built"])  # each epoch reports its trial's outcome so far
+    parts = {"fine-tuning epochs": image[image["phase"] == "fine_tune"]["epoch_time_s"].sum(),
+             "cache builds": builds,
+             "head epochs through the backbone": image[(image["phase"] != "fine_tune") & ~cached]["epoch_time_s"].sum(),
+             "head epochs on cached features": image[(image["phase"] != "fine_tune") & cached]["epoch_time_s"].sum(),
+             "EXIF-only epochs": epochs[epochs["modality"] == "exif"]["epoch_time_s"].sum()}
+    rest = wall * slots - sum(parts.values())
+    return (f"  of {wall * slots:.0f} slot-seconds: " + ", ".join(f"{name} {value:.0f}" for name, value in
+                                                                parts.items() if value)
+            + f", no epoch {rest:.0f} ({rest / len(board):.2f} s per trial)")
 
 
 def _projected_cold(args: argparse.Namespace, weights: dict[str, str], dataset: Path, root: Path, board: Any,

@@ -54,6 +54,7 @@ def main() -> None:
         args.backbones = ["TestTinyCNN", "TestTinyMobileNet"]
 
     import ray
+    from bench_sweep_200 import epoch_rows, slot_seconds  # (jobs/ is on the path of a job's entrypoint)
 
     from exifray.feature_cache import FeatureCache
     from exifray.sweep import run_sweep
@@ -76,6 +77,7 @@ def main() -> None:
             print(f"feature_cache {mode}: {len(result.leaderboard)} trials, "
                   f"{int(result.leaderboard['epochs'].sum())} trial-epochs, {built} cache entries built, "
                   f"{walls[mode]:.0f} s ({'fresh' if mode == 'off' else 'warm'} workers)", flush=True)
+            print(slot_seconds(epoch_rows(result.experiment_dir), result.leaderboard, walls[mode], 2), flush=True)
         print(f"sweep wall time: {walls['off']:.0f} s off, {walls['auto']:.0f} s on: "
               f"{walls['off'] / walls['auto']:.1f}x", flush=True)
         _compare(boards)

@@ -75,6 +75,9 @@ def mlflow_server(root: str | Path, timeout_s: float = 120) -> Iterator[MlflowSe
     port = free_port()
     log = folder / "mlflow-server.log"
     env = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_")}
+    # No job execution: MLflow 3's server otherwise starts a dozen huey consumers and job runners (for GenAI
+    # scorers), each importing MLflow: seconds of CPU per start taken from the trials beside it, and never used.
+    env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
     with log.open("wb") as out:
         process = subprocess.Popen(
             [str(server_executable()), "server", "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",

@@ -15,12 +15,15 @@ def test_bench_feature_cache_smoke_prints_both_routes_their_ratios_and_equal_f1(
     result = smoke("bench_feature_cache.py", timeout=600)
     epoch = re.search(r"head epoch ([\d.]+) s through the backbone, ([\d.]+) s on cached features: ([\d.]+)x",
                       result.stdout)
-    phase = re.search(r"whole head phase ([\d.]+) s vs ([\d.]+) s including the ([\d.]+) s build: ([\d.]+)x",
+    phase = re.search(r"whole head phase ([\d.]+) s vs ([\d.]+) s including the ([\d.]+) s of builds: ([\d.]+)x",
                       result.stdout)
+    tune = re.search(r"fine-tuning epoch ([\d.]+) s through the backbone, ([\d.]+) s above the cut on cached "
+                     r"activations: ([\d.]+)x \(fine_tune_cache=built\)", result.stdout)
     f1 = re.search(r"val macro F1 ([\d.]+) through the backbone, ([\d.]+) cached \(feature_cache=built\)",
                    result.stdout)
-    assert epoch and phase and f1, result.stdout
+    assert epoch and phase and tune and f1, result.stdout
     assert float(epoch.group(3)) == pytest.approx(float(epoch.group(1)) / float(epoch.group(2)), rel=0.05)
+    assert float(tune.group(3)) == pytest.approx(float(tune.group(1)) / float(tune.group(2)), rel=0.05)
     assert float(epoch.group(3)) > 1  # even the tiny smoke backbone is cheaper to skip than to run
     assert float(f1.group(1)) == pytest.approx(float(f1.group(2)), abs=0.005)
 
