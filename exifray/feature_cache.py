@@ -26,7 +26,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
@@ -49,6 +49,8 @@ logger = logging.getLogger(__name__)
 CACHE_DIR: Final = "feature_cache"
 FEATURES_FILE: Final = "features.npz"
 ENTRY_FILE: Final = "entry.json"
+# The batch size the frozen backbone's latency is measured at when an entry of pooled features is built.
+LATENCY_BATCH: Final = 32
 
 # A trial's `feature_cache` outcome (its result says which and why).
 HIT: Final = "hit"
@@ -81,11 +83,14 @@ class CacheKey:
 
 @dataclass(frozen=True)
 class Features:
-    """Pooled backbone features per split, rows in the dataset's order."""
+    """Pooled backbone features per split, rows in the dataset's order, and what the frozen backbone that computed
+    them costs a photo (milliseconds at `LATENCY_BATCH`, NaN when not measured) and its parameters."""
 
     train: np.ndarray
     val: np.ndarray
     test: np.ndarray
+    backbone_ms: float = math.nan
+    backbone_params: int = 0
 
     def split(self, name: str) -> np.ndarray:
         return {"train": self.train, "val": self.val, "test": self.test}[name]
@@ -148,7 +153,9 @@ class FeatureCache:
             if hashlib.sha256(data).hexdigest() != entry["sha256"]:
                 raise DataError("features.npz does not match the sha256 in entry.json")
             with np.load(io.BytesIO(data)) as arrays:
-                features = Features(*(np.asarray(arrays[name], dtype=np.float32) for name in schema.SPLITS))
+                train, val, test = (np.asarray(arrays[name], dtype=np.float32) for name in schema.SPLITS)
+            features = Features(train, val, test, backbone_ms=float(entry.get("backbone_ms") or math.nan),
+                                backbone_params=int(entry.get("backbone_params") or 0))
             shapes = {name: list(features.split(name).shape) for name in schema.SPLITS}
             if shapes != entry["shapes"]:
                 raise DataError(f"array shapes {shapes} differ from entry.json's {entry['shapes']}")
@@ -166,6 +173,9 @@ class FeatureCache:
         self._write(self._path(key.digest, FEATURES_FILE), data)
         entry = {"key": asdict(key), "digest": key.digest, "sha256": hashlib.sha256(data).hexdigest(),
                  "bytes": len(data), "shapes": {name: list(features.split(name).shape) for name in schema.SPLITS},
+                 "backbone_ms": None if math.isnan(features.backbone_ms) else features.backbone_ms,
+                 "backbone_params": features.backbone_params,
+                 "latency_batch": LATENCY_BATCH,
                  "build_s": cost.seconds, "build_emissions_kg": cost.emissions_kg,
                  "build_energy_kwh": cost.energy_kwh, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         self._write(self._path(key.digest, ENTRY_FILE), (json.dumps(entry, indent=2) + "\n").encode("utf-8"))
@@ -339,8 +349,15 @@ def cache_key(config: TrialConfig, built: BuiltModel, image_size: int, dataset: 
 
 
 def compute_features(built: BuiltModel, images: dict[str, np.ndarray], country: str) -> tuple[Features, BuildCost]:
-    """Every split's images through the frozen backbone and pooling, in chunks, measured by CodeCarbon."""
-    return compute_arrays(built.feature_extractor(), images, country)
+    """Every split's images through the frozen backbone and pooling, in chunks, measured by CodeCarbon; then the
+    backbone's latency per photo (what a head-only trial that reads the entry adds to its head's)."""
+    from exifray.models.runtime import inference_ms
+
+    extractor = built.feature_extractor()
+    features, cost = compute_arrays(extractor, images, country)
+    timed = images["test"] if len(images["test"]) else images["val"]
+    ms = inference_ms(extractor, {"image": timed}, LATENCY_BATCH)
+    return replace(features, backbone_ms=ms, backbone_params=int(extractor.count_params())), cost
 
 
 def compute_arrays(extractor: keras.Model, images: dict[str, np.ndarray], country: str, chunk: int = 1024
@@ -391,6 +408,14 @@ class HeadFeatures:
                 self.access.cache, self.key, lambda: compute_features(self.built, pixels, self.config.country),
                 self.access.coordination)
         return self._features
+
+    @property
+    def backbone_cost(self) -> tuple[float, int] | None:
+        """(ms per photo, parameters) of the frozen backbone, measured when the entry was built; None if not."""
+        features = self._features
+        if features is None or math.isnan(features.backbone_ms):
+            return None
+        return features.backbone_ms, features.backbone_params
 
     @property
     def width(self) -> int:

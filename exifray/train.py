@@ -225,10 +225,11 @@ def run_trial(config: TrialConfig, data: DatasetArrays | str | Path, *, report: 
         scored_ms = (time.perf_counter() - scoring_started) * 1000 / max(1, len(data.test))
         thresholds = _calibrated_thresholds(scoring, data, split_inputs("val"), config.batch_size)
         # A head trained last on cached features leaves the backbone unbuilt: the trial saves the head and the
-        # backbone's identity, and its latency is the backbone's (measured once per worker) plus the head's.
+        # backbone's identity, and its latency is the backbone's (measured with its cache entry) plus the head's.
         head_only = on_features and not built.assembled
         final = scoring if head_only else built.model
-        latency, params = _final_cost(built, final, head_only, scored_ms, inputs, split_inputs, data, config)
+        latency, params = _final_cost(built, final, head_only, scored_ms, inputs, split_inputs, data, config,
+                                      head.backbone_cost)
         totals = emissions.close()
         emissions_files = emissions.final_files
     metrics = _final_metrics(loop, test, latency, params, train_time, totals, data) | tune.metrics(head.metrics()) | {
@@ -254,9 +255,10 @@ def _settings(config: TrialConfig, image_size: int | None, data: DatasetArrays, 
 
 def _final_cost(built: BuiltModel, final: keras.Model, head_only: bool, scored_ms: float,
                 inputs: dict[str, dict[str, np.ndarray]], split_inputs: Any, data: DatasetArrays,
-                config: TrialConfig) -> tuple[float, int]:
+                config: TrialConfig, measured_backbone: tuple[float, int] | None) -> tuple[float, int]:
     """(ms per photo, parameters) of the trial's model; a head-only trial's are its frozen backbone's (measured
-    once per worker) plus its head's (its own timed scoring pass when there is a test split)."""
+    when its cache entry was built, else once per worker) plus its head's (its own timed scoring pass when there
+    is a test split)."""
     timed = "test" if len(data.test) else "val"
     if head_only and len(data.test):
         latency = scored_ms
@@ -264,7 +266,8 @@ def _final_cost(built: BuiltModel, final: keras.Model, head_only: bool, scored_m
         latency = inference_ms(final, split_inputs(timed) if head_only else inputs[timed], config.batch_size)
     params = int(final.count_params())
     if head_only:
-        backbone_ms, backbone_params = frozen_backbone_cost(built, inputs[timed]["image"], config.batch_size)
+        backbone_ms, backbone_params = measured_backbone or frozen_backbone_cost(built, inputs[timed]["image"],
+                                                                                  config.batch_size)
         latency, params = latency + backbone_ms, params + backbone_params
     return latency, params
 

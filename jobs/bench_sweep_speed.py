@@ -24,11 +24,11 @@ BACKBONES = ["MobileNetV2", "TestTinyMobileNet"]
 
 
 def _plan(name: str, weights: dict[str, str], sizes: list[int], epochs: int, mode: str,
-          rates: list[float]) -> Any:
+          rates: list[float], concurrency: int) -> Any:
     from exifray.space_file import parse_sweep
 
     return parse_sweep({
-        "name": name, "max_concurrent": 2, "resources": {"cpus": 1},
+        "name": name, "max_concurrent": concurrency, "resources": {"cpus": 1},
         "scheduler": {"type": "asha", "grace_period": 3, "reduction_factor": 3},
         "fixed": {"modality": "fusion", "weights": weights, "epochs": epochs, "fine_tune_layers": 20,
                   "fine_tune_epochs": 2, "early_stopping_patience": epochs, "batch_size": 32, "fusion_width": 64,
@@ -46,11 +46,12 @@ def main() -> None:
     parser.add_argument("--learning-rates", type=float, nargs="+", default=[0.0003, 0.001, 0.003, 0.01])
     parser.add_argument("--backbones", nargs=2, default=BACKBONES)
     parser.add_argument("--smoke-test", action="store_true",
-                        help="150 photos, TestTinyCNN and TestTinyMobileNet at 32 px, 2 learning rates, 3 head epochs")
+                        help="150 photos, TestTinyCNN and TestTinyMobileNet at 32 px, 1 learning rate, 3 head epochs, "
+                             "one trial at a time")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     if args.smoke_test:
-        args.photos, args.epochs, args.sizes, args.learning_rates = 150, 3, [32], [0.001, 0.003]
+        args.photos, args.epochs, args.sizes, args.learning_rates = 150, 3, [32], [0.003]
         args.backbones = ["TestTinyCNN", "TestTinyMobileNet"]
 
     import ray
@@ -70,14 +71,16 @@ def main() -> None:
         for mode in ("off", "auto"):
             storage = root / f"experiments-{mode}"
             started = time.perf_counter()
-            plan = _plan(f"speed-{mode}", weights, args.sizes, args.epochs, mode, args.learning_rates)
+            plan = _plan(f"speed-{mode}", weights, args.sizes, args.epochs, mode, args.learning_rates,
+                         1 if args.smoke_test else 2)  # the smoke test: one at a time, so ASHA decides alike
             result = run_sweep(plan, dataset, storage_path=str(storage))
             walls[mode], boards[mode] = time.perf_counter() - started, result.leaderboard
             built = len(FeatureCache.under(str(storage)).entries())
             print(f"feature_cache {mode}: {len(result.leaderboard)} trials, "
                   f"{int(result.leaderboard['epochs'].sum())} trial-epochs, {built} cache entries built, "
                   f"{walls[mode]:.0f} s ({'fresh' if mode == 'off' else 'warm'} workers)", flush=True)
-            print(slot_seconds(epoch_rows(result.experiment_dir), result.leaderboard, walls[mode], 2), flush=True)
+            print(slot_seconds(epoch_rows(result.experiment_dir), result.leaderboard, walls[mode],
+                               plan.space.max_concurrent), flush=True)
         print(f"sweep wall time: {walls['off']:.0f} s off, {walls['auto']:.0f} s on: "
               f"{walls['off'] / walls['auto']:.1f}x", flush=True)
         _compare(boards)
