@@ -79,6 +79,9 @@ def plan_phases(config: TrialConfig, two_phase: bool) -> list[Phase]:
     """A pretrained backbone: the head with the backbone frozen, then (when asked) fine-tuning the top layers at a
     lower learning rate. Otherwise one phase in which everything trains."""
     if not two_phase:
+        if config.fine_tune_layers > 0 and config.uses_image:
+            logger.info("weights are 'none': the backbone trains from scratch in one phase; fine_tune_layers=%d "
+                        "has no effect", config.fine_tune_layers)
         return [Phase("train", config.epochs, config.learning_rate, None)]
     phases = [Phase("head", config.epochs, config.learning_rate, 0)]
     if config.fine_tune_layers > 0 and config.fine_tune_epochs > 0:
@@ -205,9 +208,6 @@ def run_trial(config: TrialConfig, data: DatasetArrays | str | Path, *, report: 
     head = HeadFeatures(cache, config, built, inputs, image_size, data.card.dataset_id)
     tune = TuneActivations(cache, config, built, inputs, image_size, data.card.dataset_id)
     phases = plan_phases(config, two_phase=built.pretrained)
-    if config.fine_tune_layers > 0 and phases[0].name == "train" and config.uses_image:
-        logger.info("weights are 'none': the backbone trains from scratch in one phase; fine_tune_layers=%d "
-                    "has no effect", config.fine_tune_layers)
     with TrialEmissions(config.country, output_dir=emissions_dir) as emissions:
         loop = TrainingState(data.val.targets, data.multi_label, emissions, report, config.early_stopping_patience,
                              config.batch_size)
