@@ -375,9 +375,10 @@ def cmd_cache(args: argparse.Namespace) -> int:
     entries = cache.entries()
     for entry in entries:
         key = entry["key"]
-        print(f"{entry['digest']}  {key['backbone']:<16} {key['image_size']:>4} px  {key['weights'][:19]:<19} "
-              f"{key['precision']:<14} dataset {key['dataset_id'][:12]}  {entry['bytes'] / 2**20:7.1f} MiB  "
-              f"built in {entry['build_s']:.1f} s  {entry['created']}")
+        what = f"at {key['cut']}" if key.get("cut") else "pooled"  # a fine-tuning phase's activations, or features
+        print(f"{entry['digest']}  {key['backbone']:<16} {key['image_size']:>4} px  {what:<24} "
+              f"{key['weights'][:19]:<19} {key['precision']:<14} dataset {key['dataset_id'][:12]}  "
+              f"{entry['bytes'] / 2**20:7.1f} MiB  built in {entry['build_s']:.1f} s  {entry['created']}")
     print(f"{len(entries)} entries in {cache.root_uri}")
     return 0
 

@@ -39,11 +39,12 @@ def main() -> None:
     parser.add_argument("--fine-tune-epochs", type=int, default=2)
     parser.add_argument("--pairs", type=_pair, nargs="+", default=[("EfficientNetB0", 150), ("MobileNetV2", 96)],
                         metavar="BACKBONE:SIZE")
-    parser.add_argument("--smoke-test", action="store_true", help="120 photos, TestTinyMobileNet at 32 px, 2 epochs")
+    parser.add_argument("--smoke-test", action="store_true",
+                        help="120 photos, TestTinyMobileNet at 32 px, 2 head epochs, 1 fine-tuning epoch")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     if args.smoke_test:
-        args.photos, args.epochs, args.pairs = 120, 2, [("TestTinyMobileNet", 32)]
+        args.photos, args.epochs, args.fine_tune_epochs, args.pairs = 120, 2, 1, [("TestTinyMobileNet", 32)]
 
     from exifray.config import TrialConfig
     from exifray.data.dataset import load_arrays

@@ -116,11 +116,11 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--shard-size", type=int, default=256)
     parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--smoke-test", action="store_true", help="600 photos at 32 px, 1 epoch")
+    parser.add_argument("--smoke-test", action="store_true", help="300 photos at 32 px in shards of 32, 1 epoch")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     if args.smoke_test:
-        args.photos, args.image_size, args.shard_size, args.epochs = 600, 32, 64, 1
+        args.photos, args.image_size, args.shard_size, args.epochs = 300, 32, 32, 1
 
     import ray
 

@@ -80,12 +80,14 @@ def test_head_phase_on_cached_features_equals_the_one_through_the_backbone(datas
 
 
 def test_fine_tuning_on_cached_activations_equals_fine_tuning_through_the_backbone(
-        datasets: dict[str, Path], weights: dict[str, str], tmp_path: Path) -> None:
+        datasets: dict[str, Path], weights: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from exifray.cli import main
     from exifray.data.dataset import load_arrays
     from exifray.train import run_trial
 
     data = load_arrays(datasets["target"], 32)
-    access = CacheAccess(FeatureCache(str(tmp_path / "cache")))
+    access = CacheAccess(FeatureCache.under(str(tmp_path)))
     seen: dict[str, dict[int, Any]] = {"cached": {}, "plain": {}}
 
     def record(route: str) -> Any:  # each epoch: the phase, the model's inputs and its validation probabilities
@@ -119,6 +121,13 @@ def test_fine_tuning_on_cached_activations_equals_fine_tuning_through_the_backbo
     cuts = sorted(entry["key"].get("cut", "") for entry in access.cache.entries())
     assert cuts[0] == "" and len(cuts) == 2 and again.metrics["fine_tune_cache_key"] in {
         entry["digest"] for entry in access.cache.entries()}
+    capsys.readouterr()
+    assert main(["cache", "list", "--storage-path", str(tmp_path)]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert sorted(line.split()[4] for line in listed[:2]) == ["at", "pooled"], listed  # what each entry holds
+    assert f" at {cuts[1]} " in "".join(listed) and listed[-1].startswith("2 entries in "), listed
+    assert main(["cache", "clear", "--storage-path", str(tmp_path), "--key", again.metrics["fine_tune_cache_key"]]) == 0
+    assert [entry["key"].get("cut", "") for entry in access.cache.entries()] == [""]
     # Fine-tuning the whole backbone leaves nothing below to cache: it trains through the backbone, and says why.
     whole = run_trial(_head_trial(weights["TestTinyCNN"], epochs=1, fine_tune_layers=99, fine_tune_epochs=1), data,
                       cache=access)

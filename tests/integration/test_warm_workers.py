@@ -28,15 +28,15 @@ COMPARED = {"modality": "fusion", "backbone": "TestTinyCNN", "image_size": 32, "
 def two_size_dataset(tmp_path_factory: pytest.TempPathFactory, ray_local: None) -> Path:
     from exifray.testing.datasets import make_dataset
 
-    return make_dataset(tmp_path_factory.mktemp("warm"), photos=200, seed=5, image_size=48, sizes=(32, 40),
-                        shard_size=50)
+    return make_dataset(tmp_path_factory.mktemp("warm"), photos=160, seed=5, image_size=48, sizes=(32, 40),
+                        shard_size=40)
 
 
 def _plan(name: str, **settings: Any) -> SweepPlan:
     document: dict[str, Any] = {
         "name": name, "max_concurrent": 1, "scheduler": "none", "resources": {"cpus": 2}, "warm_workers": True,
         "data": {"stream": "always"},
-        "fixed": {"epochs": 3, "batch_size": 32, "fusion_width": 8, "exif_tags": TAGS, "seed": 7,
+        "fixed": {"epochs": 2, "batch_size": 32, "fusion_width": 8, "exif_tags": TAGS, "seed": 7,
                   "early_stopping_patience": 5},
         "params": {"modality": {"choice": ["image", "fusion"]}, "backbone": {"choice": ["TestTinyCNN",
                                                                                     "TestTinyMobileNet"]},
@@ -122,7 +122,7 @@ def warm_run(two_size_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -
 def test_the_trial_before_ran_on_the_same_worker_streamed_or_was_stopped(warm_run: pd.DataFrame) -> None:
     assert warm_run["pid"].nunique() == 1  # one worker process ran all four
     assert _final(warm_run, 1)[schema.DATA_SOURCE].startswith("streamed")
-    assert len(_epochs(warm_run, 1)) == 3
+    assert len(_epochs(warm_run, 1)) == 2
     stopped = warm_run[warm_run[schema.WORKER_TRIAL] == 3]
     assert len(stopped) == 1 and stopped[schema.FINAL_RESULT].isna().all()  # stopped after its first epoch
 
@@ -134,13 +134,13 @@ def test_a_trial_on_a_reused_worker_equals_it_on_a_fresh_one(worker_trial: int, 
     after, fresh = _final(warm_run, worker_trial), _final(fresh_run, 1)
     assert after["config/modality"] == "fusion" and after["config/backbone"] == "TestTinyCNN"
     pd.testing.assert_frame_equal(_epochs(warm_run, worker_trial), _epochs(fresh_run, 1), atol=1e-5, rtol=0)
-    assert len(_epochs(fresh_run, 1)) == 3
+    assert len(_epochs(fresh_run, 1)) == 2
     for key in (schema.TEST_F1_MACRO, schema.TEST_F1_MICRO, schema.TEST_ACCURACY, schema.VAL_LOSS):
         assert after[key] == pytest.approx(fresh[key], abs=1e-5)
     np.testing.assert_allclose(_val_probabilities(after, plan, two_size_dataset),
                                _val_probabilities(fresh, plan, two_size_dataset), atol=1e-5, rtol=0)
-    # its CodeCarbon record holds its own segments only: 3 epochs and the test pass
-    assert _task_names(after) == ["train-epoch1", "train-epoch2", "train-epoch3", "test"] == _task_names(fresh)
+    # its CodeCarbon record holds its own segments only: 2 epochs and the test pass
+    assert _task_names(after) == ["train-epoch1", "train-epoch2", "test"] == _task_names(fresh)
     # ... also in the trial's own folder, where a fresh worker's trial keeps CodeCarbon's files
     own = Path(after["trial_path"]) / "codecarbon" / schema.CODECARBON_TASKS_FILE
     checkpoint = Path(after["trial_path"]) / after["checkpoint_dir_name"]

@@ -32,15 +32,13 @@ def test_bench_sweep_speed_smoke_runs_both_sweeps_and_compares_them(smoke: Smoke
     result = smoke("bench_sweep_speed.py", timeout=900)
     runs = re.findall(r"feature_cache (off|auto): (\d+) trials, (\d+) trial-epochs, (\d+) cache entries built",
                       result.stdout)
-    assert [(mode, int(trials)) for mode, trials, _, _ in runs] == [("off", 2), ("auto", 2)]
-    # a pooled-feature entry per backbone, and the activations of TestTinyMobileNet's when it reached fine-tuning
-    assert [int(built) for _, _, _, built in runs][0] == 0 and [int(b) for _, _, _, b in runs][1] in (2, 3)
+    assert [(mode, int(trials), int(built)) for mode, trials, _, built in runs] == [("off", 1, 0), ("auto", 1, 1)]
     assert re.search(r"sweep wall time: \d+ s off, \d+ s on: [\d.]+x", result.stdout), result.stdout
     worst = re.search(r"largest \|val_f1_macro off - on\| over the (\d+) trials with equal epochs: ([\d.]+)",
                       result.stdout)
     assert worst and int(worst.group(1)) >= 1 and float(worst.group(2)) <= 0.01, result.stdout
     outcomes = re.findall(r"epochs, (\w+)\)$", result.stdout, re.MULTILINE)  # stopped trials say it too
-    assert len(outcomes) == 2 and set(outcomes) == {"built"}, result.stdout  # one trial per backbone
+    assert outcomes == ["built"], result.stdout
 
 
 def test_bench_stream_smoke_prints_each_run_the_memory_roles_and_the_epoch_ratio(smoke: Smoke) -> None:
