@@ -301,6 +301,8 @@ class MlflowTracking(_PicklesInert, Callback):
         client.set_terminated(run_id, status=_MLFLOW_STATUS[status])
 
     def _finish_sweep(self, client: MlflowClient, files: ExperimentFiles, status: str) -> None:
+        import pandas as pd
+
         from exifray.analysis import analyse
         from exifray.experiment import LEADERBOARD_FILE, open_experiment
         from exifray.report import write_analysis
@@ -312,7 +314,20 @@ class MlflowTracking(_PicklesInert, Callback):
             report = Path(scratch) / "analysis"
             write_analysis(analyse(open_experiment(files.uri)), str(report), ("html",))
             client.log_artifacts(self._parent, str(report), artifact_path="analysis")
+            self._end_lost_trials(client, set(pd.read_csv(board, dtype={"trial_id": str})["trial_id"]))
         client.set_terminated(self._parent, status=status)
+
+    def _end_lost_trials(self, client: MlflowClient, trial_ids: set[str]) -> None:
+        """A driver killed between starting a trial and saving Tune's state leaves that trial's run RUNNING, and the
+        resumed sweep never knows the trial: such runs end KILLED, saying why."""
+        experiment_id = client.get_run(self._parent).info.experiment_id
+        children = client.search_runs([experiment_id], f"tags.`mlflow.parentRunId` = '{_quoted(self._parent)}' and "
+                                                       "attributes.status = 'RUNNING'", max_results=1000)
+        for run in children:
+            if run.data.tags.get(TRIAL_TAG, "") not in trial_ids:
+                client.set_tag(run.info.run_id, "exifray.lost", "the driver was killed before Tune saved this trial; "
+                               "the resumed sweep does not have it")
+                client.set_terminated(run.info.run_id, status="KILLED")
 
 
 def mlflow_client(uri: str) -> MlflowClient:

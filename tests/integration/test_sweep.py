@@ -213,9 +213,13 @@ def test_sweep_resumes_after_the_driver_is_killed(small_dataset: Path, tmp_path:
     client = MlflowClient(mlflow_tracking.uri)
     runs = client.search_runs([client.get_experiment_by_name("resume").experiment_id], max_results=100)
     trial_ids = [run.data.tags[TRIAL_TAG] for run in runs]
-    assert trial_ids.count("") == 1 and sorted(filter(None, trial_ids)) == sorted(after.index)  # no duplicate
+    kept = [trial_id for trial_id in trial_ids if trial_id in after.index]
+    assert trial_ids.count("") == 1 and sorted(kept) == sorted(after.index)  # one run per trial, no duplicate
+    # A trial the killed driver had started but Tune had not saved is not in the resumed sweep: its run ends KILLED.
+    lost = [run for run in runs if run.data.tags[TRIAL_TAG] not in {"", *after.index}]
+    assert all(run.info.status == "KILLED" and "exifray.lost" in run.data.tags for run in lost)
     for run in runs:
-        if run.data.tags[TRIAL_TAG]:
+        if run.data.tags[TRIAL_TAG] in after.index:
             assert run.info.status == "FINISHED"
             expected = after.loc[run.data.tags[TRIAL_TAG], "test_f1_macro"]
             assert run.data.metrics["test_f1_macro"] == pytest.approx(expected)
