@@ -381,6 +381,11 @@ def compute_arrays(extractor: keras.Model, images: dict[str, np.ndarray], countr
     return Features(arrays["train"], arrays["val"], arrays["test"]), cost
 
 
+def with_exif(cached: dict[str, np.ndarray], photos: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A model's inputs on cached arrays: those, and the split's EXIF vector when the model has one (fusion)."""
+    return {**cached, "exif": photos["exif"]} if "exif" in photos else cached
+
+
 class HeadFeatures:
     """One trial's use of the cache: decides the route, obtains the features the first time the head phase
     needs them, and reports the outcome (`feature_cache`, its reason, the key, and the build's cost)."""
@@ -424,10 +429,7 @@ class HeadFeatures:
 
     def inputs(self, split: str) -> dict[str, np.ndarray]:
         """The head model's inputs for a split: `features` (and `exif` for fusion)."""
-        inputs = {"features": self._obtained().split(split)}
-        if "exif" in self.inputs_by_split[split]:
-            inputs["exif"] = self.inputs_by_split[split]["exif"]
-        return inputs
+        return with_exif({"features": self._obtained().split(split)}, self.inputs_by_split[split])
 
     def progress(self) -> dict[str, object]:
         """What every epoch's report carries: the outcome so far and, once built here, the build's cost."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -130,17 +131,14 @@ def _train_phases(loop: TrainingState, built: BuiltModel, phases: list[Phase], c
     for index, phase in enumerate(phases[start:], start):
         if index > 0:
             loop.restore_best()  # a phase starts from the best weights of the one before
-        on_features = phase.unfreeze == 0 and head.use
-        on_activations = phase.unfreeze is not None and phase.unfreeze > 0 and tune.prepare(phase.unfreeze)
-        split = head.inputs if on_features else tune.inputs if on_activations else inputs.__getitem__
-        model = built.head_model(head.width) if on_features else tune.model if on_activations else built.model
+        model, split, cheap_step = _route(phase.unfreeze, built, head, tune, inputs)
         train = split("train")
         loop.use(model, split("val"))
         loop.report_extra = tune.progress(head.progress())  # an ASHA-stopped trial's last report still says it
         if phase.unfreeze:  # (a pretrained backbone is frozen when it is built: the head phase needs nothing)
             fine_tuned = unfreeze_top(built.backbone, phase.unfreeze)
         steps = math.ceil(len(targets) / config.batch_size)
-        cheap = on_features or on_activations or not config.uses_image  # a step above the cut or an MLP's is small
+        cheap = cheap_step or not config.uses_image  # a step on cached features or activations, or an MLP's, is small
         _compile(loop.model, phase.learning_rate, loop.multi_label, config.jit_compile,
                  min(steps, 32) if cheap else 1)  # tiny steps: dispatch many at once
         if saved is not None and resume is not None and index == start:
@@ -159,6 +157,18 @@ def _train_phases(loop: TrainingState, built: BuiltModel, phases: list[Phase], c
     if not (head.use and phases[-1].unfreeze == 0):  # a head trained last on features: the backbone stays unbuilt
         loop.use(built.model, inputs["val"])
     return fine_tuned
+
+
+def _route(unfreeze: int | None, built: BuiltModel, head: HeadFeatures, tune: TuneActivations,
+           inputs: dict[str, dict[str, np.ndarray]]
+           ) -> tuple[keras.Model, Callable[[str], dict[str, np.ndarray]], bool]:
+    """A phase's model and its inputs per split: the head on cached features (frozen backbone), the layers above the
+    cut on cached activations (fine-tuning), or the full model on the photos; and whether it trains on a cache."""
+    if unfreeze == 0 and head.use:
+        return built.head_model(head.width), head.inputs, True
+    if unfreeze is not None and unfreeze > 0 and tune.prepare(unfreeze):
+        return tune.model, tune.inputs, True
+    return built.model, inputs.__getitem__, False
 
 
 def _test_scores(model: keras.Model, data: DatasetArrays, x_test: dict[str, np.ndarray], batch_size: int
@@ -215,18 +225,15 @@ def run_trial(config: TrialConfig, data: DatasetArrays | str | Path, *, report: 
         train_time = loop.train_time_s
         loop.restore_best()
         emissions.start_segment("test")
-        on_features = head.use and phases[-1].unfreeze == 0  # the head trained last: every split's features cached
-        on_activations = tune.cut is not None and bool(phases[-1].unfreeze)  # or the top on cached activations
-        scoring = (built.head_model(head.width) if on_features else tune.model if on_activations
-                   else built.model)
-        split_inputs = head.inputs if on_features else tune.inputs if on_activations else inputs.__getitem__
+        # the model the last phase trained, on what it trained: every split's cached features or activations
+        scoring, split_inputs, _ = _route(phases[-1].unfreeze, built, head, tune, inputs)
         scoring_started = time.perf_counter()
         test, test_predictions = _test_scores(scoring, data, split_inputs("test"), config.batch_size)
         scored_ms = (time.perf_counter() - scoring_started) * 1000 / max(1, len(data.test))
         thresholds = _calibrated_thresholds(scoring, data, split_inputs("val"), config.batch_size)
         # A head trained last on cached features leaves the backbone unbuilt: the trial saves the head and the
         # backbone's identity, and its latency is the backbone's (measured with its cache entry) plus the head's.
-        head_only = on_features and not built.assembled
+        head_only = head.use and phases[-1].unfreeze == 0 and not built.assembled
         final = scoring if head_only else built.model
         latency, params = _final_cost(built, final, head_only, scored_ms, inputs, split_inputs, data, config,
                                       head.backbone_cost)

@@ -37,6 +37,7 @@ from exifray.feature_cache import (
     compute_arrays,
     obtain,
     route,
+    with_exif,
 )
 
 if TYPE_CHECKING:
@@ -126,10 +127,7 @@ class TuneActivations:
 
     def inputs(self, split: str) -> dict[str, np.ndarray]:
         """The tuning model's inputs for a split: `activations` (and `exif` for fusion)."""
-        inputs = {"activations": self._obtained().split(split)}
-        if "exif" in self.inputs_by_split[split]:
-            inputs["exif"] = self.inputs_by_split[split]["exif"]
-        return inputs
+        return with_exif({"activations": self._obtained().split(split)}, self.inputs_by_split[split])
 
     def metrics(self, head: dict[str, object]) -> dict[str, object]:
         """`head` (the pooled features' outcome and build cost) with this phase's outcome, and its build's cost
