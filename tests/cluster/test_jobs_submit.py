@@ -56,12 +56,22 @@ def test_every_job_smoke_test_runs_under_ray_job_submit_with_token_auth(head: Lo
     refused = cluster.submit("jobs/crawl.py", "--smoke-test", env=tokenless)
     assert refused.returncode != 0 and "Authentication" in refused.stdout + refused.stderr
 
-    logs = {}
-    for job in ("crawl", "ingest", "sweep", "leaderboard"):
-        result = ingested[0] if job == "ingest" else cluster.submit(f"jobs/{job}.py", "--smoke-test", "--out",
-                                                                      str(tmp_path / job))
-        logs[job] = result.stdout + result.stderr
-        assert result.returncode == 0 and "succeeded" in logs[job], logs[job][-3000:]
+    # The jobs go in at once, as a user's would (the head's job agent is up: the ingest job went through), and queue
+    # for the head's CPUs. Besides the smoke tests, a sweep whose one trial fails (followed below).
+    space = tmp_path / "failing.yaml"
+    space.write_text("name: failing\nscheduler: none\nmax_failures: 0\nresources: {cpus: 1}\n"
+                     "fixed: {modality: exif, epochs: 2, batch_size: 8}\n"
+                     "params: {learning_rate: {grid: [0.01, 1.0e30]}}\n")
+    running = {job: cluster.submit(f"jobs/{job}.py", "--smoke-test", "--out", str(tmp_path / job), wait=False)
+               for job in ("crawl", "sweep", "leaderboard")}
+    running["failing"] = cluster.submit("jobs/sweep.py", "--space", str(space), "--data", str(ingested[1]),
+                                        "--storage-path", str(tmp_path / "failing"), wait=False)
+    outputs = {job: process.communicate(timeout=600)[0] for job, process in running.items()}
+    failing = outputs.pop("failing")
+    logs = {"ingest": ingested[0].stdout + ingested[0].stderr, **outputs}
+    assert ingested[0].returncode == 0 and "succeeded" in logs["ingest"], logs["ingest"][-3000:]
+    for job, text in outputs.items():
+        assert running[job].returncode == 0 and "succeeded" in text, (job, text[-3000:])
     assert cluster.token not in "".join(logs.values())
     job_ids = [found.group(1) for text in logs.values() if (found := JOB_ID.search(text))]
 
@@ -84,14 +94,8 @@ def test_every_job_smoke_test_runs_under_ray_job_submit_with_token_auth(head: Lo
 
     # Following a sweep's job shows each trial's epochs and a failed trial's whole error (the trials' own output
     # stays on their nodes): a trial whose loss diverges at learning rate 1e30, the other trains.
-    space = tmp_path / "failing.yaml"
-    space.write_text("name: failing\nscheduler: none\nmax_failures: 0\nresources: {cpus: 1}\n"
-                     "fixed: {modality: exif, epochs: 2, batch_size: 8}\n"
-                     "params: {learning_rate: {grid: [0.01, 1.0e30]}}\n")
-    submitted = cluster.submit("jobs/sweep.py", "--space", str(space), "--data", str(ingested[1]),
-                               "--storage-path", str(tmp_path / "failing"))
-    job = JOB_ID.search(submitted.stdout + submitted.stderr)
-    assert job, (submitted.stdout + submitted.stderr)[-3000:]
+    job = JOB_ID.search(failing)
+    assert job, failing[-3000:]
     followed = subprocess.run([str(BIN / "ray"), "job", "logs", "--address", cluster.dashboard, job.group(1)],
                               capture_output=True, text=True, env=cluster.env, timeout=60)
     text = followed.stdout + followed.stderr
