@@ -53,11 +53,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check exifray tests jobs tools
 	$(BIN)/mypy
 
-# Two pytest-xdist workers, a test file each at a time (its module fixtures are built once), the longest tiers first
-# (tests/conftest.py orders them): much of the suite waits on Ray, subprocesses and servers, so two files in flight
-# finish sooner on 2 cores (docs/testing.md has the figures).
+# Three pytest-xdist workers, a test file each at a time (its module fixtures are built once), the longest tiers first
+# (tests/conftest.py orders them): much of the suite waits on Ray, subprocesses, servers and killed nodes, so with
+# two files in flight the 2 cores still idle; with three they stay busy (docs/testing.md has the figures).
 test: chromium test-setup lint
-	$(BIN)/python -m pytest tests -q -p no:cacheprovider --timeout=900 -n 2 --dist loadfile --no-loadscope-reorder --durations=25
+	$(BIN)/python -m pytest tests -q -p no:cacheprovider --timeout=900 -n 3 --dist loadfile --no-loadscope-reorder --durations=25
 
 # The edit loop: lint, the unit tier and the integration tests under 5 s each (tests/quick.txt, written from a
 # full run's timings by tools/quick_tests.py). `make test` stays the whole suite.

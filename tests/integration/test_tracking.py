@@ -126,7 +126,8 @@ def test_wandb_offline_runs_hold_the_leaderboard_final_metrics(tracked: SweepRes
         summary, config = record["summary"], record["config"]
         trial_id = record["run_id"]
         seen.add(trial_id)
-        assert record["project"] == PROJECT and record["state"] == "finished"
+        assert record["project"] == PROJECT and record["state"] == "finished", (run, {
+            key: value for key, value in record.items() if key not in ("summary", "config")})
         row = board.loc[trial_id]
         for metric in (schema.TEST_F1_MACRO, schema.VAL_F1_MACRO, schema.EMISSIONS_KG, schema.ENERGY_KWH):
             assert summary[metric] == pytest.approx(row[metric], rel=1e-9), metric
