@@ -78,7 +78,10 @@ def test_the_watched_report_follows_a_running_sweep_in_chromium(small_dataset: P
     assert "error" not in watcher_result, watcher_result.get("error")
     watched = watcher_result["watched"]
     assert watched.verdict == FINISHED and watched.finished == 4  # type: ignore[attr-defined]
-    assert len(seen) >= 2 and seen == sorted(seen) and seen[0] < 4 and all(refreshing)
+    assert len(seen) >= 2 and seen == sorted(seen) and seen[0] < 4
+    # Every page shown while the sweep ran reloads itself; only the last one read may be the final report already
+    # (the watch writes it just before it returns, and a loaded machine can show it to the loop before that).
+    assert all(refreshing[:-1]) and (refreshing[-1] or seen[-1] == 4), list(zip(seen, refreshing, strict=True))
     assert _complete(final) == 4 and REFRESH not in report.read_text()  # the final report stays still
     assert "Live: this page reloads" not in final
     assert json.loads((experiment / STATUS_FILE).read_text())["state"] == FINISHED
