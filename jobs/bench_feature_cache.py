@@ -90,16 +90,16 @@ def _print(backbone: str, size: int, runs: dict) -> None:
     plain_epoch, cached_epoch = statistics.mean(epochs(plain, "head")), statistics.mean(epochs(cached, "head"))
     build = cached.metrics["feature_build_s"]  # the pooled features' and the activations' builds
     plain_phase, cached_phase = sum(epochs(plain, "head")), sum(epochs(cached, "head")) + build
-    print(f"{backbone} {size} px: head epoch {plain_epoch:.2f} s through the backbone, {cached_epoch:.3f} s on "
-          f"cached features: {plain_epoch / cached_epoch:.1f}x", flush=True)
+    print(f"{backbone} {size} px: head epoch {plain_epoch:.3f} s through the backbone, {cached_epoch:.3f} s on "
+          f"cached features: {plain_epoch / cached_epoch:.2f}x", flush=True)
     print(f"{backbone} {size} px: whole head phase {plain_phase:.1f} s vs {cached_phase:.1f} s including the "
           f"{build:.1f} s of builds: {plain_phase / cached_phase:.1f}x (whole trials {plain_s:.1f} s vs "
           f"{cached_s:.1f} s: {plain_s / cached_s:.1f}x)", flush=True)
     if epochs(cached, "fine_tune"):
         plain_tune, cached_tune = statistics.mean(epochs(plain, "fine_tune")), statistics.mean(epochs(cached,
                                                                                                       "fine_tune"))
-        print(f"{backbone} {size} px: fine-tuning epoch {plain_tune:.2f} s through the backbone, {cached_tune:.3f} s "
-              f"above the cut on cached activations: {plain_tune / cached_tune:.1f}x "
+        print(f"{backbone} {size} px: fine-tuning epoch {plain_tune:.3f} s through the backbone, {cached_tune:.3f} s "
+              f"above the cut on cached activations: {plain_tune / cached_tune:.2f}x "
               f"(fine_tune_cache={cached.metrics['fine_tune_cache']})", flush=True)
     print(f"{backbone} {size} px: val macro F1 {plain.metrics['val_f1_macro']:.4f} through the backbone, "
           f"{cached.metrics['val_f1_macro']:.4f} cached (feature_cache={cached.metrics['feature_cache']})",

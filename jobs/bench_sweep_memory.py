@@ -24,15 +24,30 @@ from pathlib import Path
 
 
 def _ray_processes() -> list:
+    """This driver and its Ray's processes. When it started Ray itself (its GCS is a descendant), its descendants
+    only: another Ray on the machine (a parallel test run's) is not this sweep's. Otherwise every Ray process here."""
     import psutil
 
-    found = [psutil.Process(os.getpid())]
+    me = psutil.Process(os.getpid())
+    descendants = me.children(recursive=True)
+    if any("gcs_server" in " ".join(_cmdline(process)) for process in descendants):
+        return [me, *descendants]
+    found = [me]
     for process in psutil.process_iter(["name", "cmdline"]):
         cmdline = " ".join(process.info["cmdline"] or [])
         if process.pid != os.getpid() and (cmdline.startswith("ray::") or "raylet" in cmdline
                                            or "gcs_server" in cmdline or "default_worker.py" in cmdline):
             found.append(process)
     return found
+
+
+def _cmdline(process: object) -> list[str]:
+    import psutil
+
+    try:
+        return list(process.cmdline())  # type: ignore[attr-defined]
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return []
 
 
 class PeakSampler(threading.Thread):

@@ -185,6 +185,7 @@ def test_sweep_resumes_after_the_driver_is_killed(small_dataset: Path, tmp_path:
         assert set(live["status"]) <= {"complete", "running", "pending"} and live["trial_id"].is_unique
         os.kill(driver.pid, signal.SIGKILL)  # no clean shutdown: the driver dies mid-sweep
         driver.wait()
+        killed_at = time.time()
     before = pd.read_csv(board)
     finished_before = before[before["status"] == "complete"].set_index("trial_id")
     (entry,) = cache.entries()  # built before the kill by a fusion trial
@@ -223,13 +224,16 @@ def test_sweep_resumes_after_the_driver_is_killed(small_dataset: Path, tmp_path:
             assert run.info.status == "FINISHED"
             expected = after.loc[run.data.tags[TRIAL_TAG], "test_f1_macro"]
             assert run.data.metrics["test_f1_macro"] == pytest.approx(expected)
-    left = sorted(p.name for p in private.iterdir())
+    left = {p.name: (p.stat().st_mtime, sorted(q.name for q in p.iterdir()) if p.is_dir() else []) for p in
+            private.iterdir() if p.name not in ("ray", "_ray_lockfiles")}
     shutil.rmtree(private, ignore_errors=True)
-    # W&B's own temporary folders are not exifray's: Ray's usage tags import W&B's module in every driver that has
-    # Tune callbacks (`ray.air._internal.usage._count_callbacks`), W&B makes them on import, and a driver killed
-    # with SIGKILL cannot remove them.
-    left = [name for name in left if not name.endswith(("wandb-media", "wandb-artifacts"))]
-    assert set(left) <= {"ray", "_ray_lockfiles"}, left
+    # Nothing of exifray's is left (its temporary folders are all named exifray-... or .tmp-..., trials' scratch is in
+    # Ray's temp dir), and the resumed sweep, which ended cleanly, left nothing at all. A driver killed with SIGKILL
+    # cannot remove the temporary folders its libraries had open: W&B's, which it makes on import (Ray's usage tags
+    # import W&B's module in every driver that has Tune callbacks), or MLflow's while it uploads an artifact.
+    assert [name for name in left if name.startswith(("exifray", ".tmp-"))] == [], left
+    assert [name for name, (made, _) in left.items()
+            if made >= killed_at and not name.endswith(("wandb-media", "wandb-artifacts"))] == [], (killed_at, left)
 
 
 def test_sweep_data_reaches_trials_without_a_copy(small_dataset: Path) -> None:

@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Error as PlaywrightError
+from playwright.sync_api import Page
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from exifray.space_file import parse_sweep
@@ -26,6 +28,21 @@ REFRESH = '<meta http-equiv="refresh"'
 def _complete(text: str) -> int:
     found = re.search(r"(\d+) complete", text)
     return int(found.group(1)) if found else 0
+
+
+def _shown(page: Page) -> tuple[int, bool] | None:
+    """(trials complete, whether the page reloads itself), both read from one loaded document; None when the page
+    is reloading itself at that moment (reading the two apart could see the old page's text and the new one's
+    half-parsed head)."""
+    try:
+        text, refreshes = page.evaluate(
+            "() => document.readyState === 'complete' ? [document.body.innerText, "
+            "document.querySelectorAll('meta[http-equiv=\"refresh\"]').length] : [null, 0]")
+    except PlaywrightError as error:
+        if "context was destroyed" not in str(error):
+            raise
+        return None
+    return None if text is None else (_complete(text), refreshes == 1)
 
 
 def test_the_watched_report_follows_a_running_sweep_in_chromium(small_dataset: Path, tmp_path: Path) -> None:
@@ -64,8 +81,10 @@ def test_the_watched_report_follows_a_running_sweep_in_chromium(small_dataset: P
             raise AssertionError("the watch failed") from watcher_result["error"]  # type: ignore[arg-type]
         page.goto(report.as_uri())
         while follow.is_alive() and time.monotonic() < deadline:
-            seen.append(_complete(page.inner_text("body")))
-            refreshing.append(page.locator('meta[http-equiv="refresh"]').count() == 1)
+            shown = _shown(page)
+            if shown is not None:
+                seen.append(shown[0])
+                refreshing.append(shown[1])
             try:
                 with page.expect_event("load", timeout=30_000):  # the page reloads itself, nobody else does
                     pass
