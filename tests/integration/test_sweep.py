@@ -132,6 +132,13 @@ def test_checkpoint_every_n_epochs_keeps_the_last_checkpointed_epoch_and_the_fin
     assert (trial / "checkpoint_000002" / "metrics.json").is_file()
 
 
+def _session_processes(session: int) -> list[int]:
+    """The live processes of a session (zombies hold nothing)."""
+    listing = subprocess.run(["ps", "-e", "-o", "pid=,sid=,stat="], capture_output=True, text=True, check=True).stdout
+    return [int(pid) for pid, sid, stat in (line.split() for line in listing.splitlines())
+            if int(sid) == session and not stat.startswith("Z")]
+
+
 def _count_finished(board: Path) -> int:
     try:
         return int(pd.read_csv(board)["status"].isin(["complete", "error"]).sum())
@@ -185,15 +192,20 @@ def test_sweep_resumes_after_the_driver_is_killed(small_dataset: Path, tmp_path:
         assert set(live["status"]) <= {"complete", "running", "pending"} and live["trial_id"].is_unique
         os.kill(driver.pid, signal.SIGKILL)  # no clean shutdown: the driver dies mid-sweep
         driver.wait()
-        killed_at = time.time()
     before = pd.read_csv(board)
     finished_before = before[before["status"] == "complete"].set_index("trial_id")
     (entry,) = cache.entries()  # built before the kill by a fusion trial
     assert 2 <= len(finished_before) < 5
-    time.sleep(2)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(driver.pid, signal.SIGKILL)  # Ray processes the killed driver started, if any are left
-
+    # The Ray processes the killed driver started (its session: Ray gives workers process groups of their own) are
+    # killed too and gone before the resume, so that whatever appears from now on is the resumed sweep's.
+    deadline = time.monotonic() + 60
+    while (alive := _session_processes(driver.pid)) and time.monotonic() < deadline:
+        for pid in alive:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.2)
+    assert _session_processes(driver.pid) == []
+    resumed_at = time.time()
     resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True, env=env, timeout=400)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     after = pd.read_csv(board).set_index("trial_id")
@@ -228,12 +240,12 @@ def test_sweep_resumes_after_the_driver_is_killed(small_dataset: Path, tmp_path:
             private.iterdir() if p.name not in ("ray", "_ray_lockfiles")}
     shutil.rmtree(private, ignore_errors=True)
     # Nothing of exifray's is left (its temporary folders are all named exifray-... or .tmp-..., trials' scratch is in
-    # Ray's temp dir), and the resumed sweep, which ended cleanly, left nothing at all. A driver killed with SIGKILL
-    # cannot remove the temporary folders its libraries had open: W&B's, which it makes on import (Ray's usage tags
-    # import W&B's module in every driver that has Tune callbacks), or MLflow's while it uploads an artifact.
+    # Ray's temp dir), and the resumed sweep, which ended cleanly, left nothing at all. Processes killed with SIGKILL
+    # cannot remove the temporary folders their libraries had open: W&B's, which a driver makes on import (Ray's usage
+    # tags import W&B's module in every driver that has Tune callbacks), or Keras' while a killed trial saved a model.
     assert [name for name in left if name.startswith(("exifray", ".tmp-"))] == [], left
     assert [name for name, (made, _) in left.items()
-            if made >= killed_at and not name.endswith(("wandb-media", "wandb-artifacts"))] == [], (killed_at, left)
+            if made >= resumed_at and not name.endswith(("wandb-media", "wandb-artifacts"))] == [], (resumed_at, left)
 
 
 def test_sweep_data_reaches_trials_without_a_copy(small_dataset: Path) -> None:

@@ -11,9 +11,11 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -111,6 +113,21 @@ def test_a_sweep_is_one_parent_run_with_a_child_run_per_trial_equal_to_the_leade
     assert "analysis/report.html" in {a.path for a in client.list_artifacts(parent.info.run_id, "analysis")}
 
 
+def _inspect(wandb: Path, run: Path) -> dict[str, Any]:
+    """W&B's own reader of the run's transaction log (offline runs write no files/wandb-summary.json since
+    wandb-core: wandb/wandb#9646). W&B's service process writes the log: on a loaded machine it was seen still
+    writing it (no project yet, no exit code) when the sweep had returned, so it is read until the run shows
+    finished, for at most a minute."""
+    deadline = time.monotonic() + 60
+    while True:
+        shown = subprocess.run([str(wandb), "leet", "inspect", "--summary", "--json", str(run)], capture_output=True,
+                               text=True, timeout=120, check=True)
+        record: dict[str, Any] = json.loads(shown.stdout)
+        if record["state"] == "finished" or time.monotonic() > deadline:
+            return record
+        time.sleep(1)
+
+
 def test_wandb_offline_runs_hold_the_leaderboard_final_metrics(tracked: SweepResult, wandb_dir: Path) -> None:
     board = load_leaderboard(tracked).set_index("trial_id")
     runs = sorted((wandb_dir / "wandb").glob("offline-run-*"))
@@ -118,11 +135,7 @@ def test_wandb_offline_runs_hold_the_leaderboard_final_metrics(tracked: SweepRes
     wandb = Path(sys.executable).parent / "wandb"
     seen = set()
     for run in runs:
-        # W&B's own reader of the run's transaction log (offline runs write no files/wandb-summary.json since
-        # wandb-core: wandb/wandb#9646)
-        shown = subprocess.run([str(wandb), "leet", "inspect", "--summary", "--json", str(run)], capture_output=True,
-                               text=True, timeout=120, check=True)
-        record = json.loads(shown.stdout)
+        record = _inspect(wandb, run)
         summary, config = record["summary"], record["config"]
         trial_id = record["run_id"]
         seen.add(trial_id)
