@@ -110,6 +110,35 @@ def _report(one: dict[str, Any], streamed: dict[str, Any], memory: dict[str, Any
           f"MiB vs in memory {memory['sweep'] / mib:.0f} MiB ({streamed['sweep'] / memory['sweep']:.2f}x)")
 
 
+def _epoch_times(runs: dict[str, Any], results: dict[str, dict[str, Any]], labels: tuple[str, ...], args: Any,
+                 storage_path: str) -> tuple[dict[str, float], str]:
+    """Each labelled run's epoch time, and where it comes from: run again without the sampler, which competes for
+    the 2 cores with the streaming reader thread (the smoke test checks the report, not the figure: it takes the
+    sampled runs' epochs, two sweeps fewer)."""
+    from exifray.sweep import run_sweep
+
+    if args.smoke_test:
+        return {label: results[label]["epoch"] for label in labels}, "the sampled runs"
+    timed = {}
+    for index, label in enumerate(labels):
+        data, setting = runs[label]
+        row = run_sweep(_plan(f"timed{index}", args.image_size, args.epochs, setting), data,
+                        storage_path=storage_path).leaderboard.iloc[0]
+        timed[label] = float(row["train_time_s"]) / float(row["epochs"])
+    return timed, "runs without the sampler"
+
+
+def _print_runs(card: Any, args: Any, images_mb: float, idle: int, results: dict[str, dict[str, Any]]) -> None:
+    mib = 2**20
+    print(f"big dataset: {card.photos} photos at {args.image_size} px in {len(card.shards)} shards, "
+          f"{images_mb:.1f} MiB of images; one image-only SmallCNN trial, {args.epochs} epochs, batch 64; "
+          f"idle Ray {idle / mib:.0f} MiB PSS")
+    for label, run in results.items():
+        print(f"{label:50s}: whole sweep {run['sweep'] / mib:5.0f} MiB above idle Ray; trial process "
+              f"{run['trial'] / mib:4.0f} (private {run['trial_uss'] / mib:4.0f}), driver {run['driver'] / mib:4.0f}; "
+              f"epoch {run['epoch']:.2f} s, val F1 {run['f1']:.3f}, wall {run['wall']:.0f} s [{run['source']}]")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--photos", type=int, default=12000)
@@ -125,7 +154,6 @@ def main() -> None:
 
     import ray
 
-    from exifray.sweep import run_sweep
     from exifray.testing.datasets import make_dataset
 
     with tempfile.TemporaryDirectory(prefix="bench-stream-") as tmp:
@@ -151,24 +179,8 @@ def main() -> None:
         results = {label: _sampled_run(_plan(f"run{index}", args.image_size, args.epochs, setting), data,
                                        str(root / "experiments"), idle)
                    for index, (label, (data, setting)) in enumerate(runs.items())}
-        # Epoch times again without the sampler, which competes for the 2 cores with the streaming reader thread (the
-        # smoke test checks the report, not the figure: it takes the sampled runs' epochs, two sweeps fewer)
-        timed, timing = {label: results[label]["epoch"] for label in (memory_label, streamed_label)}, "the sampled runs"
-        if not args.smoke_test:
-            timing = "runs without the sampler"
-            for index, label in enumerate((memory_label, streamed_label)):
-                data, setting = runs[label]
-                row = run_sweep(_plan(f"timed{index}", args.image_size, args.epochs, setting), data,
-                                storage_path=str(root / "experiments")).leaderboard.iloc[0]
-                timed[label] = float(row["train_time_s"]) / float(row["epochs"])
-    mib = 2**20
-    print(f"big dataset: {card.photos} photos at {args.image_size} px in {len(card.shards)} shards, "
-          f"{images_mb:.1f} MiB of images; one image-only SmallCNN trial, {args.epochs} epochs, batch 64; "
-          f"idle Ray {idle / mib:.0f} MiB PSS")
-    for label, run in results.items():
-        print(f"{label:50s}: whole sweep {run['sweep'] / mib:5.0f} MiB above idle Ray; trial process "
-              f"{run['trial'] / mib:4.0f} (private {run['trial_uss'] / mib:4.0f}), driver {run['driver'] / mib:4.0f}; "
-              f"epoch {run['epoch']:.2f} s, val F1 {run['f1']:.3f}, wall {run['wall']:.0f} s [{run['source']}]")
+        timed, timing = _epoch_times(runs, results, (memory_label, streamed_label), args, str(root / "experiments"))
+    _print_runs(card, args, images_mb, idle, results)
     _report(results[small_label], results[streamed_label], results[memory_label], budget_mb)
     print(f"epoch time ({timing}): streamed {timed[streamed_label]:.2f} s vs in memory "
           f"{timed[memory_label]:.2f} s ({timed[streamed_label] / timed[memory_label]:.2f}x)")

@@ -21,6 +21,8 @@ from typing import Any
 
 import pytest
 
+from exifray.testing.processes import session_processes
+
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).parents[2]
 NO_AGENT = "No available agent to submit job"
@@ -30,11 +32,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-def session_processes(session: int) -> list[int]:
-    listing = subprocess.run(["ps", "-e", "-o", "pid=,sid="], capture_output=True, text=True, check=True).stdout
-    return [int(pid) for pid, sid in (line.split() for line in listing.splitlines()) if int(sid) == session]
 
 
 class Node:

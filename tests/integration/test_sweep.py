@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -132,13 +131,6 @@ def test_checkpoint_every_n_epochs_keeps_the_last_checkpointed_epoch_and_the_fin
     assert (trial / "checkpoint_000002" / "metrics.json").is_file()
 
 
-def _session_processes(session: int) -> list[int]:
-    """The live processes of a session (zombies hold nothing)."""
-    listing = subprocess.run(["ps", "-e", "-o", "pid=,sid=,stat="], capture_output=True, text=True, check=True).stdout
-    return [int(pid) for pid, sid, stat in (line.split() for line in listing.splitlines())
-            if int(sid) == session and not stat.startswith("Z")]
-
-
 def _count_finished(board: Path) -> int:
     try:
         return int(pd.read_csv(board)["status"].isin(["complete", "error"]).sum())
@@ -157,6 +149,7 @@ def test_sweep_resumes_after_the_driver_is_killed(small_dataset: Path, tmp_path:
 
     from exifray.feature_cache import BUILT, HIT, FeatureCache
     from exifray.models.registry import create_backbone
+    from exifray.testing.processes import kill_session
     from exifray.tracking import TRIAL_TAG
 
     space_file = tmp_path / "resume.yaml"
@@ -198,13 +191,7 @@ def test_sweep_resumes_after_the_driver_is_killed(small_dataset: Path, tmp_path:
     assert 2 <= len(finished_before) < 5
     # The Ray processes the killed driver started (its session: Ray gives workers process groups of their own) are
     # killed too and gone before the resume, so that whatever appears from now on is the resumed sweep's.
-    deadline = time.monotonic() + 60
-    while (alive := _session_processes(driver.pid)) and time.monotonic() < deadline:
-        for pid in alive:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        time.sleep(0.2)
-    assert _session_processes(driver.pid) == []
+    assert kill_session(driver.pid) == []
     resumed_at = time.time()
     resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True, env=env, timeout=400)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
