@@ -19,6 +19,7 @@ load; GPU power is read per device, so trials sharing a GPU are each charged the
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import os
 import shutil
@@ -30,6 +31,7 @@ from types import TracebackType
 from typing import Any, Protocol, Self
 
 from exifray import schema
+from exifray.fsutil import atomic_write_json
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +68,53 @@ class EmissionsTotals:
         self.duration_s += float(data.duration or 0.0)
 
 
+def share_cpu_probe() -> None:
+    """Make py-cpuinfo's probe run once per machine boot instead of once per process.
+
+    CodeCarbon names the CPU (to look up its TDP) with `cpuinfo.get_cpu_info()`, which runs a Python subprocess
+    probing CPUID: 1.1 s of wall time and 0.6 s of CPU here, in every process that starts a tracker (every fresh
+    trial worker, every node's machine tracker). Its answer, `json.loads` of that subprocess's JSON, is the same for
+    every process on the machine until it reboots: the first process keeps the JSON in the user's cache
+    (`~/.cache/exifray/cpuinfo-<cpuinfo version>-<boot id>.json`, `XDG_CACHE_HOME` respected) and the others read
+    it. Where there is no boot id (not Linux) or the cache cannot be written, every process probes as before."""
+    import cpuinfo
+
+    if getattr(cpuinfo.get_cpu_info, "exifray_shared", False):
+        return
+    path = cpu_probe_file(cpuinfo.CPUINFO_VERSION_STRING)
+    if path is None:
+        return
+    probe = cpuinfo.get_cpu_info
+
+    def get_cpu_info() -> dict[str, Any]:
+        try:
+            kept = json.loads(path.read_text(encoding="utf-8"))
+            if isinstance(kept, dict) and kept:
+                return kept
+        except (OSError, ValueError):
+            pass  # none yet, or damaged: probe again and rewrite it
+        info: dict[str, Any] = probe()
+        if info:
+            try:
+                atomic_write_json(path, info)
+            except OSError as exc:
+                logger.debug("could not keep the CPU probe in %s: %s", path, exc)
+        return info
+
+    get_cpu_info.exifray_shared = True  # type: ignore[attr-defined]
+    cpuinfo.get_cpu_info = get_cpu_info
+
+
+def cpu_probe_file(version: str) -> Path | None:
+    """Where `share_cpu_probe` keeps this boot's CPU probe (None: no boot id, or no home to cache in)."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text(encoding="ascii").strip()
+        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    except (OSError, RuntimeError):
+        return None
+    return cache / "exifray" / f"cpuinfo-{version}-{boot}.json" if boot else None
+
+
 class TrialEmissions:
     """Cumulative emissions of one trial, measured segment by segment. A context manager: leaving it (also by an
     exception) closes the open segment and stops the tracker, so CodeCarbon's power-sampling thread never outlives
@@ -76,6 +125,7 @@ class TrialEmissions:
         from codecarbon import OfflineEmissionsTracker
         from codecarbon.output_methods.base_output import OutputMethod
 
+        share_cpu_probe()
         self._own_dir = output_dir is None  # a temporary folder of ours, removed on close
         directory = str(output_dir) if output_dir is not None else tempfile.mkdtemp(prefix="exifray-codecarbon-")
         os.makedirs(directory, exist_ok=True)

@@ -73,6 +73,9 @@ class MachineTracker:
         import ray
         from codecarbon import OfflineEmissionsTracker
 
+        from exifray.emissions import share_cpu_probe
+
+        share_cpu_probe()
         self.node_id = ray.get_runtime_context().get_node_id()
         self.hostname = socket.gethostname()
         self.started = time.time()

@@ -91,3 +91,41 @@ def test_codecarbon_files_are_kept_and_a_resumed_attempt_appends(tmp_path: Path)
     tasks = pd.read_csv(second / "emissions_tasks.csv")
     assert tasks["task_name"].tolist() == ["train-epoch1", "train-epoch2"] and tasks["run_id"].nunique() == 2
     assert abs(tasks["emissions"].sum() - resumed.totals.emissions_kg) < 1e-12
+
+
+def _tracker_in_a_new_process(folder: Path, cache: Path) -> str:
+    """The CPU model CodeCarbon wrote in the emissions.csv of a tracker started in a fresh Python process."""
+    import os
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    code = ("import sys; from exifray.emissions import TrialEmissions\n"
+            "with TrialEmissions('DEU', output_dir=sys.argv[1]): pass")
+    subprocess.run([sys.executable, "-c", code, str(folder)], check=True, timeout=120,
+                   env={**os.environ, "XDG_CACHE_HOME": str(cache)})
+    return str(pd.read_csv(folder / "emissions.csv").loc[0, "cpu_model"])
+
+
+def test_the_cpu_probe_runs_once_per_boot_and_codecarbon_names_the_cpu_from_it(tmp_path: Path) -> None:
+    import json
+
+    import cpuinfo
+
+    from exifray.emissions import cpu_probe_file
+
+    cache = tmp_path / "cache"
+    kept = cpu_probe_file(cpuinfo.CPUINFO_VERSION_STRING)
+    assert kept is not None  # Linux: a boot id
+    kept = cache / kept.relative_to(kept.parents[1])
+    model = _tracker_in_a_new_process(tmp_path / "first", cache)
+    probe = json.loads(kept.read_text())
+    assert probe["brand_raw"] == model and list(kept.parent.iterdir()) == [kept]  # no temporary file left
+    # The next process reads the kept probe instead of probing: CodeCarbon names the CPU it says.
+    kept.write_text(json.dumps({**probe, "brand_raw": "exifray test CPU"}))
+    assert _tracker_in_a_new_process(tmp_path / "second", cache) == "exifray test CPU"
+    # A damaged probe file is probed again and rewritten.
+    kept.write_text("{not json")
+    assert _tracker_in_a_new_process(tmp_path / "third", cache) == model
+    assert json.loads(kept.read_text()) == probe
