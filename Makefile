@@ -56,7 +56,10 @@ lint: $(STAMP)
 # Three pytest-xdist workers, a test file each at a time (its module fixtures are built once), the longest tiers first
 # (tests/conftest.py orders them): much of the suite waits on Ray, subprocesses, servers and killed nodes, so with
 # two files in flight the 2 cores still idle; with three they stay busy (docs/testing.md has the figures).
+# Byte-compiled first: with PYTHONDONTWRITEBYTECODE set (as on CI), every process the suite starts (trial workers,
+# actors, CLIs) would otherwise compile exifray's modules again, 0.1 s each. Python recompiles a stale .pyc itself.
 test: chromium test-setup lint
+	$(BIN)/python -m compileall -q exifray jobs tests
 	$(BIN)/python -m pytest tests -q -p no:cacheprovider --timeout=900 -n 3 --dist loadfile --no-loadscope-reorder --durations=25
 
 # The edit loop: lint, the unit tier and the integration tests under 5 s each (tests/quick.txt, written from a

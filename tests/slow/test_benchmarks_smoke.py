@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 JOBS = Path(__file__).parents[2] / "jobs"
-Smoke = Any  # tests/slow/conftest.py: smoke(JOB, timeout) runs `python jobs/JOB --smoke-test`
+Smoke = Any  # tests/slow/conftest.py: smoke(JOB, timeout, join) runs `python jobs/JOB --smoke-test`
 
 
 def test_bench_crawl_smoke_prints_ratios_and_keeps_to_the_rate_limit() -> None:
@@ -28,10 +28,8 @@ def test_bench_crawl_smoke_prints_ratios_and_keeps_to_the_rate_limit() -> None:
     assert float(share.group(2)) <= 100 * 62 / 61 + 0.5, result.stdout
 
 
-def test_bench_checkpoint_smoke_prints_both_runs_and_the_ratio() -> None:
-    result = subprocess.run([sys.executable, str(JOBS / "bench_checkpoint.py"), "--smoke-test"], capture_output=True,
-                            text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
+def test_bench_checkpoint_smoke_prints_both_runs_and_the_ratio(smoke: Smoke) -> None:
+    result = smoke("bench_checkpoint.py", timeout=300)
     baseline = re.search(r"baseline, no checkpoints +: +([\d.]+) s/epoch +\(1\.00x\)", result.stdout)
     saved = re.search(r"checkpoint after every epoch +: +([\d.]+) s/epoch +\(([\d.]+)x\)", result.stdout)
     save = re.search(r"one save \(state \+ copy\) +: +([\d.]+) ms, ([\d.]+) MB per checkpoint", result.stdout)
@@ -48,7 +46,7 @@ def test_bench_predict_smoke_prints_the_loop_and_the_command_with_ratios(smoke: 
 
 
 def test_bench_serve_smoke_prints_each_concurrency_with_and_without_batching(smoke: Smoke) -> None:
-    result = smoke("bench_serve.py", timeout=600)
+    result = smoke("bench_serve.py", timeout=600, join=False)  # a Serve app of its own
     rows = re.findall(r"^ +(\d+) \| +([\d.]+) +([\d.]+) +([\d.]+) \| +([\d.]+) +([\d.]+) +([\d.]+) \| ([\d.]+)x$",
                       result.stdout, re.MULTILINE)
     assert [int(row[0]) for row in rows] == [1, 8, 32], result.stdout

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-Smoke = Any  # tests/slow/conftest.py: smoke(JOB, timeout) runs `python jobs/JOB --smoke-test`
+Smoke = Any  # tests/slow/conftest.py: smoke(JOB, timeout, join) runs `python jobs/JOB --smoke-test`
 
 
 def test_bench_feature_cache_smoke_prints_both_routes_their_ratios_and_equal_f1(smoke: Smoke) -> None:
@@ -42,7 +42,7 @@ def test_bench_sweep_speed_smoke_runs_both_sweeps_and_compares_them(smoke: Smoke
 
 
 def test_bench_stream_smoke_prints_each_run_the_memory_roles_and_the_epoch_ratio(smoke: Smoke) -> None:
-    result = smoke("bench_stream.py", timeout=600)
+    result = smoke("bench_stream.py", timeout=600, join=False)  # measures the Ray it starts
     runs = re.findall(r"(small dataset, in memory|big dataset, streamed|big dataset, in memory)[^:]*: whole sweep "
                       r"+(\d+) MiB above idle Ray; trial process +(\d+) \(private +(\d+)\), driver +(\d+);.*\[(.+)\]",
                       result.stdout)
