@@ -27,9 +27,9 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 @pytest.fixture(scope="module")
 def experiment(small_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Six trials: image, fusion and EXIF-only at two learning rates each."""
+    """Six trials: image, fusion and EXIF-only at two learning rates each, one after another on one warm worker."""
     space = parse_sweep({
-        "name": "board", "seed": 2, "max_concurrent": 2, "scheduler": "none", "resources": {"cpus": 1},
+        "name": "board", "seed": 2, "max_concurrent": 1, "scheduler": "none", "resources": {"cpus": 1},
         "fixed": {"backbone": "TestTinyCNN", "epochs": 2, "batch_size": 32,
                   "exif_tags": ["ExposureTime", "FNumber", "ISO", "Flash"], "fusion_width": 8},
         "params": {"modality": {"grid": ["image", "fusion", "exif"]}, "learning_rate": {"grid": [0.002, 0.004]}},

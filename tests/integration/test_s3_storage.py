@@ -22,7 +22,7 @@ BIN = Path(sys.executable).parent
 SPACE = """
 name: shared
 seed: 1
-max_concurrent: 2
+max_concurrent: 1
 scheduler: none
 resources: {cpus: 1}
 fixed: {backbone: TestTinyCNN, epochs: 3, batch_size: 32, exif_tags: [ExposureTime, FNumber, ISO], fusion_width: 8}

@@ -50,7 +50,7 @@ def test_streamed_batches_cover_every_training_photo_once_per_epoch_aligned_with
 
 def _plan(name: str, data: dict[str, object]):
     return parse_sweep({
-        "name": name, "seed": 1, "max_concurrent": 2, "scheduler": "none", "resources": {"cpus": 1}, "data": data,
+        "name": name, "seed": 1, "max_concurrent": 1, "scheduler": "none", "resources": {"cpus": 1}, "data": data,
         # A batch larger than the train split: each epoch's gradient is the same whatever order the rows come
         # in (no dropout), so streamed and in-memory trials must agree (a missing, repeated or misaligned photo
         # would not).

@@ -102,7 +102,7 @@ def test_sweep_refuses_to_overwrite_an_experiment(four_trials, small_dataset: Pa
 def test_sweep_goes_on_when_a_configuration_always_fails(small_dataset: Path, tmp_path: Path) -> None:
     # 1e30 overflows float32 weights in the first steps: that trial diverges (NaN loss) whatever the seed.
     space = _space("failing", params={"modality": {"grid": ["exif"]}, "learning_rate": {"grid": [0.001, 1e30]}},
-                   num_samples=None)
+                   num_samples=None, max_concurrent=1)  # one worker: its second trial follows a failed one
     result = run_sweep(space, small_dataset, storage_path=str(tmp_path))
     board = result.leaderboard.set_index("learning_rate")
     assert board.loc[0.001, "status"] == "complete" and board.loc[0.001, "test_f1_macro"] > 0
@@ -333,7 +333,7 @@ def test_a_journal_reader_opened_before_the_sweep_follows_it_to_the_end(small_da
     follower = threading.Thread(target=poll, daemon=True)
     follower.start()
     try:
-        result = run_sweep(_space("follow", num_samples=3), small_dataset, storage_path=str(tmp_path))
+        result = run_sweep(_space("follow", num_samples=3, max_concurrent=1), small_dataset, storage_path=str(tmp_path))
     finally:
         done.set()
         follower.join(timeout=30)
