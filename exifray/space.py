@@ -112,6 +112,36 @@ class SearchSpace:
             return tuple(swept.values)
         return (str(self.fixed.get("modality", TrialConfig.modality)),)
 
+    def values_of(self, name: str) -> tuple[Any, ...]:
+        """The values a trial setting can take: the swept choices, else the fixed value or the default."""
+        swept = self.param(name)
+        if swept is not None:
+            return tuple(swept.values)
+        return (self.fixed.get(name, getattr(TrialConfig, name)),)
+
+    def may_cache_features(self) -> bool:
+        """Whether some trial could train a phase on cached features or activations (`feature_cache.route`): a model
+        with images, a pretrained backbone (weights neither `none` nor `auto` over a backbone without ImageNet
+        weights), the cache not off. A sweep starts the cache's coordinator actor only when one could."""
+        from exifray.models.registry import get_backbone_spec
+
+        if not any(schema.uses_image(m) for m in self.modalities()):
+            return False
+        if all(str(mode).lower() in ("off", "false") for mode in self.values_of("feature_cache")):
+            return False
+        for backbone, weights in itertools.product(self.values_of("backbone"), self.values_of("weights")):
+            chosen = str(weights.get(backbone, "auto") if isinstance(weights, Mapping) else weights).strip().lower()
+            if chosen != "auto":
+                if chosen != "none":
+                    return True
+                continue
+            try:
+                if "imagenet" in get_backbone_spec(str(backbone)).pretrained:
+                    return True
+            except ConfigError:  # not registered in this process: it might be pretrained
+                return True
+        return False
+
     def image_sizes(self) -> tuple[int | None, ...]:
         """Image sizes the trials may use (None: the dataset's first size)."""
         if not any(schema.uses_image(m) for m in self.modalities()):

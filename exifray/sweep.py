@@ -112,7 +112,7 @@ def run_sweep(plan: SweepPlan, data_dir: str | Path, *, name: str | None = None,
     import ray
 
     data = load_sweep_data(plan, data_dir, ray.cluster_resources().get("object_store_memory", 0.0))
-    access = feature_cache_access(storage)
+    access = feature_cache_access(storage, plan.space)
     trainable = build_trainable(plan, data, access)
     trackers = tracking.callbacks(files, plan) if tracking else []
     if resume:
@@ -153,7 +153,8 @@ def _fit(tuner: tune.Tuner, plan: SweepPlan, files: ExperimentFiles, trackers: S
         raise
     finally:
         nodes = machine_emissions.stop_trackers(files.name)
-        ray.kill(access.coordination)  # the features it held in the object store go with it
+        if access.coordination is not None:
+            ray.kill(access.coordination)  # the features it held in the object store go with it
     frame = experiment_trials(plan.space, files.storage_path, files.name)[0]
     files.write_bytes(LEADERBOARD_FILE, frame.to_csv(index=False).encode("utf-8"))
     for tracker in mlflow:  # the parent run gets the final leaderboard and report

@@ -82,11 +82,12 @@ def _define_by_run(space: SearchSpace, trial: optuna.Trial) -> None:
     return space.define_by_run(trial)
 
 
-def feature_cache_access(storage: str) -> CacheAccess:
-    """The FEATURE CACHE beside the experiments, and a coordinator actor owned by this driver."""
+def feature_cache_access(storage: str, space: SearchSpace) -> CacheAccess:
+    """The FEATURE CACHE beside the experiments, and a coordinator actor owned by this driver when a trial of the
+    space could use the cache (otherwise no actor: a worker process less per sweep)."""
     from exifray.feature_cache import CacheAccess, FeatureCache, coordinator
 
-    return CacheAccess(FeatureCache.under(storage), coordinator())
+    return CacheAccess(FeatureCache.under(storage), coordinator() if space.may_cache_features() else None)
 
 
 def trial_dirname(trial: Trial) -> str:

@@ -294,3 +294,32 @@ def test_a_yaml_boolean_a_setting_has_no_word_for_is_refused_naming_the_choices(
     with pytest.raises(ConfigError, match=r"fixed.feature_cache: feature_cache must be one of auto, off, got True "
                                           r"\(YAML reads an unquoted on/off/yes/no as a boolean\)"):
         parse_sweep(document)
+
+
+@pytest.mark.parametrize(("document", "expected"), [
+    ({"fixed": {"modality": "exif"}}, False),  # no backbone at all
+    ({"fixed": {"modality": "fusion", "backbone": "TestTinyCNN"}}, False),  # auto: it has no ImageNet weights
+    ({"fixed": {"modality": "fusion", "backbone": "MobileNetV2"}}, True),  # auto: ImageNet
+    ({"fixed": {"modality": "image", "backbone": "MobileNetV2", "weights": "none"}}, False),
+    ({"fixed": {"modality": "image", "backbone": "MobileNetV2", "feature_cache": "off"}}, False),
+    ({"fixed": {"modality": "image", "backbone": "TestTinyCNN", "weights": "/models/tiny.weights.h5"}}, True),
+    ({"fixed": {"modality": "image", "weights": {"TestTinyCNN": "none", "SmallCNN": "/w/small.weights.h5"}},
+      "params": {"backbone": {"grid": ["TestTinyCNN", "SmallCNN"]}}}, True),
+    ({"fixed": {"modality": "image", "weights": {"TestTinyCNN": "none"}},
+      "params": {"backbone": {"grid": ["TestTinyCNN", "SmallCNN"]}}}, False),  # SmallCNN: auto, no ImageNet
+    ({"fixed": {"backbone": "MobileNetV2"}, "params": {"modality": {"grid": ["exif", "fusion"]}}}, True),
+    ({"fixed": {"backbone": "MobileNetV2", "feature_cache": "off"},
+      "params": {"modality": {"grid": ["exif", "fusion"]}}}, False),
+])
+def test_a_sweep_starts_the_cache_coordinator_only_when_a_trial_could_use_the_cache(document: dict,
+                                                                                    expected: bool) -> None:
+    space = parse_space({"name": "c", "params": {"learning_rate": {"grid": [0.001]}}, **document}
+                        | {"params": {"learning_rate": {"grid": [0.001]}, **document.get("params", {})}})
+    assert space.may_cache_features() is expected
+
+
+@pytest.mark.parametrize("path", SPACES, ids=lambda p: p.stem)
+def test_the_shipped_spaces_use_the_cache_and_their_smoke_variants_do_not(path: Path) -> None:
+    plan = load_sweep(path)
+    assert plan.space.may_cache_features() is (path.stem not in ("demo", "exif_only"))  # demo: SmallCNN from scratch
+    assert not plan.with_overrides(smoke_test=True).space.may_cache_features()  # weights none
