@@ -107,10 +107,7 @@ class SearchSpace:
         return next((p for p in self.params if p.name == name), None)
 
     def modalities(self) -> tuple[str, ...]:
-        swept = self.param("modality")
-        if swept is not None:
-            return tuple(swept.values)
-        return (str(self.fixed.get("modality", TrialConfig.modality)),)
+        return tuple(str(modality) for modality in self.values_of("modality"))
 
     def values_of(self, name: str) -> tuple[Any, ...]:
         """The values a trial setting can take: the swept choices, else the fixed value or the default."""
@@ -123,6 +120,7 @@ class SearchSpace:
         """Whether some trial could train a phase on cached features or activations (`feature_cache.route`): a model
         with images, a pretrained backbone (weights neither `none` nor `auto` over a backbone without ImageNet
         weights), the cache not off. A sweep starts the cache's coordinator actor only when one could."""
+        from exifray.models.fusion import resolve_weights
         from exifray.models.registry import get_backbone_spec
 
         if not any(schema.uses_image(m) for m in self.modalities()):
@@ -130,15 +128,10 @@ class SearchSpace:
         if all(str(mode).lower() in ("off", "false") for mode in self.values_of("feature_cache")):
             return False
         for backbone, weights in itertools.product(self.values_of("backbone"), self.values_of("weights")):
-            chosen = str(weights.get(backbone, "auto") if isinstance(weights, Mapping) else weights).strip().lower()
-            if chosen != "auto":
-                if chosen != "none":
-                    return True
-                continue
             try:
-                if "imagenet" in get_backbone_spec(str(backbone)).pretrained:
+                if resolve_weights(str(_weights_for(weights, backbone)), get_backbone_spec(str(backbone))) is not None:
                     return True
-            except ConfigError:  # not registered in this process: it might be pretrained
+            except ConfigError:  # a backbone not registered here, or a weights file not on this machine: maybe
                 return True
         return False
 
@@ -221,9 +214,8 @@ class SearchSpace:
             settings["exif_tags"] = chosen or list(flags)
         if isinstance(subset := settings.get("exif_tags"), str):
             settings["exif_tags"] = list(self.resolve_subset(subset))
-        if isinstance(weights := settings.get("weights"), Mapping):  # one weights file per backbone
-            backbone = str(settings.get("backbone", TrialConfig.backbone))
-            settings["weights"] = weights.get(backbone, "auto")
+        if "weights" in settings:
+            settings["weights"] = _weights_for(settings["weights"], settings.get("backbone", TrialConfig.backbone))
         return settings
 
     def trial_config(self, config: Mapping[str, Any], threads: int | None = None) -> TrialConfig:
@@ -292,6 +284,12 @@ class SweepPlan:
         kept = {"num_samples": num_samples, "max_concurrent": max_concurrent}
         changes = tuple(c for c in plan.smoke_changes if kept.get(c.split(" ", 1)[0]) is None)
         return replace(plan, space=space, smoke_changes=changes)
+
+
+def _weights_for(weights: object, backbone: object) -> object:
+    """A trial's weights: `weights` itself, or its entry for `backbone` when it names one per backbone (default
+    `auto`)."""
+    return weights.get(str(backbone), "auto") if isinstance(weights, Mapping) else weights
 
 
 def _smoke(plan: SweepPlan) -> SweepPlan:
