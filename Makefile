@@ -62,7 +62,11 @@ lint: $(STAMP)
 # two files in flight the 2 cores still idle; with three they stay busy (docs/testing.md has the figures).
 # Byte-compiled first: with PYTHONDONTWRITEBYTECODE set (as on CI), every process the suite starts (trial workers,
 # actors, CLIs) would otherwise compile exifray's modules again, 0.1 s each. Python recompiles a stale .pyc itself.
-test: chromium test-setup lint
+# Chromium's apt install and the two venvs' installs run side by side (each waits mostly on downloads and
+# unpacking); lint needs the venv, so it follows them.
+test:
+	$(MAKE) --no-print-directory -j3 chromium $(STAMP) $(MLFLOW_STAMP)
+	$(MAKE) --no-print-directory lint
 	$(BIN)/python -m compileall -q exifray jobs tests
 	$(BIN)/python -m pytest tests -q -p no:cacheprovider --timeout=900 -n 3 --dist loadfile --no-loadscope-reorder --durations=25
 
