@@ -83,8 +83,9 @@ class CacheKey:
 
 @dataclass(frozen=True)
 class Features:
-    """Pooled backbone features per split, rows in the dataset's order, and what the frozen backbone that computed
-    them costs a photo (milliseconds at `LATENCY_BATCH`, NaN when not measured) and its parameters."""
+    """Pooled backbone features (or a cut's activations) per split, rows in the dataset's order, and what the frozen
+    layers that computed them cost a photo (milliseconds at `LATENCY_BATCH`, NaN when not measured) and their
+    parameters: the backbone's, or its layers' below the cut."""
 
     train: np.ndarray
     val: np.ndarray
@@ -348,12 +349,13 @@ def cache_key(config: TrialConfig, built: BuiltModel, image_size: int, dataset: 
                     keras_version=keras.__version__, tensorflow_version=tf.__version__, dataset_id=dataset)
 
 
-def compute_features(built: BuiltModel, images: dict[str, np.ndarray], country: str) -> tuple[Features, BuildCost]:
-    """Every split's images through the frozen backbone and pooling, in chunks, measured by CodeCarbon; then the
-    backbone's latency per photo (what a head-only trial that reads the entry adds to its head's)."""
+def compute_features(extractor: keras.Model, images: dict[str, np.ndarray], country: str
+                     ) -> tuple[Features, BuildCost]:
+    """Every split's images through the frozen `extractor` (to the pooled features, or to a fine-tuning cut), in
+    chunks, measured by CodeCarbon; then its latency per photo (what a trial that trains on the entry adds to its
+    own model's: the head's, or the layers' above the cut)."""
     from exifray.models.runtime import inference_ms
 
-    extractor = built.feature_extractor()
     features, cost = compute_arrays(extractor, images, country)
     timed = images["test"] if len(images["test"]) else images["val"]
     ms = inference_ms(extractor, {"image": timed}, LATENCY_BATCH)
@@ -409,8 +411,9 @@ class HeadFeatures:
         if self._features is None:
             assert self.key is not None
             pixels = {name: self.inputs_by_split[name]["image"] for name in schema.SPLITS}
+            built, country = self.built, self.config.country  # the backbone is built only if the entry is
             self._features, self.outcome, self.cost = obtain(
-                self.access.cache, self.key, lambda: compute_features(self.built, pixels, self.config.country),
+                self.access.cache, self.key, lambda: compute_features(built.feature_extractor(), pixels, country),
                 self.access.coordination)
         return self._features
 

@@ -236,17 +236,20 @@ def run_trial(config: TrialConfig, data: DatasetArrays | str | Path, *, report: 
         thresholds = _calibrated_thresholds(scoring, data, split_inputs("val"), config.batch_size)
         # A head trained last on cached features leaves the backbone unbuilt: the trial saves the head and the
         # backbone's identity, and its latency is the backbone's (measured with its cache entry) plus the head's.
+        # Fine-tuned last on cached activations: the frozen layers' below the cut plus those the phase trained.
         head_only = head.use and phases[-1].unfreeze == 0 and not built.assembled
+        below = tune.below_cost if phases[-1].unfreeze and not head_only else None
+        estimated = head_only or below is not None
+        latency, params = _final_cost(built, scoring, head_only, below or head.backbone_cost, scored_ms, inputs,
+                                      split_inputs, data, config, estimated)
         final = scoring if head_only else built.model
-        latency, params = _final_cost(built, final, head_only, scored_ms, inputs, split_inputs, data, config,
-                                      head.backbone_cost)
         totals = emissions.close()
         emissions_files = emissions.final_files
     metrics = _final_metrics(loop, test, latency, params, train_time, totals, data) | tune.metrics(head.metrics()) | {
         schema.FINE_TUNED_LAYERS: fine_tuned, "emissions_tracking_mode": emissions.tracking_mode,
         schema.POWER_SOURCE: emissions.power_source, schema.DATA_SOURCE: _data_source(data),
         "country": config.country, schema.STARTUP_S: (loop.first_epoch_at or time.time()) - entered,
-        "first_epoch_at": loop.first_epoch_at or math.nan, schema.INFERENCE_ESTIMATED: head_only}
+        "first_epoch_at": loop.first_epoch_at or math.nan, schema.INFERENCE_ESTIMATED: estimated}
     result = TrialResult(metrics, loop.history, final, _settings(config, image_size, data, encoder, built, thresholds),
                          emissions_files, backbone_identity(built) if head_only else None, test_predictions)
     if out_dir is not None:
@@ -263,23 +266,21 @@ def _settings(config: TrialConfig, image_size: int | None, data: DatasetArrays, 
             "decode": data.card.decode_params().to_dict(), "thresholds": thresholds}
 
 
-def _final_cost(built: BuiltModel, final: keras.Model, head_only: bool, scored_ms: float,
-                inputs: dict[str, dict[str, np.ndarray]], split_inputs: Any, data: DatasetArrays,
-                config: TrialConfig, measured_backbone: tuple[float, int] | None) -> tuple[float, int]:
-    """(ms per photo, parameters) of the trial's model; a head-only trial's are its frozen backbone's (measured
-    when its cache entry was built, else once per worker) plus its head's (its own timed scoring pass when there
-    is a test split)."""
+def _final_cost(built: BuiltModel, scoring: keras.Model, head_only: bool, below: tuple[float, int] | None,
+                scored_ms: float, inputs: dict[str, dict[str, np.ndarray]], split_inputs: Any, data: DatasetArrays,
+                config: TrialConfig, estimated: bool) -> tuple[float, int]:
+    """(ms per photo, parameters) of the trial's model. Measured: the full model timed on the photos. Estimated, for a
+    model the trial last trained on cached inputs: the frozen layers' that compute those inputs (`below`: measured
+    when the cache entry was built; for a backbone without that measurement, once per worker) plus the scoring
+    model's own (its timed scoring pass when there is a test split)."""
     timed = "test" if len(data.test) else "val"
-    if head_only and len(data.test):
-        latency = scored_ms
-    else:
-        latency = inference_ms(final, split_inputs(timed) if head_only else inputs[timed], config.batch_size)
-    params = int(final.count_params())
-    if head_only:
-        backbone_ms, backbone_params = measured_backbone or frozen_backbone_cost(built, inputs[timed]["image"],
-                                                                                  config.batch_size)
-        latency, params = latency + backbone_ms, params + backbone_params
-    return latency, params
+    if not estimated:
+        return inference_ms(built.model, inputs[timed], config.batch_size), int(built.model.count_params())
+    latency = scored_ms if len(data.test) else inference_ms(scoring, split_inputs(timed), config.batch_size)
+    below_ms, below_params = below or frozen_backbone_cost(built, inputs[timed]["image"], config.batch_size)
+    # a head-only trial's model is its head; a fine-tuned one's is the full model, whose count is exact
+    params = int(scoring.count_params()) + below_params if head_only else int(built.model.count_params())
+    return latency + below_ms, params
 
 
 def _data_source(data: DatasetArrays) -> str:

@@ -34,7 +34,7 @@ from exifray.feature_cache import (
     CacheKey,
     Features,
     cache_key,
-    compute_arrays,
+    compute_features,
     obtain,
     route,
     with_exif,
@@ -115,9 +115,18 @@ class TuneActivations:
             pixels = {name: self.inputs_by_split[name]["image"] for name in schema.SPLITS}
             extractor = self.built.cut_extractor(self.cut)
             self._activations, self.outcome, self.cost = obtain(
-                self.access.cache, self.key, lambda: compute_arrays(extractor, pixels, self.config.country),
+                self.access.cache, self.key, lambda: compute_features(extractor, pixels, self.config.country),
                 self.access.coordination)
         return self._activations
+
+    @property
+    def below_cost(self) -> tuple[float, int] | None:
+        """(ms per photo, parameters) of the frozen layers below the cut, measured when the entry was built; None
+        when the phase did not train on activations or their entry predates the measurement."""
+        activations = self._activations
+        if activations is None or math.isnan(activations.backbone_ms):
+            return None
+        return activations.backbone_ms, activations.backbone_params
 
     @property
     def model(self) -> keras.Model:

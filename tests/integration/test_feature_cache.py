@@ -121,6 +121,19 @@ def test_fine_tuning_on_cached_activations_equals_fine_tuning_through_the_backbo
     cuts = sorted(entry["key"].get("cut", "") for entry in access.cache.entries())
     assert cuts[0] == "" and len(cuts) == 2 and again.metrics["fine_tune_cache_key"] in {
         entry["digest"] for entry in access.cache.entries()}
+    # Fine-tuned on cached activations, a trial's latency is estimated: the frozen layers' below the cut, measured
+    # when the entry was built, plus the tuning model's own scoring pass. Through the backbone, it is measured.
+    (below,) = [entry for entry in access.cache.entries() if entry["key"].get("cut")]
+    assert 0 < below["backbone_params"] < cached.metrics[schema.PARAMS] == plain.metrics[schema.PARAMS]
+    for trial in (cached, again):
+        assert trial.metrics[schema.INFERENCE_ESTIMATED] is True
+        assert trial.metrics[schema.INFERENCE_MS] > below["backbone_ms"] > 0
+    assert plain.metrics[schema.INFERENCE_ESTIMATED] is False and plain.metrics[schema.INFERENCE_MS] > 0
+    # An entry written before entries recorded that latency: the trial measures the full model's.
+    entry_file = Path(access.cache.root) / below["digest"] / "entry.json"
+    entry_file.write_text(json.dumps({k: v for k, v in below.items() if not k.startswith("backbone_")}))
+    older = run_trial(_head_trial(weights["TestTinyCNN"], **settings | {"learning_rate": 2e-3}), data, cache=access)
+    assert older.metrics[schema.FINE_TUNE_CACHE] == HIT and older.metrics[schema.INFERENCE_ESTIMATED] is False
     capsys.readouterr()
     assert main(["cache", "list", "--storage-path", str(tmp_path)]) == 0
     listed = capsys.readouterr().out.splitlines()
