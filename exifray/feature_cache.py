@@ -351,8 +351,8 @@ def cache_key(config: TrialConfig, built: BuiltModel, image_size: int, dataset: 
 
 def compute_features(extractor: keras.Model, images: dict[str, np.ndarray], country: str
                      ) -> tuple[Features, BuildCost]:
-    """Every split's images through the frozen `extractor` (to the pooled features, or to a fine-tuning cut), in
-    chunks, measured by CodeCarbon; then its latency per photo (what a trial that trains on the entry adds to its
+    """Every split's images through the frozen `extractor` (to the pooled features, or to a fine-tuning cut),
+    measured by CodeCarbon; then its latency per photo (what a trial that trains on the entry adds to its
     own model's: the head's, or the layers' above the cut)."""
     from exifray.models.runtime import inference_ms
 
@@ -362,9 +362,13 @@ def compute_features(extractor: keras.Model, images: dict[str, np.ndarray], coun
     return replace(features, backbone_ms=ms, backbone_params=int(extractor.count_params())), cost
 
 
-def compute_arrays(extractor: keras.Model, images: dict[str, np.ndarray], country: str, chunk: int = 1024
+def compute_arrays(extractor: keras.Model, images: dict[str, np.ndarray], country: str
                    ) -> tuple[Features, BuildCost]:
-    """Every split's images through `extractor` (input `image`, one output), in chunks, measured by CodeCarbon."""
+    """Every split's images through `extractor` (input `image`, one output), measured by CodeCarbon. In batches of
+    LATENCY_BATCH, the last one padded: the extractor's predict function is traced once, for every split and for the
+    latency measured after it (`predict()` traced it twice, for the full batches and the last: 0.5-0.8 s each for
+    MobileNetV2 at 64-96 px)."""
+    from exifray.batches import predict_arrays
     from exifray.emissions import TrialEmissions
 
     started = time.perf_counter()
@@ -373,11 +377,9 @@ def compute_arrays(extractor: keras.Model, images: dict[str, np.ndarray], countr
         arrays = {}
         for name in schema.SPLITS:
             pixels = images[name]
-            # predict() runs the compiled graph (an eager call per chunk is several times slower)
-            parts = [np.asarray(extractor.predict({"image": pixels[start:start + chunk]}, batch_size=64, verbose=0),
-                                dtype=np.float32) for start in range(0, len(pixels), chunk)]
             shape = (0, *(int(size) for size in extractor.outputs[0].shape[1:]))
-            arrays[name] = np.concatenate(parts) if parts else np.zeros(shape, dtype=np.float32)
+            arrays[name] = (np.asarray(predict_arrays(extractor, {"image": pixels}, LATENCY_BATCH), dtype=np.float32)
+                            if len(pixels) else np.zeros(shape, dtype=np.float32))
         totals = emissions.close()
     cost = BuildCost(time.perf_counter() - started, totals.emissions_kg, totals.energy_kwh)
     return Features(arrays["train"], arrays["val"], arrays["test"]), cost

@@ -54,8 +54,10 @@ def _head_trial(weights_file: str, **settings: Any) -> TrialConfig:
 
 
 def test_head_phase_on_cached_features_equals_the_one_through_the_backbone(datasets: dict[str, Path],
-                                                                           weights: dict[str, str]) -> None:
+                                                                           weights: dict[str, str],
+                                                                           tmp_path: Path) -> None:
     from exifray.data.dataset import load_arrays
+    from exifray.models.assembly import assemble_model
     from exifray.train import run_trial
 
     data = load_arrays(datasets["target"], 32)
@@ -66,17 +68,20 @@ def test_head_phase_on_cached_features_equals_the_one_through_the_backbone(datas
         assert set(state.val[0]) == {"features"}  # the cached route really trains the head on features
 
     settings = {"epochs": 8, "learning_rate": 3e-3, "seed": 6}  # val F1 ~0.84 here; chance is 0.5
-    cached = run_trial(_head_trial(weights["TestTinyCNN"], **settings), data, report=record)
+    cached = run_trial(_head_trial(weights["TestTinyCNN"], **settings), data, report=record, out_dir=tmp_path)
     plain = run_trial(_head_trial(weights["TestTinyCNN"], **settings, feature_cache="off"), data)
     assert cached.metrics[schema.FEATURE_CACHE] == BUILT and plain.metrics[schema.FEATURE_CACHE] == OFF
     assert cached.metrics[schema.VAL_F1_MACRO] == pytest.approx(plain.metrics[schema.VAL_F1_MACRO], abs=0.005)
     assert cached.metrics[schema.VAL_F1_MACRO] > 0.7  # pretrained features carry signal
     assert cached.metrics[schema.TEST_F1_MACRO] == pytest.approx(plain.metrics[schema.TEST_F1_MACRO], abs=0.01)
-    # The full model (raw pixels in) now holds the head the cached route trained: same probabilities.
-    full = cached.model.predict({"image": data.val.images}, verbose=0)
+    # The trial saved its head (it built the features, so nothing else): assembled with its backbone into the full
+    # model (raw pixels in), it gives the probabilities the cached route trained.
+    assert [layer.name for layer in cached.model.inputs] == ["features"]
+    full_model = assemble_model(tmp_path)
+    assert [layer.name for layer in full_model.inputs] == ["image"]
+    full = full_model.predict({"image": data.val.images}, verbose=0)
     best = cached.metrics[schema.BEST_EPOCH]
     assert np.abs(full - head_probabilities[best]).max() < 1e-5
-    assert [layer.name for layer in cached.model.inputs] == ["image"]
 
 
 def test_fine_tuning_on_cached_activations_equals_fine_tuning_through_the_backbone(
@@ -189,18 +194,17 @@ def test_a_concurrent_grid_builds_each_entry_once_and_the_next_sweep_none(datase
     assert len(entries) == 2  # one per backbone: the two learning rates share it
     assert sorted(board[schema.FEATURE_CACHE]) == [BUILT] * 2 + [HIT] * 2
     assert board[schema.FEATURE_BUILD_KG].notna().sum() == 2
-    for checkpoint, outcome in zip(board["checkpoint"], board[schema.FEATURE_CACHE], strict=True):
+    for checkpoint in board["checkpoint"]:
         metrics = json.loads((Path(checkpoint) / schema.METRICS_FILE).read_text())
         assert 0 < metrics[schema.STARTUP_S] < metrics[schema.PROCESS_STARTUP_S]  # measured in its worker process
         assert 0 < metrics[schema.OUTSIDE_TRAINING_SHARE] < 1
-        # a hit never built its backbone: its folder holds the head, and its latency is an estimate: the backbone's,
+        # built or hit, a head-only trial's folder holds the head, and its latency is an estimate: the backbone's,
         # measured when the entry was built, plus the head's
-        assert metrics[schema.INFERENCE_ESTIMATED] is (outcome == HIT)
-        if outcome == HIT:
-            (entry,) = [e for e in entries if e["digest"] == metrics["feature_cache_key"]]
-            assert metrics[schema.INFERENCE_MS] > entry["backbone_ms"] > 0 and entry["backbone_params"] > 0
-        assert (Path(checkpoint) / schema.HEAD_MODEL_FILE).is_file() is (outcome == HIT)
-        assert (Path(checkpoint) / schema.MODEL_FILE).is_file() is (outcome == BUILT)
+        assert metrics[schema.INFERENCE_ESTIMATED] is True
+        (entry,) = [e for e in entries if e["digest"] == metrics["feature_cache_key"]]
+        assert metrics[schema.INFERENCE_MS] > entry["backbone_ms"] > 0 and entry["backbone_params"] > 0
+        assert (Path(checkpoint) / schema.HEAD_MODEL_FILE).is_file()
+        assert not (Path(checkpoint) / schema.MODEL_FILE).exists()
     # the next sweep reads every key (one learning rate: a trial per key) and builds none
     second = run_sweep(_grid("second", weights, rates=[0.001]), datasets["target"], storage_path=str(tmp_path))
     assert list(second.leaderboard[schema.FEATURE_CACHE]) == [HIT] * 2
@@ -277,9 +281,13 @@ def test_a_cache_hit_never_builds_its_backbone_and_its_head_only_folder_assemble
     access = CacheAccess(FeatureCache(str(tmp_path / "cache")))
     config = _head_trial(str(weights_file), backbone="CountingTinyCNN", epochs=4)
     building = run_trial(config, datasets["target"], cache=access, out_dir=tmp_path / "building")
-    assert building.metrics[schema.FEATURE_CACHE] == BUILT and len(built) == 1  # the features' backbone, reused
-    assert (tmp_path / "building" / schema.MODEL_FILE).is_file()
-    assert building.metrics[schema.INFERENCE_ESTIMATED] is False
+    assert building.metrics[schema.FEATURE_CACHE] == BUILT and len(built) == 1  # only the features' backbone
+    # the trial that built the entry ends as a reader would: its head and the backbone's identity, latency estimated
+    assert not (tmp_path / "building" / schema.MODEL_FILE).exists()
+    assert {schema.HEAD_MODEL_FILE, schema.BACKBONE_FILE} <= {path.name for path in (tmp_path / "building").iterdir()}
+    assert building.metrics[schema.INFERENCE_ESTIMATED] is True
+    (entry,) = access.cache.entries()
+    assert building.metrics[schema.INFERENCE_MS] > entry["backbone_ms"] > 0
     with pytest.raises(KeyboardInterrupt):  # stopped after its second epoch, as a scheduler stops a trial
         run_trial(config, datasets["target"], report=Saver(tmp_path / "stopped", crash_after=2), cache=access)
     assert len(built) == 1

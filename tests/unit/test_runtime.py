@@ -1,4 +1,4 @@
-"""Latency measurement: one traced warm-up batch, then up to four full batches timed."""
+"""Latency measurement: one traced warm-up batch, then up to four full batches timed, batch by batch."""
 
 from __future__ import annotations
 
@@ -10,28 +10,31 @@ import pytest
 from exifray.models.runtime import inference_ms
 
 
-def _recording_model() -> tuple[object, list[tuple[int, int]]]:
-    """A real Keras model that records the size of every predict call and its batch size."""
+def _recording_model() -> tuple[object, list[int]]:
+    """A real Keras model that records the size of every batch it predicts."""
     import keras
 
-    calls: list[tuple[int, int]] = []
+    calls: list[int] = []
 
     class Recording(keras.Model):
+        def predict_on_batch(self, x):  # type: ignore[no-untyped-def, override]
+            calls.append(len(x["x"]))
+            return super().predict_on_batch(x)
+
         def predict(self, x, batch_size=None, **kwargs):  # type: ignore[no-untyped-def, override]
-            calls.append((len(x["x"]), batch_size))
-            return super().predict(x, batch_size=batch_size, **kwargs)
+            raise AssertionError("predict() builds a data adapter per call: the latency is timed batch by batch")
 
     inputs = keras.Input((4,), name="x")
     return Recording({"x": inputs}, keras.layers.Dense(2)(inputs)), calls
 
 
 @pytest.mark.parametrize(("photos", "expected"), [
-    (1000, [(32, 32), (128, 32)]),  # warm-up batch, then 4 full batches
-    (70, [(32, 32), (64, 32)]),  # only full batches are timed: a partial one would be traced again
-    (10, [(10, 10), (10, 10)]),  # fewer photos than a batch: one batch of them
+    (1000, [32] * 5),  # warm-up batch, then 4 full batches
+    (70, [32] * 3),  # only full batches are timed: a partial one would be traced again
+    (10, [10, 10]),  # fewer photos than a batch: one batch of them
 ])
 def test_latency_traces_one_batch_then_times_up_to_four_full_ones(photos: int,
-                                                                  expected: list[tuple[int, int]]) -> None:
+                                                                  expected: list[int]) -> None:
     model, calls = _recording_model()
     latency = inference_ms(model, {"x": np.zeros((photos, 4), np.float32)}, 32)  # type: ignore[arg-type]
     assert calls == expected
