@@ -37,7 +37,7 @@ from exifray.errors import ConfigError
 from exifray.errors import TrialFailed as TrialFailed
 from exifray.experiment import save_trial
 from exifray.metrics import f1_scores
-from exifray.models.runtime import configure_tensorflow, frozen_backbone_cost, inference_ms
+from exifray.models.runtime import configure_tensorflow, frozen_backbone_cost, inference_ms, without_graph_rewrites
 from exifray.training_state import Report as Report
 from exifray.training_state import TrainingState as TrainingState
 from exifray.training_state import saved_state as saved_state
@@ -155,8 +155,9 @@ def _train_phases(loop: TrainingState, built: BuiltModel, phases: list[Phase], c
         # shuffle=False: the batches are already shuffled, seeded by (seed, epoch). Keras' own shuffle would
         # request them in an order drawn from Python's global `random` (a resumed trial could not replay it) and
         # jump between a streamed epoch's buffers, re-reading shards for most batches
-        loop.model.fit(batches, initial_epoch=loop.phase_epoch, epochs=phase.epochs, verbose=0, shuffle=False,
-                       callbacks=[loop.callback(phase.name)])
+        with without_graph_rewrites(cheap and not phase.unfreeze):  # dense layers only: the rewrites cost more
+            loop.model.fit(batches, initial_epoch=loop.phase_epoch, epochs=phase.epochs, verbose=0, shuffle=False,
+                           callbacks=[loop.callback(phase.name)])
     if not (head.use and phases[-1].unfreeze == 0):  # a head trained last on features: the backbone stays unbuilt
         loop.use(built.model, inputs["val"])
     return fine_tuned

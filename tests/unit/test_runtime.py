@@ -45,3 +45,29 @@ def test_latency_of_no_photos_is_nan() -> None:
     model, calls = _recording_model()
     assert math.isnan(inference_ms(model, {"x": np.zeros((0, 4), np.float32)}, 32))  # type: ignore[arg-type]
     assert calls == []
+
+
+def test_graph_rewrites_are_skipped_only_inside_the_window_and_restored() -> None:
+    import tensorflow as tf
+
+    from exifray.models.runtime import without_graph_rewrites
+
+    def disabled() -> bool:
+        return bool(tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer", False))
+
+    assert not disabled()
+    with without_graph_rewrites():
+        assert disabled()
+    assert not disabled()
+    with without_graph_rewrites(False):  # a convolutional phase keeps them
+        assert not disabled()
+    with pytest.raises(RuntimeError), without_graph_rewrites():
+        raise RuntimeError("a phase that fails")
+    assert not disabled()
+    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})  # the user's own setting stays
+    try:
+        with without_graph_rewrites():
+            assert disabled()
+        assert disabled()
+    finally:
+        tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": False})
