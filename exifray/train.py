@@ -235,10 +235,9 @@ def run_trial(config: TrialConfig, data: DatasetArrays | str | Path, *, report: 
         test, test_predictions = _test_scores(scoring, data, split_inputs("test"), config.batch_size)
         scored_ms = (time.perf_counter() - scoring_started) * 1000 / max(1, len(data.test))
         thresholds = _calibrated_thresholds(scoring, data, split_inputs("val"), config.batch_size)
-        # A head trained last on cached features saves the head and the backbone's identity, and its latency is the
-        # backbone's (measured with its cache entry) plus the head's: in a sweep, whether the trial built the entry
-        # (and so the backbone) or read it, nothing of the full model is timed or saved. A trial outside a sweep
-        # (no `cache`: its features computed in memory) saves and times its full model, a folder that stands alone.
+        # A head trained last on cached features saves the head and the backbone's identity; its latency is the
+        # backbone's (timed with its cache entry) plus the head's, whether the trial built the entry or read it. Outside
+        # a sweep (no `cache`: features in memory) the trial saves and times its full model: a folder that stands alone.
         # Fine-tuned last on cached activations: the frozen layers' below the cut plus those the phase trained.
         head_only = head.use and phases[-1].unfreeze == 0 and not (cache is None and built.assembled)
         below = tune.below_cost if phases[-1].unfreeze and not head_only else None
