@@ -58,9 +58,9 @@ logger = logging.getLogger(__name__)
 
 def _compile(model: keras.Model, learning_rate: float, multi_label: bool, jit_compile: bool = False,
              steps_per_execution: int = 1) -> None:
-    import keras
+    from exifray.models.optimizer import adam
 
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), jit_compile=jit_compile,
+    model.compile(optimizer=adam(learning_rate), jit_compile=jit_compile,
                   loss="binary_crossentropy" if multi_label else "categorical_crossentropy",
                   steps_per_execution=steps_per_execution)
     # Its slot variables made now, eagerly: left to the first step, they are made inside the traced train function,
