@@ -29,6 +29,7 @@ import numpy as np
 from exifray import schema
 from exifray.batches import Batch as Batch
 from exifray.batches import array_batches as array_batches
+from exifray.batches import dataset_batches
 from exifray.batches import model_inputs as model_inputs
 from exifray.batches import predict_arrays as predict_arrays
 from exifray.config import TrialConfig
@@ -150,14 +151,17 @@ def _train_phases(loop: TrainingState, built: BuiltModel, phases: list[Phase], c
         loop.phase_epochs, loop.cheap_epochs = phase.epochs, cheap
         if loop.phase_done or loop.phase_epoch >= phase.epochs:
             continue  # the saved state had finished this phase
-        batches = array_batches(train, targets, config.batch_size, shuffle=True, seed=config.seed,
-                                start_epoch=loop.epoch)
+        dense = cheap and not phase.unfreeze  # only dense layers train: their steps take milliseconds
+        seed, epoch = config.seed, loop.epoch
+        feed = (dataset_batches(train, targets, config.batch_size, seed=seed, start_epoch=epoch,
+                                epochs=phase.epochs - loop.phase_epoch) if dense
+                else array_batches(train, targets, config.batch_size, shuffle=True, seed=seed, start_epoch=epoch))
         # shuffle=False: the batches are already shuffled, seeded by (seed, epoch). Keras' own shuffle would
         # request them in an order drawn from Python's global `random` (a resumed trial could not replay it) and
         # jump between a streamed epoch's buffers, re-reading shards for most batches
-        with without_graph_rewrites(cheap and not phase.unfreeze):  # dense layers only: the rewrites cost more
-            loop.model.fit(batches, initial_epoch=loop.phase_epoch, epochs=phase.epochs, verbose=0, shuffle=False,
-                           callbacks=[loop.callback(phase.name)])
+        with without_graph_rewrites(dense):  # on a few dense layers the rewrites cost more than they save
+            loop.model.fit(feed, initial_epoch=loop.phase_epoch, epochs=phase.epochs, verbose=0, shuffle=False,
+                           steps_per_epoch=steps if dense else None, callbacks=[loop.callback(phase.name)])
     if not (head.use and phases[-1].unfreeze == 0):  # a head trained last on features: the backbone stays unbuilt
         loop.use(built.model, inputs["val"])
     return fine_tuned
