@@ -7,6 +7,8 @@ shape (`predict_arrays`).
 from __future__ import annotations
 
 import math
+import weakref
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -124,6 +126,7 @@ def dataset_batches(inputs: dict[str, np.ndarray], targets: np.ndarray, batch_si
     import tensorflow as tf
 
     n, keys = len(targets), list(inputs)
+    arrays = _Arrays([*(inputs[key] for key in keys), targets])
     orders = _shuffled_orders(n, seed, start_epoch)
     next(orders)  # the order a `PyDataset` is made with only serves Keras' look at its shapes
 
@@ -131,16 +134,33 @@ def dataset_batches(inputs: dict[str, np.ndarray], targets: np.ndarray, batch_si
         for _ in range(epochs):
             yield next(orders)
 
-    def take(rows: np.ndarray) -> list[np.ndarray]:
-        return [inputs[key][rows] for key in keys] + [targets[rows]]
-
     def batch(rows: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
-        arrays = [*(inputs[key] for key in keys), targets]
-        taken = tf.numpy_function(take, [rows], [tf.as_dtype(array.dtype) for array in arrays], stateful=False)
-        for tensor, array in zip(taken, arrays, strict=True):
+        # TensorFlow keeps a numpy_function's Python function until `keras.backend.clear_session()`: it holds the
+        # arrays weakly, and the pipeline (through this function, traced with it) holds them while it lives
+        taken = tf.numpy_function(arrays.taker(), [rows], [tf.as_dtype(array.dtype) for array in arrays.arrays],
+                                  stateful=False)
+        for tensor, array in zip(taken, arrays.arrays, strict=True):
             tensor.set_shape((None, *array.shape[1:]))
         return dict(zip(keys, taken[:-1], strict=True)), taken[-1]
 
     epochs_of_rows = tf.data.Dataset.from_generator(epoch_orders, output_signature=tf.TensorSpec((n,), tf.int64))
     return (epochs_of_rows.flat_map(lambda order: tf.data.Dataset.from_tensor_slices(order).batch(batch_size))
             .map(batch).prefetch(2))
+
+
+class _Arrays:
+    """The arrays a `dataset_batches` pipeline slices, and a function slicing them that holds them weakly."""
+
+    def __init__(self, arrays: list[np.ndarray]):
+        self.arrays = arrays
+
+    def taker(self) -> Callable[[np.ndarray], list[np.ndarray]]:
+        source = weakref.ref(self)
+
+        def take(rows: np.ndarray) -> list[np.ndarray]:
+            held = source()
+            if held is None:
+                raise RuntimeError("the arrays of this dataset_batches pipeline are gone")
+            return [array[rows] for array in held.arrays]
+
+        return take

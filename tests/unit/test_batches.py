@@ -65,3 +65,26 @@ def test_each_epoch_visits_every_row_once_in_a_new_order() -> None:
     x, y = batches[0]
     np.testing.assert_array_equal(x["features"], inputs["features"][x["row"]])  # each row with its own target
     np.testing.assert_array_equal(y, targets[x["row"]])
+
+
+class _Tracked(np.ndarray):
+    """An ndarray that a weak reference can follow."""
+
+
+def test_the_pipeline_holds_its_arrays_while_it_lives_and_no_longer() -> None:
+    import gc
+    import weakref
+
+    def pipeline() -> tuple[object, weakref.ref[np.ndarray]]:
+        inputs, targets = _arrays()
+        features = inputs["features"].view(_Tracked)
+        return (dataset_batches({"features": features}, targets, BATCH, seed=0, start_epoch=0, epochs=2),
+                weakref.ref(features))
+
+    feed, features = pipeline()
+    gc.collect()
+    assert sum(1 for _ in feed) == 10  # type: ignore[attr-defined]  # still there after a collection
+    del feed
+    gc.collect()
+    # TensorFlow keeps a numpy_function's Python function until clear_session; it must not keep the arrays
+    assert features() is None
