@@ -41,6 +41,7 @@ def _document(name: str, weights: dict[str, str], sizes: list[int], args: argpar
     return {
         "name": name, "seed": 0, "search": "tpe", "n_startup_trials": 20, "num_samples": args.trials,
         "max_concurrent": CONCURRENCY, "resources": {"cpus": 1}, "warm_workers": True,
+        **({"max_trials_per_worker": args.max_trials_per_worker} if args.max_trials_per_worker else {}),
         "scheduler": {"type": "asha", "grace_period": 3, "reduction_factor": 3},
         "fixed": {"weights": weights, "epochs": args.epochs, "fine_tune_epochs": args.fine_tune_epochs,
                   "early_stopping_patience": 4},
@@ -62,6 +63,8 @@ def main() -> None:
     parser.add_argument("--backbones", nargs=2, default=BACKBONES)
     parser.add_argument("--worker-memory", type=int, metavar="N", default=0,
                         help="instead: N trials on one worker that never retires, its memory per trial")
+    parser.add_argument("--max-trials-per-worker", type=int, metavar="N", default=0,
+                        help="the sweep's max_trials_per_worker (default: the project's)")
     parser.add_argument("--smoke-test", action="store_true",
                         help="150 photos at 32 px, TestTinyCNN and TestTinyMobileNet, 12 trials of 4 head epochs")
     args = parser.parse_args()
@@ -104,12 +107,28 @@ def _sweep_against_floor(args: argparse.Namespace, weights: dict[str, str], data
           f"{int((board['feature_cache'] == 'built').sum())} pooled-feature entries built; {epochs['pid'].nunique()} "
           f"workers ({int(epochs['worker_retires'].fillna(False).astype(bool).groupby(epochs['pid']).any().sum())} "
           f"retired)", flush=True)
+    print(_retirements(epochs, plan.config.max_trials_per_worker), flush=True)
     print(f"sweep wall time {wall:.0f} s; floor {floor:.0f} s (fine-tuning epochs {through:.0f} s + cache builds "
           f"{builds:.0f} s, over {CONCURRENCY} slots): {wall / floor:.2f}x the floor", flush=True)
     print(slot_seconds(epochs, board, wall, CONCURRENCY), flush=True)
     projected = _projected_cold(args, weights, dataset, root, board, epochs)
     print(f"projected with cold workers and no cache: {projected:.0f} s ({projected / wall:.1f}x this sweep)",
           flush=True)
+
+
+def _retirements(epochs: Any, max_trials: int) -> str:
+    """Why the sweep's workers retired (their trial count or their memory) and how far their memory grew."""
+    per_worker = epochs.groupby("pid").agg(trials=("worker_trial", "max"), uss=("worker_uss_mb", "max"),
+                                           retired=("worker_retires", lambda column: column.fillna(False).any()))
+    # what the growth limit counts from: the worker's memory when its second trial began (after its first)
+    second = epochs[epochs["worker_trial"] == 2].groupby("pid")["worker_uss_mb"].min()
+    retired = per_worker[per_worker["retired"]]
+    by_count = int((retired["trials"] >= max_trials).sum())
+    growth = (per_worker["uss"] - second).dropna()
+    return (f"  workers retired: {by_count} at max_trials_per_worker {max_trials}, "
+            f"{len(retired) - by_count} by memory; "
+            f"trials per worker median {per_worker['trials'].median():.0f}; private memory at most "
+            f"{per_worker['uss'].max():.0f} MiB, grown at most {growth.max():.0f} MiB after a worker's first trial")
 
 
 def epoch_rows(experiment: str) -> Any:
