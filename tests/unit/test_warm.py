@@ -38,3 +38,26 @@ def test_a_fresh_worker_received_its_trial_at_its_process_start(fresh_worker: No
     assert warm.received_at() == psutil.Process().create_time()
     warm.received(reused=True)
     assert warm.received_at() > psutil.Process().create_time()
+
+
+def test_the_runtime_is_frozen_at_the_first_trial_and_what_it_left_at_the_first_reset(fresh_worker: None) -> None:
+    import gc
+    import sys
+
+    try:
+        warm.begin_trial(max_trials=100, growth_mb=1e6)
+        warm.freeze_runtime()
+        assert "keras" in sys.modules
+        at_start = gc.get_freeze_count()
+        assert at_start > 0
+        kept_from_trial_1 = [[index] for index in range(1000)]  # alive after the first trial: frozen at its reset
+        warm.clear_previous_trial()
+        after_first_reset = gc.get_freeze_count()
+        assert after_first_reset > at_start + 0.9 * len(kept_from_trial_1)  # (a frozen object freed is uncounted)
+        warm.begin_trial(max_trials=100, growth_mb=1e6)
+        kept_from_trial_2 = [[index] for index in range(1000)]  # later trials' objects stay collectable
+        warm.clear_previous_trial()
+        assert gc.get_freeze_count() < after_first_reset + 0.5 * len(kept_from_trial_2)
+        assert len(kept_from_trial_2) == 1000
+    finally:
+        gc.unfreeze()  # the rest of the test session collects as usual
