@@ -143,9 +143,14 @@ def dataset_batches(inputs: dict[str, np.ndarray], targets: np.ndarray, batch_si
             tensor.set_shape((None, *array.shape[1:]))
         return dict(zip(keys, taken[:-1], strict=True)), taken[-1]
 
+    def batches_of(order: tf.Tensor) -> tf.data.Dataset:
+        return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+
+    # Plain graph code, not converted by AutoGraph: it writes each converted function's source to a file in TMPDIR
+    # that only a clean interpreter exit removes, and a Ray worker is stopped without one
+    plain = tf.autograph.experimental.do_not_convert
     epochs_of_rows = tf.data.Dataset.from_generator(epoch_orders, output_signature=tf.TensorSpec((n,), tf.int64))
-    return (epochs_of_rows.flat_map(lambda order: tf.data.Dataset.from_tensor_slices(order).batch(batch_size))
-            .map(batch).prefetch(2))
+    return epochs_of_rows.flat_map(plain(batches_of)).map(plain(batch)).prefetch(2)
 
 
 class _Arrays:

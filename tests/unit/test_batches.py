@@ -4,6 +4,7 @@ same order, so that a trial gives the same numbers whichever feed its phase uses
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -88,3 +89,21 @@ def test_the_pipeline_holds_its_arrays_while_it_lives_and_no_longer() -> None:
     gc.collect()
     # TensorFlow keeps a numpy_function's Python function until clear_session; it must not keep the arrays
     assert features() is None
+
+
+def test_the_pipeline_writes_no_file(tmp_path: Path) -> None:
+    """AutoGraph would write each function it converts to a file in TMPDIR, left behind by a Ray worker that is
+    stopped without a clean exit: the pipeline's functions are plain graph code, not converted. (In a process of
+    its own: AutoGraph converts a function once per process, and this module's other tests use the pipeline.)"""
+    import os
+    import subprocess
+    import sys
+
+    script = ("import numpy as np, os\n"
+              "from exifray.batches import dataset_batches\n"
+              "x, y = {'x': np.zeros((70, 8), np.float32)}, np.zeros((70, 4), np.float32)\n"
+              "print(sum(1 for _ in dataset_batches(x, y, 16, seed=0, start_epoch=0, epochs=1)), os.listdir())\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          cwd=tmp_path, env={**os.environ, "TMPDIR": str(tmp_path)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split("\n")[-2] == "5 []", done.stdout  # while the process runs: no file in TMPDIR
