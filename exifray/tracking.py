@@ -10,7 +10,8 @@ where MLflow's client retries a failed request for minutes. `MlflowTracking` ins
     the server; a server that is down costs one failed request, then updates are dropped for `RETRY_AFTER_S`
     before the next try, each trial's first loss is logged once, and the sweep finishes on time;
   - finds a trial's run by its tags (`exifray.experiment_uri`, `exifray.trial_id`) before making one, so a resumed
-    sweep keeps one run per trial, under the one parent run of the sweep;
+    sweep keeps one run per trial, under the one parent run of the sweep, and ends the runs of trials its killed
+    driver had ended (in Tune's saved state) but not yet sent;
   - logs the trial's settings as params, each epoch's metrics by step, the final metrics, its text outcomes
     (feature cache, power source, data source) as tags, and uploads its final checkpoint from storage (the model,
     CodeCarbon's `emissions.csv`, `metrics.json`) as the run's `final/` artifacts;
@@ -26,6 +27,7 @@ trackers the command line names again.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -173,9 +175,30 @@ class MlflowTracking(_PicklesInert, Callback):
         self._runs: dict[str, str] = {}  # trial id → run id (sender thread only)
         self._retry_at = 0.0
         self._lost: dict[str, int] = {}  # trial id (or "sweep") → updates not sent
+        self._settled = False  # the trials an earlier driver ended (first step of a resumed sweep)
         self.driver_s = 0.0  # time the driver spent in this callback (queueing only) and waiting at the end
 
     # Tune's hooks: each only queues its update
+    def on_step_begin(self, iteration: int, trials: list[Trial], **_: object) -> None:
+        """A resumed sweep keeps the trials its killed driver had ended and Tune had saved; that driver may have died
+        before its sender ended their runs. At the first step each ended trial's run is settled from Tune's record."""
+        self._settle(trials)
+
+    def on_experiment_end(self, trials: list[Trial], **_: object) -> None:
+        self._settle(trials)  # a resumed sweep whose trials had all ended takes no step
+
+    def _settle(self, trials: list[Trial]) -> None:
+        if self._settled:
+            return
+        self._settled = True
+        for trial in trials:
+            status = trial_status(trial)
+            if trial.status in (trial.TERMINATED, trial.ERROR) and status in _MLFLOW_STATUS:
+                result, config = dict(trial.last_result or {}), dict(trial.config)
+                checkpoint = trial.checkpoint if status == schema.STATUS_COMPLETE else None
+                self._send(trial.trial_id, functools.partial(self._settle_trial, trial_id=trial.trial_id, result=result,
+                                                             config=config, status=status, checkpoint=checkpoint))
+
     def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **_: object) -> None:
         config = dict(trial.config)
         self._send(trial.trial_id, lambda client: self._start_trial(client, trial.trial_id, config))
@@ -299,6 +322,20 @@ class MlflowTracking(_PicklesInert, Callback):
         if checkpoint is not None:
             _log_checkpoint(client, run_id, checkpoint)
         client.set_terminated(run_id, status=_MLFLOW_STATUS[status])
+
+    def _settle_trial(self, client: MlflowClient, trial_id: str, result: Mapping[str, object],
+                      config: Mapping[str, object], status: str, checkpoint: Checkpoint | None) -> None:
+        """The run of a trial an earlier driver ended, unless it was already ended: its params, final metrics and
+        outcomes, checkpoint and status (made when that driver died before even starting it)."""
+        found = find_run(client, self._experiment_id, self.experiment_uri, trial_id)
+        if found and client.get_run(found).info.status != "RUNNING":
+            return
+        self._start_trial(client, trial_id, config)
+        tags = {f"exifray.{key}": str(result[key]) for key in schema.FINAL_TEXT_KEYS if result.get(key) is not None}
+        step = result.get("training_iteration")
+        self._log(client, trial_id, result_metrics(result), tags, step if isinstance(step, int) else 0,
+                  int(time.time() * 1000))
+        self._finish_trial(client, trial_id, status, checkpoint)
 
     def _finish_sweep(self, client: MlflowClient, files: ExperimentFiles, status: str) -> None:
         import pandas as pd

@@ -198,3 +198,22 @@ def test_a_server_killed_mid_sweep_costs_the_sweep_almost_nothing(
     lost = [record.getMessage() for record in caplog.records if "is not fully tracked" in record.getMessage()]
     per_trial = Counter(message.split(" is not fully tracked")[0] for message in lost)
     assert lost and max(per_trial.values()) == 1, lost  # once per trial (or for the parent run), not per update
+
+
+def test_a_resumed_sweep_ends_the_runs_its_killed_driver_left_running(
+        tracked: SweepResult, server: MlflowServer, small_dataset: Path) -> None:
+    """A driver killed after Tune saved a trial as ended, but before its sender ended the trial's run, leaves the run
+    RUNNING; the resumed sweep does not run that trial again, and settles its run from Tune's record instead."""
+    client, _, children = _runs(server.uri, "tracked")
+    left = children[0]
+    client.update_run(left.info.run_id, status="RUNNING")  # what the killed driver left
+    resumed = run_sweep(_space("tracked"), small_dataset, storage_path=str(Path(tracked.experiment_dir).parent),
+                        resume=True, mlflow=server.uri)
+    board = load_leaderboard(resumed).set_index("trial_id")
+    _, parent, after = _runs(server.uri, "tracked")
+    assert sorted(run.info.run_id for run in after) == sorted(run.info.run_id for run in children)  # none made
+    assert {run.info.status for run in after} == {"FINISHED"} and parent.info.status == "FINISHED"
+    settled = client.get_run(left.info.run_id)
+    assert settled.data.tags["exifray.status"] == schema.STATUS_COMPLETE
+    assert settled.data.metrics[schema.TEST_F1_MACRO] == pytest.approx(board.loc[left.data.tags[TRIAL_TAG],
+                                                                                schema.TEST_F1_MACRO], rel=1e-9)
