@@ -18,11 +18,11 @@ where MLflow's client retries a failed request for minutes. `MlflowTracking` ins
   - gives the parent the sweep's settings, `leaderboard.csv` and the HTML report when the sweep ends.
 W&B: Ray's `WandbLoggerCallback` fits (one helper process per trial, which W&B wants); `WandbTracking` adds the
 text outcomes to each run's config, the final checkpoint as an artifact, `resume="allow"` and the driver's
-`WANDB_MODE`/`WANDB_DIR` passed to `wandb.init` (Ray forwards only `WANDB_API_KEY` to the helpers).
+`WANDB_MODE`/`WANDB_DIR` passed to `wandb.init` (Ray forwards only `WANDB_API_KEY` to the helpers), and helpers
+that wait for W&B's service to write the run out.
 
 Neither writes its settings anywhere in the experiment (DESIGN decision 10): Tune pickles callbacks with the
-experiment, so both pickle as an inert placeholder, which `sweep.run_sweep` replaces on `--resume` with the
-trackers the command line names again.
+experiment, so both pickle as an inert placeholder, which `sweep.run_sweep` replaces on `--resume`.
 """
 
 from __future__ import annotations
@@ -180,14 +180,14 @@ class MlflowTracking(_PicklesInert, Callback):
 
     # Tune's hooks: each only queues its update
     def on_step_begin(self, iteration: int, trials: list[Trial], **_: object) -> None:
-        """A resumed sweep keeps the trials its killed driver had ended and Tune had saved; that driver may have died
-        before its sender ended their runs. At the first step each ended trial's run is settled from Tune's record."""
         self._settle(trials)
 
     def on_experiment_end(self, trials: list[Trial], **_: object) -> None:
         self._settle(trials)  # a resumed sweep whose trials had all ended takes no step
 
     def _settle(self, trials: list[Trial]) -> None:
+        """A resumed sweep keeps the trials its killed driver had ended and Tune had saved; that driver may have died
+        before its sender ended their runs. At the first step each ended trial's run is settled from Tune's record."""
         if self._settled:
             return
         self._settled = True
@@ -205,12 +205,8 @@ class MlflowTracking(_PicklesInert, Callback):
 
     def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict[str, object],
                         **_: object) -> None:
-        step = result.get("training_iteration")
-        metrics = result_metrics(result)
-        tags = {f"exifray.{key}": str(result[key]) for key in schema.FINAL_TEXT_KEYS if result.get(key) is not None}
-        stamp = int(time.time() * 1000)
-        self._send(trial.trial_id, lambda client: self._log(client, trial.trial_id, metrics, tags,
-                                                            step if isinstance(step, int) else 0, stamp))
+        update, stamp = dict(result), int(time.time() * 1000)
+        self._send(trial.trial_id, lambda client: self._log(client, trial.trial_id, update, stamp))
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **_: object) -> None:
         self._end(trial)
@@ -308,13 +304,15 @@ class MlflowTracking(_PicklesInert, Callback):
         client.update_run(run_id, status="RUNNING")
         _log_params(client, run_id, trial_params(config))
 
-    def _log(self, client: MlflowClient, trial_id: str, metrics: Mapping[str, float], tags: Mapping[str, str],
-             step: int, stamp: int) -> None:
+    def _log(self, client: MlflowClient, trial_id: str, result: Mapping[str, object], stamp: int) -> None:
+        """A result's metrics at its step, and its text outcomes as tags."""
         from mlflow.entities import Metric, RunTag
 
+        step = step if isinstance(step := result.get("training_iteration"), int) else 0
         client.log_batch(self._run(client, trial_id),
-                         metrics=[Metric(key, value, stamp, step) for key, value in metrics.items()],
-                         tags=[RunTag(key, value) for key, value in tags.items()])
+                         metrics=[Metric(key, value, stamp, step) for key, value in result_metrics(result).items()],
+                         tags=[RunTag(f"exifray.{key}", str(result[key])) for key in schema.FINAL_TEXT_KEYS
+                               if result.get(key) is not None])
 
     def _finish_trial(self, client: MlflowClient, trial_id: str, status: str, checkpoint: Checkpoint | None) -> None:
         run_id = self._run(client, trial_id)
@@ -325,16 +323,12 @@ class MlflowTracking(_PicklesInert, Callback):
 
     def _settle_trial(self, client: MlflowClient, trial_id: str, result: Mapping[str, object],
                       config: Mapping[str, object], status: str, checkpoint: Checkpoint | None) -> None:
-        """The run of a trial an earlier driver ended, unless it was already ended: its params, final metrics and
-        outcomes, checkpoint and status (made when that driver died before even starting it)."""
+        """The run of a trial an earlier driver ended, unless it was ended: params, final result, checkpoint, status."""
         found = find_run(client, self._experiment_id, self.experiment_uri, trial_id)
         if found and client.get_run(found).info.status != "RUNNING":
             return
         self._start_trial(client, trial_id, config)
-        tags = {f"exifray.{key}": str(result[key]) for key in schema.FINAL_TEXT_KEYS if result.get(key) is not None}
-        step = result.get("training_iteration")
-        self._log(client, trial_id, result_metrics(result), tags, step if isinstance(step, int) else 0,
-                  int(time.time() * 1000))
+        self._log(client, trial_id, result, int(time.time() * 1000))
         self._finish_trial(client, trial_id, status, checkpoint)
 
     def _finish_sweep(self, client: MlflowClient, files: ExperimentFiles, status: str) -> None:
@@ -428,10 +422,18 @@ def wandb_tracking(project: str, group: str) -> Callback:
     across a resume, and the driver's WANDB_MODE / WANDB_DIR passed to each trial's `wandb.init`. Built here, not at
     import: importing W&B (which Ray's module does) makes temporary folders a sweep without --wandb should not."""
     import pyarrow.fs
-    from ray.air.integrations.wandb import WandbLoggerCallback, _QueueItem
+    from ray.air.integrations.wandb import WandbLoggerCallback, _QueueItem, _WandbLoggingActor
+
+    class FlushedLoggingActor(_WandbLoggingActor):
+        def run(self) -> None:  # `wandb.finish` returns before W&B's service has written the run out, and Ray then
+            try:  # kills the actor (no atexit): an offline run was seen unwritten. `teardown` waits for the service.
+                super().run()
+            finally:
+                self._wandb.teardown()
 
     class WandbTracking(_PicklesInert, WandbLoggerCallback):
         AUTO_CONFIG_KEYS = [*WandbLoggerCallback.AUTO_CONFIG_KEYS, *schema.FINAL_TEXT_KEYS]
+        _logger_actor_cls = FlushedLoggingActor
 
         def log_trial_end(self, trial: Trial, failed: bool = False) -> None:
             checkpoint = trial.checkpoint

@@ -11,7 +11,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -115,17 +114,12 @@ def test_a_sweep_is_one_parent_run_with_a_child_run_per_trial_equal_to_the_leade
 
 def _inspect(wandb: Path, run: Path) -> dict[str, Any]:
     """W&B's own reader of the run's transaction log (offline runs write no files/wandb-summary.json since
-    wandb-core: wandb/wandb#9646). W&B's service process writes the log: on a loaded machine it was seen still
-    writing it (no project yet, no exit code) when the sweep had returned, so it is read until the run shows
-    finished, for at most a minute."""
-    deadline = time.monotonic() + 60
-    while True:
-        shown = subprocess.run([str(wandb), "leet", "inspect", "--summary", "--json", str(run)], capture_output=True,
-                               text=True, timeout=120, check=True)
-        record: dict[str, Any] = json.loads(shown.stdout)
-        if record["state"] == "finished" or time.monotonic() > deadline:
-            return record
-        time.sleep(1)
+    wandb-core: wandb/wandb#9646). Read once: the sweep returns after each trial's helper has waited for W&B's
+    service to write the run out (without that wait a run was seen unwritten, no project and no exit code)."""
+    shown = subprocess.run([str(wandb), "leet", "inspect", "--summary", "--json", str(run)], capture_output=True,
+                           text=True, timeout=120, check=True)
+    record: dict[str, Any] = json.loads(shown.stdout)
+    return record
 
 
 def test_wandb_offline_runs_hold_the_leaderboard_final_metrics(tracked: SweepResult, wandb_dir: Path) -> None:
