@@ -80,8 +80,9 @@ def _report_epoch(row: dict[str, Any], state: TrainingState, *, every: int = 1,
     """Reports every epoch to Tune, every `every`-th with a checkpoint of the training state (model and
     optimizer, best weights, history, emissions so far), so a trial that loses its node resumes after the last
     checkpointed epoch. A head epoch on cached features is checkpointed only once the epochs since the last
-    checkpoint took CHEAP_EPOCHS_S of training, or at the end of its phase: redoing them costs less than saving
-    each (MobileNetV2's head on 1,000 photos: 0.2 s an epoch, 0.04 s a checkpoint). `worker`: the worker's
+    checkpoint took CHEAP_EPOCHS_S of training, or at the end of a phase another phase follows (the last phase's
+    end is followed by the final report and its checkpoint): redoing them costs less than saving each
+    (MobileNetV2's head on 1,000 photos: 0.2 s an epoch, 0.04 s a checkpoint). `worker`: the worker's
     fields (`warm.begin_trial`), in every report."""
     from ray import tune
 
@@ -89,7 +90,7 @@ def _report_epoch(row: dict[str, Any], state: TrainingState, *, every: int = 1,
                | dict(worker or {}))
     state.unsaved_s += float(row[schema.EPOCH_TIME_S])
     if not checkpoint_due(int(row[schema.EPOCH]), every, cheap=state.cheap_epochs, unsaved_s=state.unsaved_s,
-                          phase_ending=state.phase_ending):
+                          phase_ending=state.phase_ending and state.more_phases):
         tune.report(metrics)
         return
     with tempfile.TemporaryDirectory(prefix="ckpt-", dir=_scratch()) as folder:
@@ -103,7 +104,8 @@ CHEAP_EPOCHS_S: Final = 2.0  # cheap epochs are checkpointed once they add up to
 
 def checkpoint_due(epoch: int, every: int, *, cheap: bool, unsaved_s: float, phase_ending: bool) -> bool:
     """Whether the report after `epoch` carries a checkpoint: every `every`-th epoch; a cheap epoch only once
-    `unsaved_s` of training since the last checkpoint reaches CHEAP_EPOCHS_S, or when its phase ends."""
+    `unsaved_s` of training since the last checkpoint reaches CHEAP_EPOCHS_S, or when its phase ends (and another
+    follows: the caller's `phase_ending`)."""
     if epoch % every:
         return False
     return not cheap or unsaved_s >= CHEAP_EPOCHS_S or phase_ending

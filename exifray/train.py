@@ -148,7 +148,7 @@ def _train_phases(loop: TrainingState, built: BuiltModel, phases: list[Phase], c
         if saved is not None and resume is not None and index == start:
             loop.resume(resume, saved)
         loop.start_phase(phase.name)
-        loop.phase_epochs, loop.cheap_epochs = phase.epochs, cheap
+        loop.phase_epochs, loop.cheap_epochs, loop.more_phases = phase.epochs, cheap, index < len(phases) - 1
         if loop.phase_done or loop.phase_epoch >= phase.epochs:
             continue  # the saved state had finished this phase
         dense = cheap and not phase.unfreeze  # only dense layers train: their steps take milliseconds

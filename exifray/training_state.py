@@ -53,6 +53,7 @@ class TrainingState:
         self.phase_done = False  # early stopping ended this phase
         self.phase_epochs = 0  # epochs this phase runs at most
         self.cheap_epochs = False  # this phase trains a head on cached features or an EXIF-only MLP: cheap to redo
+        self.more_phases = False  # another phase follows this one (the last one's end is the final report)
         self.unsaved_s = 0.0  # training since the last resume checkpoint (`sweep_trainable._report_epoch` keeps it)
         self.wait = 0
         self.resumed_from_epoch = 0

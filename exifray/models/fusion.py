@@ -9,6 +9,8 @@ each branch to `fusion_width`, concatenates, applies one dense layer of `fusion_
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -191,16 +193,29 @@ def resolve_weights(weights: str, spec: BackboneSpec) -> str | None:
 
 
 def weights_identity(weights: str) -> str:
-    """`imagenet`, or the sha256 of a local weights file (its path may differ between machines)."""
+    """`imagenet`, or the sha256 of a local weights file (its path may differ between machines). A warm worker
+    hashes a file once, not at every trial, while its path, inode, size and modification time stay the same; as
+    git does for its index, a file modified in the last seconds is hashed again (timestamps are coarser than
+    writes)."""
     import hashlib
 
     if weights == "imagenet":
         return weights
+    stat = os.stat(weights)
+    seen = (os.path.realpath(weights), stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    if seen in _HASHED:
+        return _HASHED[seen]
     digest = hashlib.sha256()
     with open(weights, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
-    return f"sha256:{digest.hexdigest()}"
+    identity = f"sha256:{digest.hexdigest()}"
+    if time.time_ns() - stat.st_mtime_ns > 2 * 10**9 and len(_HASHED) < 64:
+        _HASHED[seen] = identity
+    return identity
+
+
+_HASHED: dict[tuple[str, int, int, int], str] = {}  # (path, inode, size, mtime) → identity, in this process
 
 
 def _preprocess(x: KerasTensor, spec: BackboneSpec) -> KerasTensor:

@@ -5,12 +5,14 @@ from __future__ import annotations
 from exifray.sweep_trainable import CHEAP_EPOCHS_S, checkpoint_due
 
 
-def _due_epochs(epoch_times: list[float], *, every: int, cheap: bool) -> list[int]:
-    """Replays a 10-epoch phase the way `_report_epoch` keeps its unsaved training time."""
+def _due_epochs(epoch_times: list[float], *, every: int, cheap: bool, last: bool = False) -> list[int]:
+    """Replays a 10-epoch phase the way `_report_epoch` keeps its unsaved training time (`last`: the trial's last
+    phase, whose end the final report's checkpoint follows)."""
     due, unsaved = [], 0.0
     for epoch, seconds in enumerate(epoch_times, 1):
         unsaved += seconds
-        if checkpoint_due(epoch, every, cheap=cheap, unsaved_s=unsaved, phase_ending=epoch == len(epoch_times)):
+        ending = epoch == len(epoch_times) and not last
+        if checkpoint_due(epoch, every, cheap=cheap, unsaved_s=unsaved, phase_ending=ending):
             due.append(epoch)
             unsaved = 0.0
     return due
@@ -27,6 +29,13 @@ def test_cheap_epochs_are_checkpointed_once_they_add_up_to_the_limit_and_when_th
     assert _due_epochs([step] * 10, every=1, cheap=True) == [4, 8, 10]
     assert _due_epochs([0.01] * 10, every=1, cheap=True) == [10]
     assert _due_epochs([CHEAP_EPOCHS_S + 1] + [0.01] * 9, every=1, cheap=True) == [1, 10]  # a slow first epoch
+
+
+def test_the_last_phase_ends_without_a_checkpoint_of_its_own_when_its_epochs_are_cheap() -> None:
+    step = CHEAP_EPOCHS_S / 4
+    assert _due_epochs([step] * 10, every=1, cheap=True, last=True) == [4, 8]  # the final report's follows
+    assert _due_epochs([0.01] * 10, every=1, cheap=True, last=True) == []
+    assert _due_epochs([30.0] * 10, every=3, cheap=False, last=True) == [3, 6, 9]  # expensive: every 3rd as before
 
 
 def test_cheap_epochs_still_follow_checkpoint_every() -> None:

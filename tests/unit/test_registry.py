@@ -1,5 +1,10 @@
 from __future__ import annotations
 
+import hashlib
+import os
+import time
+from pathlib import Path
+
 import pytest
 
 from exifray.errors import ConfigError, UnknownNameError
@@ -50,3 +55,24 @@ def test_registering_before_the_first_lookup_keeps_the_built_ins() -> None:
 
 BUILT_INS = {f"EfficientNetB{i}" for i in range(8)} | {"MobileNetV2", "ResNet50V2", "ResNet101V2", "ResNet152V2",
                                                        "SmallCNN", "TestTinyCNN", "TestTinyMobileNet"}
+
+
+def test_a_weights_file_is_hashed_once_until_it_changes(tmp_path: Path) -> None:
+    """`weights_identity` is the file's sha256; a warm worker keeps it per (path, inode, size, mtime), except for a
+    file written in the last seconds (timestamps are coarser than writes), which is hashed again every time."""
+    from exifray.models import fusion
+
+    weights = tmp_path / "backbone.weights.h5"
+    weights.write_bytes(b"first weights")
+    fresh = fusion.weights_identity(str(weights))
+    assert fresh == "sha256:" + hashlib.sha256(b"first weights").hexdigest()
+    assert fresh not in fusion._HASHED.values()  # just written: not kept
+    weights.write_bytes(b"other weights")  # same size, same inode, maybe the same coarse mtime
+    assert fusion.weights_identity(str(weights)) == "sha256:" + hashlib.sha256(b"other weights").hexdigest()
+    old = time.time() - 60
+    os.utime(weights, (old, old))
+    kept = fusion.weights_identity(str(weights))
+    assert kept == "sha256:" + hashlib.sha256(b"other weights").hexdigest() and kept in fusion._HASHED.values()
+    weights.write_bytes(b"third weights")  # a new mtime: a new key
+    assert fusion.weights_identity(str(weights)) == "sha256:" + hashlib.sha256(b"third weights").hexdigest()
+    assert fusion.weights_identity("imagenet") == "imagenet"
