@@ -11,10 +11,12 @@ tracker and its shard readers when it ends, and `clear_previous_trial` drops Ten
 collects what the finished trial left before the next one starts.
 
 Each worker counts its trials and measures its private memory (USS: resident memory would count the dataset
-arrays it shares with every trial on the node) when a trial begins. Its `max_trials_per_worker`-th trial, or the
-first one that begins with the worker grown more than `worker_growth_mb` over what it held after its first
-trial, reports `worker_retires`; on the driver, `retiring_workers` then keeps Tune from caching that actor, so
-Tune stops it and starts a fresh one for the next trial. Retiring never fails or retries a trial.
+arrays it shares with every trial on the node) when a trial ends, in a thread of its own while the driver takes
+the trial's end and Tune resets the worker (reading it takes 15-30 ms; `trial_ended`), and the next trial reads it
+as it begins. Its `max_trials_per_worker`-th trial, or the first one that begins with the worker grown more than
+`worker_growth_mb` over what it held after its first trial, reports `worker_retires`; on the driver,
+`retiring_workers` then keeps Tune from caching that actor, so Tune stops it and starts a fresh one for the next
+trial. Retiring never fails or retries a trial.
 """
 
 from __future__ import annotations
@@ -47,7 +49,9 @@ THREAD_TIMEOUT_ENV: Final = "TUNE_FUNCTION_THREAD_TIMEOUT_S"
 class _Worker:
     trials: int = 0  # trials this process has begun
     received_at: float = 0.0  # time.time() when it received its current trial (0: at its process start)
-    first_uss: float | None = None  # private memory when its second trial began (after the first), bytes
+    first_uss: float | None = None  # private memory when its first trial ended, bytes
+    measuring: threading.Thread | None = None  # measuring the private memory since the last trial ended
+    ended_uss: float | None = None  # what it measured
 
 
 _WORKER = _Worker()
@@ -57,6 +61,27 @@ def _uss() -> float:
     import psutil
 
     return float(psutil.Process().memory_full_info().uss)
+
+
+def trial_ended() -> None:
+    """The trial's function is done (finished, stopped or failed): measure the private memory in the background,
+    off the path from this trial's end to the next one's start; the next `begin_trial` waits for it."""
+
+    def measure() -> None:
+        _WORKER.ended_uss = _uss()
+
+    _WORKER.ended_uss = None
+    _WORKER.measuring = threading.Thread(target=measure, name="exifray-worker-memory", daemon=True)
+    _WORKER.measuring.start()
+
+
+def _private_memory() -> float:
+    """The private memory measured when the last trial ended, or now (a worker's first trial)."""
+    thread, _WORKER.measuring = _WORKER.measuring, None
+    if thread is not None:
+        thread.join()
+    uss, _WORKER.ended_uss = _WORKER.ended_uss, None
+    return uss if uss is not None else _uss()
 
 
 def received(reused: bool) -> None:
@@ -77,7 +102,7 @@ def begin_trial(max_trials: int, growth_mb: float) -> dict[str, object]:
     """Count a trial on this worker and decide whether the worker retires after it; the fields every report of
     the trial carries (`worker_trial`, `worker_uss_mb`, `worker_retires`, `worker_threads`)."""
     _WORKER.trials += 1
-    uss = _uss()
+    uss = _private_memory()  # (joined first: its thread is not counted in `worker_threads`)
     if _WORKER.trials == 2:
         _WORKER.first_uss = uss
     grown = uss - _WORKER.first_uss if _WORKER.first_uss is not None else 0.0

@@ -22,8 +22,10 @@ def test_a_worker_retires_at_its_max_trials(fresh_worker: None) -> None:
 
 def test_a_worker_retires_once_its_private_memory_grew_past_the_limit(fresh_worker: None) -> None:
     first = warm.begin_trial(max_trials=100, growth_mb=64)
+    warm.trial_ended()
     second = warm.begin_trial(max_trials=100, growth_mb=64)  # the baseline: what the first trial left
     kept = np.ones(200 * 2**20, dtype=np.uint8)  # 200 MiB of private memory, touched
+    warm.trial_ended()
     third = warm.begin_trial(max_trials=100, growth_mb=64)
     assert kept.sum() == 200 * 2**20
     assert not first[schema.WORKER_RETIRES] and not second[schema.WORKER_RETIRES]
@@ -61,3 +63,22 @@ def test_the_runtime_is_frozen_at_the_first_trial_and_what_it_left_at_the_first_
         assert len(kept_from_trial_2) == 1000
     finally:
         gc.unfreeze()  # the rest of the test session collects as usual
+
+
+def test_the_memory_is_measured_when_a_trial_ends_off_the_next_trials_path(fresh_worker: None) -> None:
+    """`trial_ended` measures in a thread of its own; the next trial's fields carry that figure, and the thread is
+    gone (joined) before `worker_threads` counts the threads."""
+    import threading
+
+    warm.begin_trial(max_trials=100, growth_mb=1e6)
+    threads = threading.active_count()
+    kept = np.ones(100 * 2**20, dtype=np.uint8)  # what the trial leaves: in the figure taken at its end
+    warm.trial_ended()
+    measuring = warm._WORKER.measuring
+    assert measuring is not None and measuring.name == "exifray-worker-memory"
+    measured_at_end = warm._uss()
+    del kept  # freed after the end: not in the figure the next trial reads
+    second = warm.begin_trial(max_trials=100, growth_mb=1e6)
+    assert not measuring.is_alive() and second[schema.WORKER_THREADS] == threads
+    assert abs(second[schema.WORKER_USS_MB] * 2**20 - measured_at_end) < 20 * 2**20
+    assert second[schema.WORKER_USS_MB] * 2**20 > warm._uss() + 80 * 2**20
