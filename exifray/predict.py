@@ -362,7 +362,9 @@ def ray_session(address: str | None, num_cpus: int | None = None) -> Iterator[No
     if address or os.environ.get("RAY_ADDRESS"):
         ray.init(address=address or os.environ["RAY_ADDRESS"], logging_level=logging.WARNING)
     else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING)
+        from exifray.ray_start import start_ray
+
+        start_ray(num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING)
     try:
         yield
     finally:

@@ -34,6 +34,7 @@ from exifray.experiment import (
 )
 from exifray.fsutil import is_uri
 from exifray.leaderboard import format_top, grams
+from exifray.ray_start import start_ray
 from exifray.space import SearchSpace, SweepPlan
 from exifray.space_file import parse_sweep
 from exifray.sweep_trainable import (
@@ -234,7 +235,7 @@ def init_ray(address: str | None, dashboard: bool = False) -> tuple[bool, str | 
     url = None
     if not ray.is_initialized():
         if in_process:
-            context = ray.init(include_dashboard=dashboard, log_to_driver=False, logging_level=logging.WARNING)
+            context = start_ray(include_dashboard=dashboard, log_to_driver=False, logging_level=logging.WARNING)
             if dashboard and context.dashboard_url:
                 url = f"http://{context.dashboard_url}"
                 logger.info("Ray dashboard: %s", url)

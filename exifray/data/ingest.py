@@ -93,8 +93,12 @@ def _init_ray(config: IngestConfig) -> bool:
 
     if ray.is_initialized():
         return False
-    ray.init(address=config.address, num_cpus=config.num_cpus if config.address is None else None,
-             include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    if config.address is not None:
+        ray.init(address=config.address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+        return True
+    from exifray.ray_start import start_ray
+
+    start_ray(num_cpus=config.num_cpus, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
     return True
 
 
