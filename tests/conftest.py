@@ -47,9 +47,12 @@ def fixtures() -> Path:
 
 @pytest.fixture(scope="session")
 def ray_local() -> Iterator[None]:
-    """One in-process Ray with 2 CPUs for the whole session (ingest joins it instead of starting one)."""
+    """One in-process Ray with 2 CPUs for the whole session (ingest joins it instead of starting one), started as
+    exifray starts it (again if its node timed out during startup on the busy machine)."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    from exifray.ray_start import start_ray
+
+    start_ray(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
