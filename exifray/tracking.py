@@ -10,8 +10,7 @@ where MLflow's client retries a failed request for minutes. `MlflowTracking` ins
     the server; a server that is down costs one failed request, then updates are dropped for `RETRY_AFTER_S`
     before the next try, each trial's first loss is logged once, and the sweep finishes on time;
   - finds a trial's run by its tags (`exifray.experiment_uri`, `exifray.trial_id`) before making one, so a resumed
-    sweep keeps one run per trial, under the one parent run of the sweep, and ends the runs of trials its killed
-    driver had ended (in Tune's saved state) but not yet sent;
+    sweep keeps one run per trial, under the sweep's one parent run, and ends those its killed driver had not;
   - logs the trial's settings as params, each epoch's metrics by step, the final metrics, its text outcomes
     (feature cache, power source, data source) as tags, and uploads its final checkpoint from storage (the model,
     CodeCarbon's `emissions.csv`, `metrics.json`) as the run's `final/` artifacts;
@@ -186,14 +185,13 @@ class MlflowTracking(_PicklesInert, Callback):
         self._settle(trials)  # a resumed sweep whose trials had all ended takes no step
 
     def _settle(self, trials: list[Trial]) -> None:
-        """A resumed sweep keeps the trials its killed driver had ended and Tune had saved; that driver may have died
-        before its sender ended their runs. At the first step each ended trial's run is settled from Tune's record."""
+        """At a resumed sweep's first step, the runs of trials its killed driver ended but had not yet sent."""
         if self._settled:
             return
         self._settled = True
         for trial in trials:
-            status = trial_status(trial)
-            if trial.status in (trial.TERMINATED, trial.ERROR) and status in _MLFLOW_STATUS:
+            if trial.status in (trial.TERMINATED, trial.ERROR):
+                status = trial_status(trial)
                 result, config = dict(trial.last_result or {}), dict(trial.config)
                 checkpoint = trial.checkpoint if status == schema.STATUS_COMPLETE else None
                 self._send(trial.trial_id, functools.partial(self._settle_trial, trial_id=trial.trial_id, result=result,
@@ -325,8 +323,10 @@ class MlflowTracking(_PicklesInert, Callback):
                       config: Mapping[str, object], status: str, checkpoint: Checkpoint | None) -> None:
         """The run of a trial an earlier driver ended, unless it was ended: params, final result, checkpoint, status."""
         found = find_run(client, self._experiment_id, self.experiment_uri, trial_id)
-        if found and client.get_run(found).info.status != "RUNNING":
-            return
+        if found:
+            if client.get_run(found).info.status != "RUNNING":
+                return
+            self._runs[trial_id] = found  # `_run` need not search for it again
         self._start_trial(client, trial_id, config)
         self._log(client, trial_id, result, int(time.time() * 1000))
         self._finish_trial(client, trial_id, status, checkpoint)
