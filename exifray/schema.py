@@ -88,6 +88,7 @@ WORKER_TRIAL: Final = "worker_trial"
 WORKER_USS_MB: Final = "worker_uss_mb"
 WORKER_RETIRES: Final = "worker_retires"
 WORKER_THREADS: Final = "worker_threads"
+BACKBONE_REUSED: Final = "backbone_reused"  # the trial's pretrained backbone was lent by its warm worker, not built
 # Text a final result carries (Tune keeps it; the leaderboard shows it).
 FEATURE_CACHE: Final = "feature_cache"
 FEATURE_BUILD_S: Final = "feature_build_s"  # what the FEATURE CACHE entries a trial built cost: how long, CO2-eq

@@ -249,13 +249,13 @@ def run_trial(config: TrialConfig, data: DatasetArrays | str | Path, *, report: 
         latency, params = _final_cost(built, scoring, head_only, below or head.backbone_cost, scored_ms, inputs,
                                       split_inputs, data, config, estimated)
         final = scoring if head_only else built.model
-        totals = emissions.close()
-        emissions_files = emissions.final_files
+        totals, emissions_files = emissions.close(), emissions.final_files  # (the files are final once closed)
     metrics = _final_metrics(loop, test, latency, params, train_time, totals, data) | tune.metrics(head.metrics()) | {
         schema.FINE_TUNED_LAYERS: fine_tuned, "emissions_tracking_mode": emissions.tracking_mode,
         schema.POWER_SOURCE: emissions.power_source, schema.DATA_SOURCE: _data_source(data),
         "country": config.country, schema.STARTUP_S: (loop.first_epoch_at or time.time()) - entered,
-        "first_epoch_at": loop.first_epoch_at or math.nan, schema.INFERENCE_ESTIMATED: estimated}
+        "first_epoch_at": loop.first_epoch_at or math.nan, schema.INFERENCE_ESTIMATED: estimated,
+        schema.BACKBONE_REUSED: built.backbone_reused}
     result = TrialResult(metrics, loop.history, final, _settings(config, image_size, data, encoder, built, thresholds),
                          emissions_files, backbone_identity(built) if head_only else None, test_predictions)
     if out_dir is not None:

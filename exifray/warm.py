@@ -132,7 +132,8 @@ def freeze_runtime() -> None:
 
 def clear_previous_trial() -> None:
     """What a finished trial leaves process-wide: TF's cached kernels and graph, its garbage, Arrow's freed
-    buffers. Called by a reused worker before its next trial; Keras' per-thread state left with the thread."""
+    buffers, its loan of pooled backbones. Called by a reused worker before its next trial; Keras' per-thread state
+    left with the thread."""
     if "keras" in sys.modules:
         import keras
 
@@ -146,6 +147,10 @@ def clear_previous_trial() -> None:
         import pyarrow as pa
 
         pa.default_memory_pool().release_unused()
+    if "exifray.models.backbone_pool" in sys.modules:
+        from exifray.models import backbone_pool
+
+        backbone_pool.reclaim()  # the finished trial's models are gone: its pooled backbones can be lent again
 
 
 def retires(trial: Trial) -> bool:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     import keras
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 from exifray.config import TrialConfig
 from exifray.errors import ConfigError
+from exifray.models import backbone_pool
 from exifray.models.exif_mlp import exif_layers
 from exifray.models.finetune import freeze
 from exifray.models.registry import BackboneSpec, create_backbone, get_backbone_spec
@@ -78,6 +79,7 @@ class BuiltModel:
         self._head: keras.Model | None = None
         self._backbone_input: KerasTensor | None = None  # the preprocessed images the backbone is called on
         self._above: dict[str, keras.Model] = {}  # per cut layer's name: the tuning model
+        self.backbone_reused = False  # its backbone was lent by the worker's pool (`backbone_pool`), not built
 
     @property
     def pretrained(self) -> bool:
@@ -112,8 +114,9 @@ class BuiltModel:
         inputs, exif_input = [], None
         if self.spec is not None:
             assert self.image_size is not None
-            image_input, self._backbone_input, self._pooled, self._backbone = image_branch(
-                self.config, self.image_size, self.spec, self.weights)
+            branch = image_branch(self.config, self.image_size, self.spec, self.weights)
+            image_input, self._backbone_input, self._pooled, self._backbone = branch[:4]
+            self.backbone_reused = branch.reused
             if self.pretrained:  # the first phase trains the head over the frozen backbone
                 freeze(self._backbone)
             inputs.append(image_input)
@@ -236,7 +239,18 @@ def _augment(x: KerasTensor, seed: int) -> KerasTensor:
     return layers.RandomTranslation(0.1, 0.1, seed=seed, name="augment_translate")(x)
 
 
-def build_backbone(spec: BackboneSpec, image_size: int, weights: str | None) -> keras.Model:
+def build_backbone(spec: BackboneSpec, image_size: int, weights: str | None) -> tuple[keras.Model, bool]:
+    """(backbone, whether a warm worker's pool lent it): a pretrained one comes from the pool where pooling is on
+    (`backbone_pool`), put back as built, keyed by what it is built from (the weights by their identity)."""
+    import keras
+
+    if weights is None:
+        return _create_backbone(spec, image_size, weights), False
+    key = (spec.name, str(image_size), weights_identity(weights), keras.mixed_precision.global_policy().name)
+    return backbone_pool.lend(key, lambda: _create_backbone(spec, image_size, weights))
+
+
+def _create_backbone(spec: BackboneSpec, image_size: int, weights: str | None) -> keras.Model:
     try:
         return create_backbone(spec.name, image_size, weights)
     except (OSError, ValueError) as exc:
@@ -248,20 +262,26 @@ def build_backbone(spec: BackboneSpec, image_size: int, weights: str | None) -> 
         raise
 
 
-def image_branch(config: TrialConfig, image_size: int, spec: BackboneSpec, weights: str | None
-                 ) -> tuple[KerasTensor, KerasTensor, KerasTensor, keras.Model]:
-    """(image input, the preprocessed images the backbone is called on, pooled backbone features, backbone)."""
+class ImageBranch(NamedTuple):
+    image_input: KerasTensor
+    preprocessed: KerasTensor  # the preprocessed images the backbone is called on
+    pooled: KerasTensor  # the pooled backbone features
+    backbone: keras.Model
+    reused: bool  # the backbone came from the worker's pool (`backbone_pool`)
+
+
+def image_branch(config: TrialConfig, image_size: int, spec: BackboneSpec, weights: str | None) -> ImageBranch:
     import keras
     from keras import layers
 
     image_input = keras.Input((image_size, image_size, 3), name="image")
     x = _augment(image_input, config.seed) if config.augment else image_input
     preprocessed = _preprocess(x, spec)
-    backbone = build_backbone(spec, image_size, weights)
+    backbone, reused = build_backbone(spec, image_size, weights)
     # Over pretrained weights BatchNorm runs in inference mode, also once unfrozen (keras-io recipe).
     x = backbone(preprocessed, training=False) if weights is not None else backbone(preprocessed)
     pooled = layers.GlobalAveragePooling2D(name="image_pool")(x)
-    return image_input, preprocessed, pooled, backbone
+    return ImageBranch(image_input, preprocessed, pooled, backbone, reused)
 
 
 def build_model(config: TrialConfig, num_classes: int, exif_width: int, multi_label: bool,

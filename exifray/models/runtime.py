@@ -97,9 +97,8 @@ def frozen_backbone_cost(built: BuiltModel, images: np.ndarray, batch_size: int)
     key = (built.spec.name, weights, stamp, built.image_size, batch_size, keras.mixed_precision.global_policy().name,
            built.config.threads)
     if key not in _FROZEN_BACKBONES:
-        image_input, _, pooled, _ = image_branch(replace(built.config, augment=False), built.image_size,
-                                                 built.spec, weights)
-        branch = keras.Model({"image": image_input}, pooled, name="frozen_backbone_latency")
+        image = image_branch(replace(built.config, augment=False), built.image_size, built.spec, weights)
+        branch = keras.Model({"image": image.image_input}, image.pooled, name="frozen_backbone_latency")
         _FROZEN_BACKBONES[key] = (inference_ms(branch, {"image": images}, batch_size), int(branch.count_params()))
         logger.info("frozen %s at %d px: %.3f ms per photo (measured once on this worker)", built.spec.name,
                     built.image_size, _FROZEN_BACKBONES[key][0])

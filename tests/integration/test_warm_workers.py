@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from exifray import schema
+from exifray.config import TrialConfig
 from exifray.space import SweepPlan
 from exifray.space_file import parse_sweep
 from exifray.sweep import build_trainable, load_sweep_data, run_sweep, trial_dirname
@@ -84,14 +85,13 @@ def _epochs(frame: pd.DataFrame, worker_trial: int) -> pd.DataFrame:
                  schema.VAL_ACCURACY]].reset_index(drop=True)
 
 
-def _val_probabilities(final: pd.Series, plan: SweepPlan, dataset: Path) -> np.ndarray:
+def _val_probabilities(final: pd.Series, config: TrialConfig, dataset: Path) -> np.ndarray:
     import keras
 
     from exifray.data.dataset import load_arrays
     from exifray.train import model_inputs
 
     checkpoint = Path(final["trial_path"]) / final["checkpoint_dir_name"]
-    config = plan.space.trial_config({**plan.space.fixed, **COMPARED})
     data = load_arrays(dataset, 32)
     model = keras.saving.load_model(checkpoint / schema.MODEL_FILE, compile=False)
     return np.asarray(model.predict(model_inputs(data.val, config, data.encoder.subset(config.exif_tags)), verbose=0))
@@ -137,8 +137,9 @@ def test_a_trial_on_a_reused_worker_equals_it_on_a_fresh_one(worker_trial: int, 
     assert len(_epochs(fresh_run, 1)) == 2
     for key in (schema.TEST_F1_MACRO, schema.TEST_F1_MICRO, schema.TEST_ACCURACY, schema.VAL_LOSS):
         assert after[key] == pytest.approx(fresh[key], abs=1e-5)
-    np.testing.assert_allclose(_val_probabilities(after, plan, two_size_dataset),
-                               _val_probabilities(fresh, plan, two_size_dataset), atol=1e-5, rtol=0)
+    compared = plan.space.trial_config({**plan.space.fixed, **COMPARED})
+    np.testing.assert_allclose(_val_probabilities(after, compared, two_size_dataset),
+                               _val_probabilities(fresh, compared, two_size_dataset), atol=1e-5, rtol=0)
     # its CodeCarbon record holds its own segments only: 2 epochs and the test pass
     assert _task_names(after) == ["train-epoch1", "train-epoch2", "test"] == _task_names(fresh)
     # ... also in the trial's own folder, where a fresh worker's trial keeps CodeCarbon's files
@@ -174,3 +175,47 @@ def test_an_asha_sweep_on_retiring_workers_fails_no_trial(small_dataset: Path, t
     assert last["pid"].nunique() <= 4 + retirements
     for _pid, group in last.groupby("pid"):  # each worker counted its own trials 1, 2, ... without gaps
         assert sorted(group[schema.WORKER_TRIAL]) == list(range(1, len(group) + 1))
+
+
+# Fine-tuning trials over a pretrained backbone (a weights file): the second borrows the backbone the first
+# fine-tuned, from the worker's pool, and must train and score exactly as it does on a fresh worker.
+TUNED_FIRST = {"modality": "fusion", "learning_rate": 0.003, "fine_tune_layers": 3}
+TUNED_SECOND = {"modality": "image", "learning_rate": 0.002, "fine_tune_layers": 5}
+
+
+def _tuned_plan(name: str, weights: str) -> SweepPlan:
+    return _plan(name, data={"stream": "never"}, fixed={
+        "backbone": "TestTinyCNN", "image_size": 32, "weights": weights, "epochs": 2, "fine_tune_epochs": 2,
+        "batch_size": 32, "fusion_width": 8, "exif_tags": TAGS, "seed": 7, "early_stopping_patience": 5},
+        params={"modality": {"choice": ["image", "fusion"]}, "learning_rate": {"choice": [0.002, 0.003]},
+                "fine_tune_layers": {"choice": [3, 5]}})
+
+
+@pytest.fixture(scope="module")
+def tuned_runs(two_size_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, pd.DataFrame]:
+    from exifray.testing.datasets import weights_files
+
+    weights = weights_files(tmp_path_factory.mktemp("weights"), ["TestTinyCNN"], 32)["TestTinyCNN"]
+    return {"warm": _run_points(_tuned_plan("tuned-warm", weights), two_size_dataset,
+                                tmp_path_factory.mktemp("tuned-warm"), [TUNED_FIRST, TUNED_SECOND]),
+            "fresh": _run_points(_tuned_plan("tuned-fresh", weights), two_size_dataset,
+                                 tmp_path_factory.mktemp("tuned-fresh"), [TUNED_SECOND])}
+
+
+def test_a_fine_tuning_trial_on_a_borrowed_backbone_equals_it_on_a_fresh_worker(
+        tuned_runs: dict[str, pd.DataFrame], two_size_dataset: Path) -> None:
+    warm_run, fresh_run = tuned_runs["warm"], tuned_runs["fresh"]
+    assert warm_run["pid"].nunique() == 1
+    first, after, fresh = _final(warm_run, 1), _final(warm_run, 2), _final(fresh_run, 1)
+    assert first[schema.FINE_TUNED_LAYERS] > 0 and after[schema.FINE_TUNED_LAYERS] > 0  # both changed the backbone
+    assert not first[schema.BACKBONE_REUSED] and after[schema.BACKBONE_REUSED] and not fresh[schema.BACKBONE_REUSED]
+    assert after["config/modality"] == "image" and after["config/fine_tune_layers"] == 5
+    epochs = _epochs(warm_run, 2)
+    assert len(epochs) == 4  # 2 head epochs on cached features, 2 fine-tuning
+    pd.testing.assert_frame_equal(epochs, _epochs(fresh_run, 1), atol=1e-5, rtol=0)
+    for key in (schema.TEST_F1_MACRO, schema.TEST_F1_MICRO, schema.TEST_ACCURACY, schema.VAL_LOSS):
+        assert after[key] == pytest.approx(fresh[key], abs=1e-5)
+    plan = _tuned_plan("tuned-warm", "none")
+    compared = plan.space.trial_config({**plan.space.fixed, **TUNED_SECOND})
+    np.testing.assert_allclose(_val_probabilities(after, compared, two_size_dataset),
+                               _val_probabilities(fresh, compared, two_size_dataset), atol=1e-5, rtol=0)
