@@ -153,7 +153,7 @@ def sweep_trainable(config: dict[str, Any], *, plan: SweepPlan, data: Mapping[in
         shutil.rmtree(scratch, ignore_errors=True)
         for arrays in data.values():  # this trial's shard readers end with it (a warm worker runs on)
             arrays.close()
-        warm.trial_ended(clear=plan.config.reuse_workers)
+        warm.trial_ended()
 
 
 def _scratch() -> Path:

@@ -7,14 +7,14 @@ A reused worker keeps what is expensive and harmless to keep: the imports (Ray, 
 the TF runtime with its thread pools (sized by the first trial; every trial of a sweep asks for the same CPUs),
 and the object-store references that `tune.with_parameters` hands each trial. It must not keep anything of the
 trial before: each trial runs in a new thread (Keras' state is per thread), sets its seeds, closes its CodeCarbon
-tracker and its shard readers when it ends, and as it ends a thread of its own (`trial_ended`) drops Keras' global
-state and TensorFlow's kernel cache, collects what the trial left and measures the worker's private memory (USS:
-resident memory would count the dataset arrays it shares with every trial on the node), while the driver takes the
-trial's end and decides what comes next; the reset (`clear_previous_trial`) waits for it, and the next trial
-reads that figure as it begins.
+tracker and its shard readers when it ends, and `clear_previous_trial` drops TensorFlow's kernel cache and
+collects what the finished trial left before the next one starts.
 
-Each worker counts its trials. Its `max_trials_per_worker`-th trial, or the first one that begins with the worker
-grown more than `worker_growth_mb` over what it held after its first trial, reports `worker_retires`; on the driver,
+Each worker counts its trials and measures its private memory (USS: resident memory would count the dataset
+arrays it shares with every trial on the node) when a trial ends, in a thread of its own while the driver takes
+the trial's end and Tune resets the worker (reading it takes 15-30 ms; `trial_ended`), and the next trial reads it
+as it begins. Its `max_trials_per_worker`-th trial, or the first one that begins with the worker grown more than
+`worker_growth_mb` over what it held after its first trial, reports `worker_retires`; on the driver,
 `retiring_workers` then keeps Tune from caching that actor, so Tune stops it and starts a fresh one for the next
 trial. Retiring never fails or retries a trial.
 """
@@ -63,35 +63,23 @@ def _uss() -> float:
     return float(psutil.Process().memory_full_info().uss)
 
 
-def trial_ended(*, clear: bool) -> None:
-    """The trial's function is done (finished, stopped or failed). In the background, off the path from this trial's
-    end to the next one's start (the driver takes the trial's end and decides what comes next meanwhile): once the
-    trial's thread has ended (with it its frames, and a stopped trial's exception), clear what the trial left
-    process-wide (`clear`: a worker that is reused) and measure the private memory. The reset
-    (`clear_previous_trial`) and the next `begin_trial` wait for it."""
-    trial_thread = threading.current_thread()
+def trial_ended() -> None:
+    """The trial's function is done (finished, stopped or failed): measure the private memory in the background,
+    off the path from this trial's end to the next one's start; the next `begin_trial` waits for it."""
 
-    def clean_and_measure() -> None:
-        if trial_thread is not threading.main_thread():
-            trial_thread.join()
-        if clear:
-            _clear_process_state()
+    def measure() -> None:
         _WORKER.ended_uss = _uss()
 
     _WORKER.ended_uss = None
-    _WORKER.measuring = threading.Thread(target=clean_and_measure, name="exifray-worker-cleanup", daemon=True)
+    _WORKER.measuring = threading.Thread(target=measure, name="exifray-worker-memory", daemon=True)
     _WORKER.measuring.start()
-
-
-def _wait_for_cleanup() -> None:
-    thread, _WORKER.measuring = _WORKER.measuring, None
-    if thread is not None:
-        thread.join()
 
 
 def _private_memory() -> float:
     """The private memory measured when the last trial ended, or now (a worker's first trial)."""
-    _wait_for_cleanup()
+    thread, _WORKER.measuring = _WORKER.measuring, None
+    if thread is not None:
+        thread.join()
     uss, _WORKER.ended_uss = _WORKER.ended_uss, None
     return uss if uss is not None else _uss()
 
@@ -142,9 +130,10 @@ def freeze_runtime() -> None:
     gc.freeze()
 
 
-def _clear_process_state() -> None:
-    """What a finished trial leaves process-wide: Keras' global state (every thread's) and TF's graph and cached
-    kernels, its garbage, Arrow's freed buffers. Run as the trial ends, in the background (`trial_ended`)."""
+def clear_previous_trial() -> None:
+    """What a finished trial leaves process-wide: TF's cached kernels and graph, its garbage, Arrow's freed
+    buffers, its loan of pooled backbones. Called by a reused worker before its next trial; Keras' per-thread state
+    left with the thread."""
     if "keras" in sys.modules:
         import keras
 
@@ -158,16 +147,10 @@ def _clear_process_state() -> None:
         import pyarrow as pa
 
         pa.default_memory_pool().release_unused()
-
-
-def clear_previous_trial() -> None:
-    """A reused worker's reset, before its next trial: wait for the clearing the previous trial's end started
-    (`trial_ended`), and take back that trial's loan of pooled backbones (its models are gone)."""
-    _wait_for_cleanup()
     if "exifray.models.backbone_pool" in sys.modules:
         from exifray.models import backbone_pool
 
-        backbone_pool.reclaim()
+        backbone_pool.reclaim()  # the finished trial's models are gone: its pooled backbones can be lent again
 
 
 def retires(trial: Trial) -> bool:

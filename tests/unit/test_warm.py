@@ -22,10 +22,10 @@ def test_a_worker_retires_at_its_max_trials(fresh_worker: None) -> None:
 
 def test_a_worker_retires_once_its_private_memory_grew_past_the_limit(fresh_worker: None) -> None:
     first = warm.begin_trial(max_trials=100, growth_mb=64)
-    warm.trial_ended(clear=False)
+    warm.trial_ended()
     second = warm.begin_trial(max_trials=100, growth_mb=64)  # the baseline: what the first trial left
     kept = np.ones(200 * 2**20, dtype=np.uint8)  # 200 MiB of private memory, touched
-    warm.trial_ended(clear=False)
+    warm.trial_ended()
     third = warm.begin_trial(max_trials=100, growth_mb=64)
     assert kept.sum() == 200 * 2**20
     assert not first[schema.WORKER_RETIRES] and not second[schema.WORKER_RETIRES]
@@ -42,7 +42,7 @@ def test_a_fresh_worker_received_its_trial_at_its_process_start(fresh_worker: No
     assert warm.received_at() > psutil.Process().create_time()
 
 
-def test_the_runtime_is_frozen_at_the_first_trial_and_what_it_left_at_its_end(fresh_worker: None) -> None:
+def test_the_runtime_is_frozen_at_the_first_trial_and_what_it_left_at_the_first_reset(fresh_worker: None) -> None:
     import gc
     import sys
 
@@ -52,14 +52,12 @@ def test_the_runtime_is_frozen_at_the_first_trial_and_what_it_left_at_its_end(fr
         assert "keras" in sys.modules
         at_start = gc.get_freeze_count()
         assert at_start > 0
-        kept_from_trial_1 = [[index] for index in range(1000)]  # alive after the first trial: frozen at its end
-        warm.trial_ended(clear=True)
+        kept_from_trial_1 = [[index] for index in range(1000)]  # alive after the first trial: frozen at its reset
         warm.clear_previous_trial()
         after_first_reset = gc.get_freeze_count()
         assert after_first_reset > at_start + 0.9 * len(kept_from_trial_1)  # (a frozen object freed is uncounted)
         warm.begin_trial(max_trials=100, growth_mb=1e6)
         kept_from_trial_2 = [[index] for index in range(1000)]  # later trials' objects stay collectable
-        warm.trial_ended(clear=True)
         warm.clear_previous_trial()
         assert gc.get_freeze_count() < after_first_reset + 0.5 * len(kept_from_trial_2)
         assert len(kept_from_trial_2) == 1000
@@ -75,52 +73,12 @@ def test_the_memory_is_measured_when_a_trial_ends_off_the_next_trials_path(fresh
     warm.begin_trial(max_trials=100, growth_mb=1e6)
     threads = threading.active_count()
     kept = np.ones(100 * 2**20, dtype=np.uint8)  # what the trial leaves: in the figure taken at its end
-    warm.trial_ended(clear=False)
+    warm.trial_ended()
     measuring = warm._WORKER.measuring
-    assert measuring is not None and measuring.name == "exifray-worker-cleanup"
+    assert measuring is not None and measuring.name == "exifray-worker-memory"
     measured_at_end = warm._uss()
     del kept  # freed after the end: not in the figure the next trial reads
     second = warm.begin_trial(max_trials=100, growth_mb=1e6)
     assert not measuring.is_alive() and second[schema.WORKER_THREADS] == threads
     assert abs(second[schema.WORKER_USS_MB] * 2**20 - measured_at_end) < 20 * 2**20
     assert second[schema.WORKER_USS_MB] * 2**20 > warm._uss() + 80 * 2**20
-
-
-def test_a_trials_end_collects_what_its_thread_held_once_the_thread_has_ended(fresh_worker: None) -> None:
-    """`trial_ended` is called in the trial's `finally`, while its frames (and a stopped trial's exception) still
-    hold its models: the clearing waits for the trial's thread to end, and the reset waits for the clearing."""
-    import gc
-    import threading
-    import weakref
-
-    class Model:
-        pass
-
-    held: list[weakref.ref[Model]] = []
-    ended, release = threading.Event(), threading.Event()
-
-    def trial() -> None:
-        model = Model()
-        model.itself = model  # type: ignore[attr-defined]  # a cycle: only a collection frees it
-        held.append(weakref.ref(model))
-        warm.trial_ended(clear=True)
-        ended.set()
-        release.wait()
-
-    gc.disable()  # only the clearing collects
-    try:
-        warm.begin_trial(max_trials=100, growth_mb=1e6)
-        thread = threading.Thread(target=trial, name="trial")
-        thread.start()
-        ended.wait()
-        cleanup = warm._WORKER.measuring
-        assert cleanup is not None
-        assert cleanup.is_alive() and held[0]() is not None  # waiting for the trial's thread
-        release.set()
-        warm.clear_previous_trial()
-        assert not cleanup.is_alive() and not thread.is_alive()
-        assert held[0]() is None  # collected once the thread had ended
-    finally:
-        release.set()
-        gc.enable()
-        gc.unfreeze()
