@@ -171,11 +171,15 @@ def test_sweep_resumes_after_the_driver_is_killed(small_dataset: Path, tmp_path:
     # A private TMPDIR, short enough for the Unix sockets Ray puts under it: after the killed and the resumed
     # sweep, nothing of exifray's may be left in it (Ray keeps its own session logs in TMPDIR/ray by design).
     private = Path(tempfile.mkdtemp(prefix="xr-", dir="/tmp"))
-    env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, "TMPDIR": str(private)}
+    # Tune saves its experiment state (what `exifray leaderboard` and the resume read) at most every
+    # max(10 s, 19 x the last save's time): on 2 busy cores one slow save pushed the next past the test's window
+    # (a fresh-clone run saw 2 trials still `pending` there after 240 s). Every 2 s, as a user who resumes would ask.
+    env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, "TMPDIR": str(private),
+           "TUNE_GLOBAL_CHECKPOINT_S": "2"}
     board = tmp_path / "resume" / LEADERBOARD_FILE
     with open(tmp_path / "first.log", "wb") as log:
         driver = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        deadline = time.monotonic() + 240
+        deadline = time.monotonic() + 480  # (a fresh-clone run on 2 busy cores took 4.7 min for the whole sweep)
         cache = FeatureCache.under(str(tmp_path))
         while ((_count_finished(board) < 2 or not cache.entries()) and driver.poll() is None
                and time.monotonic() < deadline):
