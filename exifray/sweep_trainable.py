@@ -136,12 +136,12 @@ def sweep_trainable(config: dict[str, Any], *, plan: SweepPlan, data: Mapping[in
     trial_dir = Path(tune.get_context().get_trial_dir())
     trial_dir.mkdir(parents=True, exist_ok=True)  # on a worker node Tune creates the trial's local folder lazily
     worker = warm.begin_trial(plan.config.max_trials_per_worker, plan.config.worker_growth_mb)
-    if worker[schema.WORKER_TRIAL] == 1 and plan.config.reuse_workers:
-        warm.freeze_runtime()
     if worker[schema.WORKER_TRIAL] == 1:
         from exifray.models import backbone_pool
 
         backbone_pool.with_pool(plan.config.reuse_workers)  # a warm worker keeps its pretrained backbones
+        if plan.config.reuse_workers:
+            warm.freeze_runtime()
     _ensure_machine_tracker(tune.get_context().get_experiment_name(), plan)
     marker = trial_error_marker(trial_dir)
     if marker.exists():

@@ -1,8 +1,9 @@
 """A warm worker's built backbones: a pretrained backbone is built once per worker and lent to one trial at a time.
 
-    with_pool(True)                       # a warm sweep worker, at each trial's start
-    backbone = lend(spec, size, weights)  # inside `fusion.build_backbone`: built, or a pooled one reset
-    reclaim()                             # the worker's reset: the previous trial is gone, its loans come back
+    with_pool(True)                          # a warm sweep worker, at its first trial
+    if pooling():                            # inside `fusion.build_backbone`, for a pretrained backbone:
+        backbone, reused = lend(key, build)  # built (and pooled), or the pooled one put back as built
+    reclaim()                                # the worker's reset: the previous trial is gone, its loans come back
 
 Building a Keras application and loading its weights file is the slowest step of a fine-tuning trial's start
 (MobileNetV2 at 96 px: 1.5 s, EfficientNetB0: 2.1 s, on one core); putting back the weights it was built with takes
@@ -44,6 +45,11 @@ def with_pool(on: bool) -> None:
     _ON[0] = on
     if not on:
         _POOL.clear()
+
+
+def pooling() -> bool:
+    """Whether backbones are pooled in this process (a warm sweep worker)."""
+    return _ON[0]
 
 
 def reclaim() -> None:

@@ -115,11 +115,11 @@ class BuiltModel:
         if self.spec is not None:
             assert self.image_size is not None
             branch = image_branch(self.config, self.image_size, self.spec, self.weights)
-            image_input, self._backbone_input, self._pooled, self._backbone = branch[:4]
+            self._backbone_input, self._pooled, self._backbone = branch.preprocessed, branch.pooled, branch.backbone
             self.backbone_reused = branch.reused
             if self.pretrained:  # the first phase trains the head over the frozen backbone
                 freeze(self._backbone)
-            inputs.append(image_input)
+            inputs.append(branch.image_input)
         if self.exif_width:
             exif_input = keras.Input((self.exif_width,), name="exif")
             inputs.append(exif_input)
@@ -244,7 +244,7 @@ def build_backbone(spec: BackboneSpec, image_size: int, weights: str | None) -> 
     (`backbone_pool`), put back as built, keyed by what it is built from (the weights by their identity)."""
     import keras
 
-    if weights is None:
+    if weights is None or not backbone_pool.pooling():  # (no key: outside a warm worker nothing hashes the file)
         return _create_backbone(spec, image_size, weights), False
     key = (spec.name, str(image_size), weights_identity(weights), keras.mixed_precision.global_policy().name)
     return backbone_pool.lend(key, lambda: _create_backbone(spec, image_size, weights))
