@@ -131,13 +131,16 @@ def freeze_runtime() -> None:
 
 
 def clear_previous_trial() -> None:
-    """What a finished trial leaves process-wide: TF's cached kernels and graph, its garbage, Arrow's freed
-    buffers, its loan of pooled backbones. Called by a reused worker before its next trial; Keras' per-thread state
-    left with the thread."""
+    """What a finished trial leaves process-wide: TF's cached kernels and graph, the custom gradients its traces
+    registered (each holding its graph), its garbage, Arrow's freed buffers, its loan of pooled backbones. Called
+    by a reused worker before its next trial; Keras' per-thread state left with the thread."""
     if "keras" in sys.modules:
         import keras
 
+        from exifray.models.runtime import forget_custom_gradients
+
         keras.backend.clear_session(free_memory=False)  # Keras' global state, TF's graph and kernel cache
+        forget_custom_gradients()  # what holds the finished trial's graphs traced through a custom gradient
     gc.collect()
     if _WORKER.trials <= 1 or not gc.get_freeze_count():
         # What survives the first trial's collection is the worker's own too (what TF and Keras build on first

@@ -12,11 +12,18 @@ with Keras' own to float32 rounding.
 The optimizer is a plain `keras.optimizers.Adam` whose `update_step` is bound to the fused one: its config, its
 variables and the files it is saved in are Keras' own, so a trial's `model.keras` loads without exifray. AMSGrad,
 sparse gradients and other backends take Keras' own update step.
+
+With one replica (no distribution strategy, or one with a single replica) the gradients are applied as computed.
+Keras sums them across replicas first (`_all_reduce_sum_gradients`), which for one replica returns them unchanged
+but traces a `tf.custom_gradient`; in graph mode TensorFlow registers every such gradient globally under a new
+name (`ops.RegisterGradient("CustomGradient-N")`) and never drops it, so each trial's whole train graph stayed
+alive in a warm worker (3,100 Python objects an MLP trial, walked again by every later garbage collection).
 """
 
 from __future__ import annotations
 
 import types
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -30,7 +37,18 @@ def adam(learning_rate: float) -> keras.optimizers.Adam:
     optimizer = keras.optimizers.Adam(learning_rate)
     if keras.backend.backend() == "tensorflow":
         optimizer.update_step = types.MethodType(_fused_update_step, optimizer)
+        optimizer._all_reduce_sum_gradients = types.MethodType(_summed_across_replicas, optimizer)
     return optimizer
+
+
+def _summed_across_replicas(self: keras.optimizers.Adam, grads_and_vars: Iterable[tuple[object, object]]
+                            ) -> list[tuple[object, object]]:
+    """Keras' sum of the gradients across replicas, skipped where there is one replica (its sum is itself)."""
+    import tensorflow as tf
+
+    if tf.distribute.get_strategy().num_replicas_in_sync == 1:
+        return list(grads_and_vars)
+    return list(type(self)._all_reduce_sum_gradients(self, grads_and_vars))
 
 
 def _fused_update_step(self: keras.optimizers.Adam, gradient: Any, variable: Any, learning_rate: Any) -> None:

@@ -35,6 +35,25 @@ def configure_tensorflow(threads: int | None) -> None:
             logger.debug("TF thread pools already fixed in this process")
 
 
+def forget_custom_gradients() -> int:
+    """Drop the gradient functions TensorFlow registered for the `tf.custom_gradient` calls it traced; returns how
+    many. In graph mode each such call (the swish of every EfficientNet block, for one) registers its gradient
+    globally under a new name, and the registration holds the graph it was traced in: nothing ever drops it, so every
+    graph a trial traced through one stayed alive for the process's life. Only for a warm worker between trials:
+    a registration is needed only while its own graph is differentiated, inside the trace that made it."""
+    from tensorflow.python.framework import ops
+
+    registered = getattr(getattr(ops, "_gradient_registry", None), "_registry", None)
+    if not isinstance(registered, dict):  # (TensorFlow's private registry moved: nothing to drop)
+        logger.warning("TensorFlow's gradient registry was not found: graphs traced through tf.custom_gradient "
+                       "stay alive in a reused worker")
+        return 0
+    names = [name for name in registered if isinstance(name, str) and name.startswith("CustomGradient-")]
+    for name in names:
+        del registered[name]
+    return len(names)
+
+
 @contextlib.contextmanager
 def without_graph_rewrites(active: bool = True) -> Iterator[None]:
     """While open, functions TensorFlow traces and first runs skip Grappler's graph rewrites (its meta optimizer),

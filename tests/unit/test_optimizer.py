@@ -82,3 +82,22 @@ def test_a_saved_model_holds_keras_adam_and_loads_with_its_state(tmp_path: Path)
     assert loaded.optimizer.get_config() == model.optimizer.get_config()  # type: ignore[attr-defined]
     for saved, original in zip(loaded.optimizer.variables, model.optimizer.variables, strict=True):  # type: ignore
         np.testing.assert_array_equal(np.asarray(saved), np.asarray(original))
+
+
+def _custom_gradients() -> int:
+    from tensorflow.python.framework import ops
+
+    return sum(1 for name in ops._gradient_registry._registry if name.startswith("CustomGradient-"))
+
+
+def test_one_replica_trains_without_registering_a_custom_gradient() -> None:
+    """Keras' own Adam traces a cross-replica sum whose `tf.custom_gradient` TensorFlow registers for good, holding
+    the train graph; the trials' Adam applies one replica's gradients as they are (equal results: the test above)."""
+    import keras
+
+    x, y = _data()
+    before = _custom_gradients()
+    _model(adam(0.01), 3).fit(x, y, batch_size=16, epochs=1, verbose=0)  # type: ignore[attr-defined]
+    assert _custom_gradients() == before
+    _model(keras.optimizers.Adam(0.01), 3).fit(x, y, batch_size=16, epochs=1, verbose=0)  # type: ignore
+    assert _custom_gradients() > before  # (what the trials' Adam avoids)

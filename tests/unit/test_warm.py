@@ -82,3 +82,40 @@ def test_the_memory_is_measured_when_a_trial_ends_off_the_next_trials_path(fresh
     assert not measuring.is_alive() and second[schema.WORKER_THREADS] == threads
     assert abs(second[schema.WORKER_USS_MB] * 2**20 - measured_at_end) < 20 * 2**20
     assert second[schema.WORKER_USS_MB] * 2**20 > warm._uss() + 80 * 2**20
+
+
+def test_a_reset_frees_every_graph_the_trial_traced(fresh_worker: None) -> None:
+    """A trial's graphs traced through `tf.custom_gradient` (swish, as in EfficientNet; Keras' own Adam) are held by
+    TensorFlow's gradient registry; after the reset none of the trial's graphs is alive."""
+    import gc
+    import weakref
+
+    import keras
+    from tensorflow.python.framework.func_graph import FuncGraph
+
+    def graphs() -> list[weakref.ref[FuncGraph]]:
+        return [weakref.ref(o) for o in gc.get_objects() if isinstance(o, FuncGraph)]
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(64, 6)).astype(np.float32), np.eye(2, dtype=np.float32)[rng.integers(0, 2, 64)]
+    try:
+        warm.begin_trial(max_trials=100, growth_mb=1e6)
+        warm.clear_previous_trial()  # (a worker's first reset freezes what is alive: not the trial's below)
+        warm.begin_trial(max_trials=100, growth_mb=1e6)
+        before = {id(ref()) for ref in graphs()}
+
+        def trial() -> None:
+            inputs = keras.Input((6,))
+            model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(
+                keras.layers.Dense(8, activation="silu")(inputs)))
+            model.compile(optimizer=keras.optimizers.Adam(0.01), loss="categorical_crossentropy")
+            model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+            model.predict_on_batch(x)
+
+        trial()
+        traced = [ref for ref in graphs() if id(ref()) not in before]
+        assert traced  # the train and predict functions' graphs
+        warm.clear_previous_trial()
+        assert [ref() for ref in traced if ref() is not None] == []
+    finally:
+        gc.unfreeze()  # the rest of the test session collects as usual
