@@ -52,7 +52,7 @@ class _Worker:
     first_uss: float | None = None  # private memory when its first trial ended, bytes
     measuring: threading.Thread | None = None  # measuring the private memory since the last trial ended
     ended_uss: float | None = None  # what it measured
-    frozen: bool = False  # what survived its first trial is frozen out of later garbage collections
+    frozen: bool = False  # its first reset froze what its first trial left out of later collections
 
 
 _WORKER = _Worker()
@@ -143,10 +143,10 @@ def clear_previous_trial() -> None:
         keras.backend.clear_session(free_memory=False)  # Keras' global state, TF's graph and kernel cache
         forget_custom_gradients()  # what holds the finished trial's graphs traced through a custom gradient
     gc.collect()
-    if _WORKER.trials <= 1 or not _WORKER.frozen:
-        # What survives the first trial's collection is the worker's own too (what TF and Keras build on first
-        # use): frozen, later collections skip it, and a reset's gc takes milliseconds instead of 0.2 s. (Whether it
-        # was is remembered: `gc.get_freeze_count()` walks every frozen object, 0.06 s a reset in a sweep worker.)
+    if not _WORKER.frozen:
+        # What survives the first trial's collection (at the worker's first reset) is the worker's own too (what TF
+        # and Keras build on first use): frozen, later collections skip it, and a reset's gc takes milliseconds
+        # instead of 0.2 s. (Remembered, not asked: `gc.get_freeze_count()` walks every frozen object, 0.06 s.)
         gc.freeze()
         _WORKER.frozen = True
     if "pyarrow" in sys.modules:

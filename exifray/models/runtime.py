@@ -35,11 +35,11 @@ def configure_tensorflow(threads: int | None) -> None:
             logger.debug("TF thread pools already fixed in this process")
 
 
-def forget_custom_gradients() -> int:
-    """Drop the gradient functions TensorFlow registered for the `tf.custom_gradient` calls it traced; returns how
-    many. In graph mode each such call (the swish of every EfficientNet block, for one) registers its gradient
-    globally under a new name, and the registration holds the graph it was traced in: nothing ever drops it, so every
-    graph a trial traced through one stayed alive for the process's life. Only for a warm worker between trials:
+def forget_custom_gradients() -> None:
+    """Drop the gradient functions TensorFlow registered for the `tf.custom_gradient` calls it traced. In graph mode
+    each such call (the swish of every EfficientNet block, for one) registers its gradient globally under a new name,
+    and the registration holds the graph it was traced in: nothing ever drops it, so every graph a trial traced
+    through one stayed alive for the process's life. Only for a warm worker between trials:
     a registration is needed only while its own graph is differentiated, inside the trace that made it."""
     from tensorflow.python.framework import ops
 
@@ -47,11 +47,9 @@ def forget_custom_gradients() -> int:
     if not isinstance(registered, dict):  # (TensorFlow's private registry moved: nothing to drop)
         logger.warning("TensorFlow's gradient registry was not found: graphs traced through tf.custom_gradient "
                        "stay alive in a reused worker")
-        return 0
-    names = [name for name in registered if isinstance(name, str) and name.startswith("CustomGradient-")]
-    for name in names:
+        return
+    for name in [name for name in registered if isinstance(name, str) and name.startswith("CustomGradient-")]:
         del registered[name]
-    return len(names)
 
 
 @contextlib.contextmanager
